@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 const DEFAULT_SPEED: u8 = 10;
+/// rav1e's smallest picture side.
+const MIN_SIDE: u32 = 16;
 
 struct FrameMeta {
     timestamp: Duration,
@@ -46,7 +48,7 @@ fn new_context(config: &EncoderConfig) -> Result<Context<u8>, EncodeError> {
     enc.time_base = Rational::new(1, u64::from(config.fps));
     enc.low_latency = true;
     enc.min_key_frame_interval = 0;
-    enc.max_key_frame_interval = i32::MAX as u64;
+    enc.max_key_frame_interval = 715_827_882; // rav1e's ceiling: keyframes only on request
     enc.bitrate = config.bitrate_bps.min(i32::MAX as u32) as i32;
     enc.reservoir_frame_delay = Some(12);
     enc.tile_cols = config.threads.next_power_of_two();
@@ -63,6 +65,14 @@ fn new_context(config: &EncoderConfig) -> Result<Context<u8>, EncodeError> {
 
 impl Rav1eEncoder {
     pub(super) fn new(config: EncoderConfig) -> Result<Self, EncodeError> {
+        for (field, value) in [("width", config.width), ("height", config.height)] {
+            if value < MIN_SIDE {
+                return Err(EncodeError::InvalidConfig {
+                    field,
+                    reason: format!("{value} is below rav1e's minimum of {MIN_SIDE} pixels"),
+                });
+            }
+        }
         let ctx = new_context(&config)?;
         Ok(Rav1eEncoder {
             context_bitrate: config.bitrate_bps,
