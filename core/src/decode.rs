@@ -54,7 +54,10 @@ pub struct DecoderConfig {
 
 impl Default for DecoderConfig {
     fn default() -> Self {
-        DecoderConfig { threads: 2, max_frame_delay: 1 }
+        DecoderConfig {
+            threads: 2,
+            max_frame_delay: 1,
+        }
     }
 }
 
@@ -134,7 +137,9 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("config", &self.config).finish()
+        f.debug_struct("Decoder")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -148,7 +153,8 @@ impl Decoder {
         let mut settings = dav1d::Settings::new();
         settings.set_n_threads(config.threads);
         settings.set_max_frame_delay(config.max_frame_delay);
-        let inner = dav1d::Decoder::with_settings(&settings).map_err(|e| DecodeError::Setup(e.to_string()))?;
+        let inner = dav1d::Decoder::with_settings(&settings)
+            .map_err(|e| DecodeError::Setup(e.to_string()))?;
         Ok(Decoder { inner, config })
     }
 
@@ -156,7 +162,11 @@ impl Decoder {
     /// frame dav1d holds back, or a unit that only carries headers).
     ///
     /// After an error the decoder stays usable: it resumes at the next keyframe.
-    pub fn decode(&mut self, data: Bytes, timestamp: Duration) -> Result<Option<DecodedFrame>, DecodeError> {
+    pub fn decode(
+        &mut self,
+        data: Bytes,
+        timestamp: Duration,
+    ) -> Result<Option<DecodedFrame>, DecodeError> {
         if data.is_empty() {
             return Err(DecodeError::Empty);
         }
@@ -188,7 +198,9 @@ impl Decoder {
                 Err(e) => return Err(self.fail(e)),
             }
         }
-        let Some(picture) = picture else { return Ok(None) };
+        let Some(picture) = picture else {
+            return Ok(None);
+        };
         if picture.bit_depth() != 8 || picture.pixel_layout() != PixelLayout::I420 {
             return Err(DecodeError::Unsupported(format!(
                 "{}-bit {:?}",
@@ -196,7 +208,9 @@ impl Decoder {
                 picture.pixel_layout()
             )));
         }
-        let timestamp = picture.timestamp().map_or(timestamp, |t| Duration::from_micros(t.max(0) as u64));
+        let timestamp = picture
+            .timestamp()
+            .map_or(timestamp, |t| Duration::from_micros(t.max(0) as u64));
         Ok(Some(DecodedFrame { picture, timestamp }))
     }
 

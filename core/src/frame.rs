@@ -93,7 +93,12 @@ pub struct Rect {
 impl Rect {
     /// A rectangle from its position and size.
     pub const fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
-        Rect { x, y, width, height }
+        Rect {
+            x,
+            y,
+            width,
+            height,
+        }
     }
 
     /// Whether it covers no pixel.
@@ -120,7 +125,12 @@ impl Rect {
     pub fn clipped(&self, width: u32, height: u32) -> Rect {
         let x = self.x.min(width);
         let y = self.y.min(height);
-        Rect::new(x, y, self.right().min(width) - x, self.bottom().min(height) - y)
+        Rect::new(
+            x,
+            y,
+            self.right().min(width) - x,
+            self.bottom().min(height) - y,
+        )
     }
 
     /// The smallest rectangle holding both.
@@ -133,7 +143,12 @@ impl Rect {
         }
         let x = self.x.min(other.x);
         let y = self.y.min(other.y);
-        Rect::new(x, y, self.right().max(other.right()) - x, self.bottom().max(other.bottom()) - y)
+        Rect::new(
+            x,
+            y,
+            self.right().max(other.right()) - x,
+            self.bottom().max(other.bottom()) - y,
+        )
     }
 
     /// Whether the point lies inside.
@@ -167,7 +182,11 @@ fn validate_plane(
     rows: usize,
 ) -> Result<(), FrameError> {
     if stride < row_bytes {
-        return Err(FrameError::StrideTooSmall { plane, stride, min: row_bytes });
+        return Err(FrameError::StrideTooSmall {
+            plane,
+            stride,
+            min: row_bytes,
+        });
     }
     // The last row needs only its own bytes, not a whole stride.
     let needed = stride * (rows - 1) + row_bytes;
@@ -191,7 +210,12 @@ impl<'a> BgraImage<'a> {
     pub fn new(data: &'a [u8], width: u32, height: u32, stride: usize) -> Result<Self, FrameError> {
         validate_size(width, height)?;
         validate_plane(0, data.len(), stride, width as usize * 4, height as usize)?;
-        Ok(BgraImage { data, width, height, stride })
+        Ok(BgraImage {
+            data,
+            width,
+            height,
+            stride,
+        })
     }
 
     /// The pixel bytes.
@@ -236,10 +260,21 @@ impl<'a> I420Image<'a> {
     ) -> Result<Self, FrameError> {
         validate_size(width, height)?;
         let (cw, ch) = chroma_size(width, height);
-        validate_plane(0, planes[0].len(), strides[0], width as usize, height as usize)?;
+        validate_plane(
+            0,
+            planes[0].len(),
+            strides[0],
+            width as usize,
+            height as usize,
+        )?;
         validate_plane(1, planes[1].len(), strides[1], cw as usize, ch as usize)?;
         validate_plane(2, planes[2].len(), strides[2], cw as usize, ch as usize)?;
-        Ok(I420Image { planes, strides, width, height })
+        Ok(I420Image {
+            planes,
+            strides,
+            width,
+            height,
+        })
     }
 
     /// Plane `i` (0 = Y, 1 = U, 2 = V).
@@ -310,23 +345,50 @@ impl Frame {
     }
 
     /// Changes format and size, reusing the buffer when it is large enough; marks everything damaged.
-    pub fn reshape(&mut self, format: PixelFormat, width: u32, height: u32) -> Result<(), FrameError> {
+    pub fn reshape(
+        &mut self,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<(), FrameError> {
         validate_size(width, height)?;
-        if format == self.format && width == self.width && height == self.height && !self.data.is_empty() {
+        if format == self.format
+            && width == self.width
+            && height == self.height
+            && !self.data.is_empty()
+        {
             return Ok(());
         }
         let (w, h) = (width as usize, height as usize);
         let planes = match format {
-            PixelFormat::Bgra | PixelFormat::Rgba => {
-                [PlaneLayout { offset: 0, stride: w * 4, rows: h }, PlaneLayout::default(), PlaneLayout::default()]
-            }
+            PixelFormat::Bgra | PixelFormat::Rgba => [
+                PlaneLayout {
+                    offset: 0,
+                    stride: w * 4,
+                    rows: h,
+                },
+                PlaneLayout::default(),
+                PlaneLayout::default(),
+            ],
             PixelFormat::I420 => {
                 let (cw, ch) = chroma_size(width, height);
                 let (cw, ch) = (cw as usize, ch as usize);
                 [
-                    PlaneLayout { offset: 0, stride: w, rows: h },
-                    PlaneLayout { offset: w * h, stride: cw, rows: ch },
-                    PlaneLayout { offset: w * h + cw * ch, stride: cw, rows: ch },
+                    PlaneLayout {
+                        offset: 0,
+                        stride: w,
+                        rows: h,
+                    },
+                    PlaneLayout {
+                        offset: w * h,
+                        stride: cw,
+                        rows: ch,
+                    },
+                    PlaneLayout {
+                        offset: w * h + cw * ch,
+                        stride: cw,
+                        rows: ch,
+                    },
                 ]
             }
         };
@@ -383,7 +445,11 @@ impl Frame {
         let [y, u, v] = self.planes;
         let (y_plane, rest) = self.data.split_at_mut(u.offset);
         let (u_plane, v_plane) = rest.split_at_mut(v.offset - u.offset);
-        (&mut y_plane[..y.stride * y.rows], &mut u_plane[..u.stride * u.rows], &mut v_plane[..v.stride * v.rows])
+        (
+            &mut y_plane[..y.stride * y.rows],
+            &mut u_plane[..u.stride * u.rows],
+            &mut v_plane[..v.stride * v.rows],
+        )
     }
     /// The whole buffer.
     pub fn as_bytes(&self) -> &[u8] {
@@ -402,17 +468,26 @@ impl Frame {
     /// This BGRA/RGBA frame as a borrowed image.
     pub fn as_bgra_image(&self) -> Result<BgraImage<'_>, FrameError> {
         match self.format {
-            PixelFormat::Bgra | PixelFormat::Rgba => {
-                Ok(BgraImage { data: self.plane(0), width: self.width, height: self.height, stride: self.stride(0) })
-            }
-            other => Err(FrameError::WrongFormat { expected: PixelFormat::Bgra, actual: other }),
+            PixelFormat::Bgra | PixelFormat::Rgba => Ok(BgraImage {
+                data: self.plane(0),
+                width: self.width,
+                height: self.height,
+                stride: self.stride(0),
+            }),
+            other => Err(FrameError::WrongFormat {
+                expected: PixelFormat::Bgra,
+                actual: other,
+            }),
         }
     }
 
     /// This I420 frame as a borrowed image.
     pub fn as_i420_image(&self) -> Result<I420Image<'_>, FrameError> {
         if self.format != PixelFormat::I420 {
-            return Err(FrameError::WrongFormat { expected: PixelFormat::I420, actual: self.format });
+            return Err(FrameError::WrongFormat {
+                expected: PixelFormat::I420,
+                actual: self.format,
+            });
         }
         Ok(I420Image {
             planes: [self.plane(0), self.plane(1), self.plane(2)],
@@ -427,7 +502,11 @@ impl Frame {
         self.reshape(PixelFormat::I420, image.width(), image.height())?;
         for i in 0..3 {
             let rows = self.planes[i].rows;
-            let row_bytes = if i == 0 { image.width() as usize } else { chroma_size(image.width(), image.height()).0 as usize };
+            let row_bytes = if i == 0 {
+                image.width() as usize
+            } else {
+                chroma_size(image.width(), image.height()).0 as usize
+            };
             let dst_stride = self.stride(i);
             let src_stride = image.stride(i);
             let src = image.plane(i);
@@ -462,8 +541,17 @@ mod tests {
 
     #[test]
     fn rejects_zero_and_huge_sizes() {
-        assert_eq!(Frame::new(PixelFormat::I420, 0, 10).unwrap_err(), FrameError::InvalidSize { width: 0, height: 10 });
-        assert!(matches!(Frame::new(PixelFormat::Bgra, 10, MAX_DIMENSION + 1), Err(FrameError::InvalidSize { .. })));
+        assert_eq!(
+            Frame::new(PixelFormat::I420, 0, 10).unwrap_err(),
+            FrameError::InvalidSize {
+                width: 0,
+                height: 10
+            }
+        );
+        assert!(matches!(
+            Frame::new(PixelFormat::Bgra, 10, MAX_DIMENSION + 1),
+            Err(FrameError::InvalidSize { .. })
+        ));
     }
 
     #[test]
@@ -476,8 +564,18 @@ mod tests {
     #[test]
     fn bgra_image_checks_stride_and_length() {
         let buf = vec![0u8; 100];
-        assert!(matches!(BgraImage::new(&buf, 10, 2, 39), Err(FrameError::StrideTooSmall { stride: 39, min: 40, .. })));
-        assert!(matches!(BgraImage::new(&buf, 10, 3, 40), Err(FrameError::BufferTooShort { needed: 120, .. })));
+        assert!(matches!(
+            BgraImage::new(&buf, 10, 2, 39),
+            Err(FrameError::StrideTooSmall {
+                stride: 39,
+                min: 40,
+                ..
+            })
+        ));
+        assert!(matches!(
+            BgraImage::new(&buf, 10, 3, 40),
+            Err(FrameError::BufferTooShort { needed: 120, .. })
+        ));
         // Last row needs no padding.
         assert!(BgraImage::new(&buf, 10, 2, 60).is_ok());
     }
@@ -487,7 +585,14 @@ mod tests {
         let y = vec![0u8; 16];
         let c = vec![0u8; 3];
         let err = I420Image::new([&y, &c, &c], [4, 2, 2], 4, 4).unwrap_err();
-        assert_eq!(err, FrameError::BufferTooShort { plane: 1, len: 3, needed: 4 });
+        assert_eq!(
+            err,
+            FrameError::BufferTooShort {
+                plane: 1,
+                len: 3,
+                needed: 4
+            }
+        );
     }
 
     #[test]

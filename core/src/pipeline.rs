@@ -8,8 +8,8 @@
 use crate::capture::Captured;
 use crate::convert::{self, ConvertError};
 use crate::encode::{
-    new_encoder, Backend, ControllerConfig, Decision, EncodeController, EncodeError, Encoder, EncoderConfig,
-    FrameOptions, Packet,
+    new_encoder, Backend, ControllerConfig, Decision, EncodeController, EncodeError, Encoder,
+    EncoderConfig, FrameOptions, Packet,
 };
 use crate::frame::{Frame, PixelFormat};
 use std::time::{Duration, Instant};
@@ -56,17 +56,25 @@ pub struct EncodePipeline {
 
 impl std::fmt::Debug for EncodePipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncodePipeline").field("backend", &self.backend).field("config", &self.config).finish()
+        f.debug_struct("EncodePipeline")
+            .field("backend", &self.backend)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
 impl EncodePipeline {
     /// A pipeline for pictures of `config`'s size (it follows size changes of the source).
-    pub fn new(backend: Backend, config: EncoderConfig, controller: ControllerConfig) -> Result<Self, PipelineError> {
+    pub fn new(
+        backend: Backend,
+        config: EncoderConfig,
+        controller: ControllerConfig,
+    ) -> Result<Self, PipelineError> {
         config.validate()?;
         Ok(EncodePipeline {
             backend,
-            i420: Frame::new(PixelFormat::I420, config.width, config.height).map_err(EncodeError::from)?,
+            i420: Frame::new(PixelFormat::I420, config.width, config.height)
+                .map_err(EncodeError::from)?,
             half: Frame::new(PixelFormat::I420, 2, 2).map_err(EncodeError::from)?,
             config,
             encoder: None,
@@ -101,7 +109,11 @@ impl EncodePipeline {
 
     /// Changes the target bitrate.
     pub fn set_bitrate(&mut self, bps: u32) -> Result<(), PipelineError> {
-        EncoderConfig { bitrate_bps: bps, ..self.config.clone() }.validate()?;
+        EncoderConfig {
+            bitrate_bps: bps,
+            ..self.config.clone()
+        }
+        .validate()?;
         self.config.bitrate_bps = bps;
         if let Some(encoder) = self.encoder.as_mut() {
             encoder.set_bitrate(bps)?;
@@ -131,8 +143,13 @@ impl EncodePipeline {
         let mut changed = false;
         if let Some(captured) = captured {
             let started = Instant::now();
-            let resized = captured.image.width() != self.i420.width() || captured.image.height() != self.i420.height();
-            let damage = if resized || !self.have_picture { None } else { Some(captured.damage) };
+            let resized = captured.image.width() != self.i420.width()
+                || captured.image.height() != self.i420.height();
+            let damage = if resized || !self.have_picture {
+                None
+            } else {
+                Some(captured.damage)
+            };
             convert::bgra_to_i420(&captured.image, &mut self.i420, damage)?;
             self.i420.timestamp = captured.timestamp;
             report.convert_time = started.elapsed();
@@ -157,8 +174,14 @@ impl EncodePipeline {
                 report.encode_time = started.elapsed();
                 return Ok(report);
             }
-            Decision::Encode { keyframe } => FrameOptions { keyframe, refresh: false },
-            Decision::Refresh => FrameOptions { keyframe: false, refresh: true },
+            Decision::Encode { keyframe } => FrameOptions {
+                keyframe,
+                refresh: false,
+            },
+            Decision::Refresh => FrameOptions {
+                keyframe: false,
+                refresh: true,
+            },
             Decision::KeepAlive => FrameOptions::default(),
         };
         self.encode_current(options, out)?;
@@ -178,11 +201,18 @@ impl EncodePipeline {
         let downscale = self.controller.adaptation().downscale;
         if self.encoder.is_none() || self.encoder_downscaled != downscale {
             let (w, h) = if downscale {
-                (self.config.width.div_ceil(2), self.config.height.div_ceil(2))
+                (
+                    self.config.width.div_ceil(2),
+                    self.config.height.div_ceil(2),
+                )
             } else {
                 (self.config.width, self.config.height)
             };
-            let config = EncoderConfig { width: w, height: h, ..self.config.clone() };
+            let config = EncoderConfig {
+                width: w,
+                height: h,
+                ..self.config.clone()
+            };
             self.encoder = Some(new_encoder(self.backend, &config)?);
             self.encoder_downscaled = downscale;
             self.frames_sent = 0;
@@ -192,15 +222,26 @@ impl EncodePipeline {
         Ok(())
     }
 
-    fn encode_current(&mut self, mut options: FrameOptions, out: &mut Vec<Packet>) -> Result<(), PipelineError> {
-        let fresh = self.encoder.is_none() || self.encoder_downscaled != self.controller.adaptation().downscale;
+    fn encode_current(
+        &mut self,
+        mut options: FrameOptions,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), PipelineError> {
+        let fresh = self.encoder.is_none()
+            || self.encoder_downscaled != self.controller.adaptation().downscale;
         self.ensure_encoder()?;
         if fresh {
             options.keyframe = true;
         }
-        let encoder = self.encoder.as_mut().expect("encoder exists after ensure_encoder");
+        let encoder = self
+            .encoder
+            .as_mut()
+            .expect("encoder exists after ensure_encoder");
         if self.encoder_downscaled {
-            convert::downscale_i420_half(&self.i420.as_i420_image().map_err(EncodeError::from)?, &mut self.half)?;
+            convert::downscale_i420_half(
+                &self.i420.as_i420_image().map_err(EncodeError::from)?,
+                &mut self.half,
+            )?;
             self.half.timestamp = self.i420.timestamp;
             encoder.send_frame(&self.half, options)?;
         } else {
@@ -239,47 +280,77 @@ mod tests {
     use crate::frame::Rect;
 
     fn captured(frame: &Frame) -> Captured<'_> {
-        Captured { image: frame.as_bgra_image().unwrap(), damage: &frame.damage, timestamp: frame.timestamp }
+        Captured {
+            image: frame.as_bgra_image().unwrap(),
+            damage: &frame.damage,
+            timestamp: frame.timestamp,
+        }
     }
 
     #[test]
     fn still_screen_costs_no_encode_for_every_backend() {
         for backend in Backend::available() {
             let config = EncoderConfig::new(320, 240);
-            let controller = ControllerConfig { refresh_after: None, keep_alive: None, ..Default::default() };
+            let controller = ControllerConfig {
+                refresh_after: None,
+                keep_alive: None,
+                ..Default::default()
+            };
             let mut pipeline = EncodePipeline::new(backend, config, controller).unwrap();
             let mut desktop = SyntheticDesktop::new(SyntheticConfig::with_size(320, 240)).unwrap();
             let mut out = Vec::new();
             let first = desktop.render(0, 0).clone();
-            let r = pipeline.tick(Duration::ZERO, Some(captured(&first)), &mut out).unwrap();
+            let r = pipeline
+                .tick(Duration::ZERO, Some(captured(&first)), &mut out)
+                .unwrap();
             assert_eq!(r.decision, Decision::Encode { keyframe: true });
             // Drain whatever delay the backend has, then nothing more happens.
             for t in 1..5 {
-                pipeline.tick(Duration::from_millis(t * 33), None, &mut out).unwrap();
+                pipeline
+                    .tick(Duration::from_millis(t * 33), None, &mut out)
+                    .unwrap();
             }
-            assert!(out.iter().any(|p| p.keyframe), "{backend}: keyframe out after drain");
+            assert!(
+                out.iter().any(|p| p.keyframe),
+                "{backend}: keyframe out after drain"
+            );
             let before = out.len();
             for t in 5..40 {
-                let r = pipeline.tick(Duration::from_millis(t * 33), None, &mut out).unwrap();
+                let r = pipeline
+                    .tick(Duration::from_millis(t * 33), None, &mut out)
+                    .unwrap();
                 assert_eq!(r.decision, Decision::Skip);
                 assert_eq!(r.drain_repeats, 0, "{backend}");
             }
-            assert_eq!(out.len(), before, "{backend}: a still screen produced packets");
+            assert_eq!(
+                out.len(),
+                before,
+                "{backend}: a still screen produced packets"
+            );
         }
     }
 
     #[test]
     fn damage_outside_stamp_is_converted_partially_and_correctly() {
         let config = EncoderConfig::new(64, 64);
-        let mut pipeline = EncodePipeline::new(Backend::default_interactive(), config, ControllerConfig::default()).unwrap();
+        let mut pipeline = EncodePipeline::new(
+            Backend::default_interactive(),
+            config,
+            ControllerConfig::default(),
+        )
+        .unwrap();
         let mut frame = Frame::new(PixelFormat::Bgra, 64, 64).unwrap();
         let mut out = Vec::new();
-        pipeline.tick(Duration::ZERO, Some(captured(&frame)), &mut out).unwrap();
+        pipeline
+            .tick(Duration::ZERO, Some(captured(&frame)), &mut out)
+            .unwrap();
         for b in &mut frame.plane_mut(0)[10 * 256..12 * 256] {
             *b = 200;
         }
         frame.damage = vec![Rect::new(0, 10, 64, 2)];
-        pipeline.tick(Duration::from_millis(33), Some(captured(&frame)), &mut out).unwrap();
+        pipeline
+            .tick(Duration::from_millis(33), Some(captured(&frame)), &mut out)
+            .unwrap();
         let mut expected = Frame::new(PixelFormat::I420, 64, 64).unwrap();
         convert::bgra_to_i420(&frame.as_bgra_image().unwrap(), &mut expected, None).unwrap();
         assert_eq!(pipeline.current_picture().as_bytes(), expected.as_bytes());

@@ -23,15 +23,30 @@ impl Painter {
         let (conn, screen) = x11rb::connect(Some(display)).unwrap();
         let root = conn.setup().roots[screen].root;
         let gc = conn.generate_id().unwrap();
-        conn.create_gc(gc, root, &CreateGCAux::new().subwindow_mode(x11rb::protocol::xproto::SubwindowMode::INCLUDE_INFERIORS)).unwrap();
+        conn.create_gc(
+            gc,
+            root,
+            &CreateGCAux::new()
+                .subwindow_mode(x11rb::protocol::xproto::SubwindowMode::INCLUDE_INFERIORS),
+        )
+        .unwrap();
         Painter { conn, root, gc }
     }
 
     /// Fills a rectangle of the root window with 0xRRGGBB and waits until the server has done it.
     fn fill(&self, rect: Rect, rgb: u32) {
-        self.conn.change_gc(self.gc, &ChangeGCAux::new().foreground(rgb)).unwrap();
-        let r = Rectangle { x: rect.x as i16, y: rect.y as i16, width: rect.width as u16, height: rect.height as u16 };
-        self.conn.poly_fill_rectangle(self.root, self.gc, &[r]).unwrap();
+        self.conn
+            .change_gc(self.gc, &ChangeGCAux::new().foreground(rgb))
+            .unwrap();
+        let r = Rectangle {
+            x: rect.x as i16,
+            y: rect.y as i16,
+            width: rect.width as u16,
+            height: rect.height as u16,
+        };
+        self.conn
+            .poly_fill_rectangle(self.root, self.gc, &[r])
+            .unwrap();
         self.conn.get_input_focus().unwrap().reply().unwrap();
     }
 }
@@ -44,7 +59,9 @@ fn pixel(image: &peerdesk::frame::BgraImage<'_>, x: u32, y: u32) -> [u8; 3] {
 
 #[test]
 fn captures_drawn_pixels_and_damage_under_xvfb() {
-    let Some(xvfb) = Xvfb::start(640, 480) else { return };
+    let Some(xvfb) = Xvfb::start(640, 480) else {
+        return;
+    };
     let painter = Painter::new(&xvfb.display);
     painter.fill(Rect::new(0, 0, 640, 480), 0x000000);
     painter.fill(Rect::new(10, 20, 100, 50), 0xff8000);
@@ -53,7 +70,10 @@ fn captures_drawn_pixels_and_damage_under_xvfb() {
     let mut source = X11Source::open(Some(&xvfb.display), None).unwrap();
     assert_eq!(source.size(), (640, 480));
     {
-        let captured = source.capture().unwrap().expect("first capture returns the whole screen");
+        let captured = source
+            .capture()
+            .unwrap()
+            .expect("first capture returns the whole screen");
         assert_eq!(captured.damage, &[Rect::new(0, 0, 640, 480)]);
         assert_eq!(pixel(&captured.image, 10, 20), [0xff, 0x80, 0x00]);
         assert_eq!(pixel(&captured.image, 109, 69), [0xff, 0x80, 0x00]);
@@ -79,33 +99,64 @@ fn captures_drawn_pixels_and_damage_under_xvfb() {
     painter.fill(changed, 0x00ff00);
     let captured = source.capture().unwrap().expect("damage reported");
     assert_eq!(pixel(&captured.image, 510, 410), [0, 0xff, 0]);
-    let bounds = captured.damage.iter().fold(Rect::default(), |acc, r| acc.union(r));
-    assert!(bounds.contains_rect(&changed), "damage {:?} misses {changed:?}", captured.damage);
-    assert!(bounds.area() <= changed.area() * 4, "damage {:?} far larger than the change", captured.damage);
+    let bounds = captured
+        .damage
+        .iter()
+        .fold(Rect::default(), |acc, r| acc.union(r));
+    assert!(
+        bounds.contains_rect(&changed),
+        "damage {:?} misses {changed:?}",
+        captured.damage
+    );
+    assert!(
+        bounds.area() <= changed.area() * 4,
+        "damage {:?} far larger than the change",
+        captured.damage
+    );
 
     assert!(source.capture().unwrap().is_none());
     source.invalidate();
-    let captured = source.capture().unwrap().expect("invalidate forces a full picture");
+    let captured = source
+        .capture()
+        .unwrap()
+        .expect("invalidate forces a full picture");
     assert_eq!(captured.damage, &[Rect::new(0, 0, 640, 480)]);
 }
 
 #[test]
 fn monitors_cursor_and_monitor_errors() {
-    let Some(xvfb) = Xvfb::start(800, 600) else { return };
+    let Some(xvfb) = Xvfb::start(800, 600) else {
+        return;
+    };
     let mut source = X11Source::open(Some(&xvfb.display), Some(0)).unwrap();
     let monitors = source.monitors();
     assert!(!monitors.is_empty());
     assert_eq!(monitors[0].area, Rect::new(0, 0, 800, 600));
-    assert!(matches!(X11Source::open(Some(&xvfb.display), Some(7)), Err(CaptureError::NoSuchMonitor { index: 7, .. })));
-    assert!(matches!(X11Source::open(Some(":4242"), None), Err(CaptureError::Unavailable(_))));
+    assert!(matches!(
+        X11Source::open(Some(&xvfb.display), Some(7)),
+        Err(CaptureError::NoSuchMonitor { index: 7, .. })
+    ));
+    assert!(matches!(
+        X11Source::open(Some(":4242"), None),
+        Err(CaptureError::Unavailable(_))
+    ));
 
     let painter = Painter::new(&xvfb.display);
-    painter.conn.warp_pointer(x11rb::NONE, painter.root, 0, 0, 0, 0, 123, 45).unwrap();
+    painter
+        .conn
+        .warp_pointer(x11rb::NONE, painter.root, 0, 0, 0, 0, 123, 45)
+        .unwrap();
     painter.conn.get_input_focus().unwrap().reply().unwrap();
     let first = source.cursor().unwrap().expect("X11 has a cursor");
     assert_eq!((first.x, first.y), (123, 45));
     let image = first.image.expect("first call carries the image");
-    assert_eq!(image.pixels.len(), (image.width * image.height * 4) as usize);
+    assert_eq!(
+        image.pixels.len(),
+        (image.width * image.height * 4) as usize
+    );
     let second = source.cursor().unwrap().unwrap();
-    assert!(second.image.is_none(), "unchanged cursor image is not sent again");
+    assert!(
+        second.image.is_none(),
+        "unchanged cursor image is not sent again"
+    );
 }

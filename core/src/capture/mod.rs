@@ -120,5 +120,7 @@ pub trait ScreenSource: Send {
 
 /// Time since the UNIX epoch, the clock built-in sources stamp pictures with.
 pub fn wall_clock() -> Duration {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }

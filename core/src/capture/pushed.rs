@@ -52,10 +52,20 @@ pub fn pushed_source(width: u32, height: u32) -> Result<(FramePusher, PushedSour
     validate_size(width, height)?;
     let blank = Frame::new(PixelFormat::Bgra, width, height)?;
     let shared = Arc::new(Shared {
-        slot: Mutex::new(Slot { picture: blank.clone(), fresh: false, replaced: 0, closed: false }),
+        slot: Mutex::new(Slot {
+            picture: blank.clone(),
+            fresh: false,
+            replaced: 0,
+            closed: false,
+        }),
     });
-    let source =
-        PushedSource { shared: shared.clone(), current: blank.clone(), previous: blank, damage: Vec::new(), has_previous: false };
+    let source = PushedSource {
+        shared: shared.clone(),
+        current: blank.clone(),
+        previous: blank,
+        damage: Vec::new(),
+        has_previous: false,
+    };
     Ok((FramePusher { shared }, source))
 }
 
@@ -73,7 +83,11 @@ impl FramePusher {
         timestamp: Duration,
     ) -> Result<(), CaptureError> {
         if !matches!(format, PixelFormat::Bgra | PixelFormat::Rgba) {
-            return Err(FrameError::WrongFormat { expected: PixelFormat::Bgra, actual: format }.into());
+            return Err(FrameError::WrongFormat {
+                expected: PixelFormat::Bgra,
+                actual: format,
+            }
+            .into());
         }
         let image = BgraImage::new(data, width, height, stride)?;
         let mut slot = self.shared.lock();
@@ -136,7 +150,11 @@ impl ScreenSource for PushedSource {
         {
             let mut slot = self.shared.lock();
             if !slot.fresh {
-                return if slot.closed { Err(CaptureError::Closed) } else { Ok(None) };
+                return if slot.closed {
+                    Err(CaptureError::Closed)
+                } else {
+                    Ok(None)
+                };
             }
             slot.fresh = false;
             // The newest picture moves out; the slot keeps the oldest buffer for the next push to reuse.
@@ -156,7 +174,11 @@ impl ScreenSource for PushedSource {
             self.damage.push(self.current.bounds());
         }
         self.has_previous = true;
-        Ok(Some(Captured { image: self.current.as_bgra_image()?, damage: &self.damage, timestamp: self.current.timestamp }))
+        Ok(Some(Captured {
+            image: self.current.as_bgra_image()?,
+            damage: &self.damage,
+            timestamp: self.current.timestamp,
+        }))
     }
 
     fn invalidate(&mut self) {
@@ -182,8 +204,26 @@ mod tests {
     fn newest_picture_wins_and_replacements_are_counted() {
         let (pusher, mut source) = pushed_source(4, 4).unwrap();
         assert!(source.capture().unwrap().is_none());
-        pusher.push(&picture(4, 4, 1), 4, 4, 16, PixelFormat::Bgra, Duration::from_millis(1)).unwrap();
-        pusher.push(&picture(4, 4, 2), 4, 4, 16, PixelFormat::Bgra, Duration::from_millis(2)).unwrap();
+        pusher
+            .push(
+                &picture(4, 4, 1),
+                4,
+                4,
+                16,
+                PixelFormat::Bgra,
+                Duration::from_millis(1),
+            )
+            .unwrap();
+        pusher
+            .push(
+                &picture(4, 4, 2),
+                4,
+                4,
+                16,
+                PixelFormat::Bgra,
+                Duration::from_millis(2),
+            )
+            .unwrap();
         assert_eq!(pusher.replaced(), 1);
         let captured = source.capture().unwrap().unwrap();
         assert_eq!(captured.image.row(0)[0], 2);
@@ -195,27 +235,56 @@ mod tests {
     fn identical_picture_is_no_change_and_damage_is_row_exact() {
         let (pusher, mut source) = pushed_source(4, 4).unwrap();
         let mut data = picture(4, 4, 9);
-        pusher.push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO).unwrap();
+        pusher
+            .push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO)
+            .unwrap();
         source.capture().unwrap().unwrap();
-        pusher.push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO).unwrap();
+        pusher
+            .push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO)
+            .unwrap();
         assert!(source.capture().unwrap().is_none());
         data[2 * 16 + 5] = 0;
-        pusher.push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO).unwrap();
-        assert_eq!(source.capture().unwrap().unwrap().damage, &[Rect::new(0, 2, 4, 1)]);
+        pusher
+            .push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO)
+            .unwrap();
+        assert_eq!(
+            source.capture().unwrap().unwrap().damage,
+            &[Rect::new(0, 2, 4, 1)]
+        );
     }
 
     #[test]
     fn rgba_is_swizzled_and_bad_input_is_refused() {
         let (pusher, mut source) = pushed_source(2, 1).unwrap();
         let rgba = [10, 20, 30, 255, 40, 50, 60, 255];
-        pusher.push(&rgba, 2, 1, 8, PixelFormat::Rgba, Duration::ZERO).unwrap();
-        assert_eq!(source.capture().unwrap().unwrap().image.row(0), &[30, 20, 10, 255, 60, 50, 40, 255]);
-        let short = pusher.push(&rgba[..7], 2, 1, 8, PixelFormat::Bgra, Duration::ZERO).unwrap_err();
-        assert!(matches!(short, CaptureError::Frame(FrameError::BufferTooShort { .. })));
-        let zero = pusher.push(&rgba, 0, 1, 8, PixelFormat::Bgra, Duration::ZERO).unwrap_err();
-        assert!(matches!(zero, CaptureError::Frame(FrameError::InvalidSize { .. })));
-        let yuv = pusher.push(&rgba, 2, 1, 8, PixelFormat::I420, Duration::ZERO).unwrap_err();
-        assert!(matches!(yuv, CaptureError::Frame(FrameError::WrongFormat { .. })));
+        pusher
+            .push(&rgba, 2, 1, 8, PixelFormat::Rgba, Duration::ZERO)
+            .unwrap();
+        assert_eq!(
+            source.capture().unwrap().unwrap().image.row(0),
+            &[30, 20, 10, 255, 60, 50, 40, 255]
+        );
+        let short = pusher
+            .push(&rgba[..7], 2, 1, 8, PixelFormat::Bgra, Duration::ZERO)
+            .unwrap_err();
+        assert!(matches!(
+            short,
+            CaptureError::Frame(FrameError::BufferTooShort { .. })
+        ));
+        let zero = pusher
+            .push(&rgba, 0, 1, 8, PixelFormat::Bgra, Duration::ZERO)
+            .unwrap_err();
+        assert!(matches!(
+            zero,
+            CaptureError::Frame(FrameError::InvalidSize { .. })
+        ));
+        let yuv = pusher
+            .push(&rgba, 2, 1, 8, PixelFormat::I420, Duration::ZERO)
+            .unwrap_err();
+        assert!(matches!(
+            yuv,
+            CaptureError::Frame(FrameError::WrongFormat { .. })
+        ));
         // Nothing was lost: no fresh picture waits.
         assert!(source.capture().unwrap().is_none());
     }
@@ -223,13 +292,46 @@ mod tests {
     #[test]
     fn size_changes_damage_everything_and_close_ends() {
         let (pusher, mut source) = pushed_source(2, 2).unwrap();
-        pusher.push(&picture(2, 2, 1), 2, 2, 8, PixelFormat::Bgra, Duration::ZERO).unwrap();
+        pusher
+            .push(
+                &picture(2, 2, 1),
+                2,
+                2,
+                8,
+                PixelFormat::Bgra,
+                Duration::ZERO,
+            )
+            .unwrap();
         source.capture().unwrap().unwrap();
-        pusher.push(&picture(3, 2, 1), 3, 2, 12, PixelFormat::Bgra, Duration::ZERO).unwrap();
-        assert_eq!(source.capture().unwrap().unwrap().damage, &[Rect::new(0, 0, 3, 2)]);
+        pusher
+            .push(
+                &picture(3, 2, 1),
+                3,
+                2,
+                12,
+                PixelFormat::Bgra,
+                Duration::ZERO,
+            )
+            .unwrap();
+        assert_eq!(
+            source.capture().unwrap().unwrap().damage,
+            &[Rect::new(0, 0, 3, 2)]
+        );
         assert_eq!(source.size(), (3, 2));
         pusher.close();
         assert_eq!(source.capture().unwrap_err(), CaptureError::Closed);
-        assert_eq!(pusher.push(&picture(2, 2, 1), 2, 2, 8, PixelFormat::Bgra, Duration::ZERO).unwrap_err(), CaptureError::Closed);
+        assert_eq!(
+            pusher
+                .push(
+                    &picture(2, 2, 1),
+                    2,
+                    2,
+                    8,
+                    PixelFormat::Bgra,
+                    Duration::ZERO
+                )
+                .unwrap_err(),
+            CaptureError::Closed
+        );
     }
 }

@@ -75,7 +75,11 @@ pub fn draw_bgra(frame: &mut Frame, stamp: FrameStamp) -> bool {
     let data = frame.plane_mut(0);
     for row in 0..ROWS {
         for col in 0..COLUMNS {
-            let value = if bit_at(code, row * COLUMNS + col) { 255 } else { 0 };
+            let value = if bit_at(code, row * COLUMNS + col) {
+                255
+            } else {
+                0
+            };
             for y in 0..cell {
                 let start = (row as usize * cell + y) * stride + col as usize * cell * 4;
                 for px in data[start..start + cell * 4].chunks_exact_mut(4) {
@@ -115,7 +119,10 @@ pub fn read_luma(luma: &[u8], stride: usize, width: u32, height: u32) -> Option<
     if (code & 0xFFF) as u64 != checksum(payload) {
         return None;
     }
-    Some(FrameStamp { frame_number: (payload >> 32) as u32, capture_millis: payload as u32 })
+    Some(FrameStamp {
+        frame_number: (payload >> 32) as u32,
+        capture_millis: payload as u32,
+    })
 }
 
 /// Reads a stamp from an I420 frame.
@@ -123,12 +130,20 @@ pub fn read_i420(frame: &Frame) -> Option<FrameStamp> {
     if frame.format() != PixelFormat::I420 {
         return None;
     }
-    read_luma(frame.plane(0), frame.stride(0), frame.width(), frame.height())
+    read_luma(
+        frame.plane(0),
+        frame.stride(0),
+        frame.width(),
+        frame.height(),
+    )
 }
 
 /// Milliseconds since the UNIX epoch, modulo 2³², the clock stamps use.
 pub fn now_millis() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u32)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -140,7 +155,10 @@ mod tests {
     fn round_trips_through_i420() {
         for (w, h) in [(1920, 1080), (41, 33), (640, 480)] {
             let mut frame = Frame::new(PixelFormat::Bgra, w, h).unwrap();
-            let stamp = FrameStamp { frame_number: 0xDEAD_BEEF, capture_millis: 123_456_789 };
+            let stamp = FrameStamp {
+                frame_number: 0xDEAD_BEEF,
+                capture_millis: 123_456_789,
+            };
             assert!(draw_bgra(&mut frame, stamp));
             let mut yuv = Frame::new(PixelFormat::I420, 1, 1).unwrap();
             bgra_to_i420(&frame.as_bgra_image().unwrap(), &mut yuv, None).unwrap();
@@ -151,7 +169,13 @@ mod tests {
     #[test]
     fn too_small_or_blank_has_no_stamp() {
         let mut tiny = Frame::new(PixelFormat::Bgra, 30, 30).unwrap();
-        assert!(!draw_bgra(&mut tiny, FrameStamp { frame_number: 1, capture_millis: 1 }));
+        assert!(!draw_bgra(
+            &mut tiny,
+            FrameStamp {
+                frame_number: 1,
+                capture_millis: 1
+            }
+        ));
         let blank = Frame::new(PixelFormat::I420, 640, 480).unwrap();
         assert_eq!(read_i420(&blank), None);
     }
@@ -159,7 +183,13 @@ mod tests {
     #[test]
     fn a_flipped_cell_is_detected() {
         let mut frame = Frame::new(PixelFormat::Bgra, 640, 480).unwrap();
-        draw_bgra(&mut frame, FrameStamp { frame_number: 7, capture_millis: 99 });
+        draw_bgra(
+            &mut frame,
+            FrameStamp {
+                frame_number: 7,
+                capture_millis: 99,
+            },
+        );
         let mut yuv = Frame::new(PixelFormat::I420, 1, 1).unwrap();
         bgra_to_i420(&frame.as_bgra_image().unwrap(), &mut yuv, None).unwrap();
         // Invert cell (row 3, column 5).

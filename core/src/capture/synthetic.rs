@@ -44,7 +44,11 @@ impl Default for SyntheticConfig {
 impl SyntheticConfig {
     /// The default desktop at another size.
     pub fn with_size(width: u32, height: u32) -> Self {
-        SyntheticConfig { width, height, ..Default::default() }
+        SyntheticConfig {
+            width,
+            height,
+            ..Default::default()
+        }
     }
 }
 
@@ -58,10 +62,33 @@ const EDIT_FG: [u8; 4] = [0x30, 0x30, 0x30, 255];
 const TASKBAR: [u8; 4] = [0x28, 0x22, 0x20, 255];
 
 const WORDS: [&str; 24] = [
-    "worker", "connected", "frame", "encoded", "bytes", "latency", "ok", "retry", "session", "viewer", "keyframe",
-    "bitrate", "kbit/s", "scroll", "render", "cache", "miss", "hit", "flush", "queue", "drop", "ice", "dtls", "rtp",
+    "worker",
+    "connected",
+    "frame",
+    "encoded",
+    "bytes",
+    "latency",
+    "ok",
+    "retry",
+    "session",
+    "viewer",
+    "keyframe",
+    "bitrate",
+    "kbit/s",
+    "scroll",
+    "render",
+    "cache",
+    "miss",
+    "hit",
+    "flush",
+    "queue",
+    "drop",
+    "ice",
+    "dtls",
+    "rtp",
 ];
-const TYPED_TEXT: &str = "Dear support team, the invoice export button does nothing when I click it. \
+const TYPED_TEXT: &str =
+    "Dear support team, the invoice export button does nothing when I click it. \
     I tried twice after a restart. Could you take a look at my screen? Thanks, Alex.";
 
 fn mix(mut x: u64) -> u64 {
@@ -120,10 +147,32 @@ impl Layout {
         let editor = Rect::new(right_x, top, right_w, (body_bottom.saturating_sub(top)) / 2);
         let edit_text = inner(editor, title_h, scale);
         let viewer_y = editor.bottom() + 2 * scale;
-        let viewer = Rect::new(right_x, viewer_y, right_w, body_bottom.saturating_sub(viewer_y));
+        let viewer = Rect::new(
+            right_x,
+            viewer_y,
+            right_w,
+            body_bottom.saturating_sub(viewer_y),
+        );
         let clock_w = 8 * glyph + 4 * scale;
-        let clock = Rect::new(w.saturating_sub(clock_w + 2 * scale), taskbar.y + 3 * scale, clock_w, glyph);
-        Layout { scale, glyph, title_h, terminal, term_text, term_rows, editor, edit_text, viewer, taskbar, clock }
+        let clock = Rect::new(
+            w.saturating_sub(clock_w + 2 * scale),
+            taskbar.y + 3 * scale,
+            clock_w,
+            glyph,
+        );
+        Layout {
+            scale,
+            glyph,
+            title_h,
+            terminal,
+            term_text,
+            term_rows,
+            editor,
+            edit_text,
+            viewer,
+            taskbar,
+            clock,
+        }
     }
 }
 
@@ -160,10 +209,19 @@ impl SyntheticDesktop {
     pub fn new(config: SyntheticConfig) -> Result<Self, FrameError> {
         let canvas = Frame::new(PixelFormat::Bgra, config.width, config.height)?;
         if config.fps == 0 {
-            return Err(FrameError::InvalidSize { width: config.width, height: config.height });
+            return Err(FrameError::InvalidSize {
+                width: config.width,
+                height: config.height,
+            });
         }
         let layout = Layout::new(config.width, config.height);
-        Ok(SyntheticDesktop { config, layout, canvas, drawn: None, line: String::with_capacity(256) })
+        Ok(SyntheticDesktop {
+            config,
+            layout,
+            canvas,
+            drawn: None,
+            line: String::with_capacity(256),
+        })
     }
 
     /// The configuration.
@@ -184,11 +242,17 @@ impl SyntheticDesktop {
     fn state_at(&self, n: u64) -> DrawnState {
         let fps = u64::from(self.config.fps);
         let top_line = n * u64::from(self.config.scroll_lines_per_second) / fps;
-        let cycle = TYPED_TEXT.len() as u64 + 2 * u64::from(self.config.typing_chars_per_second.max(1));
+        let cycle =
+            TYPED_TEXT.len() as u64 + 2 * u64::from(self.config.typing_chars_per_second.max(1));
         let typed = (n * u64::from(self.config.typing_chars_per_second) / fps) % cycle;
         let typed = (typed as usize).min(TYPED_TEXT.len());
         let cursor_on = (n * 2 / fps) % 2 == 0 && self.config.typing_chars_per_second > 0;
-        DrawnState { top_line, typed, cursor_on, clock_secs: n / fps }
+        DrawnState {
+            top_line,
+            typed,
+            cursor_on,
+            clock_secs: n / fps,
+        }
     }
 
     /// Renders picture `n`, stamped with `stamp_millis` as its capture time. `frame().damage` then holds what
@@ -215,7 +279,13 @@ impl SyntheticDesktop {
             self.canvas.damage.push(l.clock);
         }
         if self.config.stamp {
-            stamp::draw_bgra(&mut self.canvas, FrameStamp { frame_number: n as u32, capture_millis: stamp_millis });
+            stamp::draw_bgra(
+                &mut self.canvas,
+                FrameStamp {
+                    frame_number: n as u32,
+                    capture_millis: stamp_millis,
+                },
+            );
         }
         let (w, h) = (self.config.width, self.config.height);
         self.canvas.damage.retain_mut(|r| {
@@ -253,7 +323,10 @@ impl SyntheticDesktop {
             if cx + glyph > clip.right() || y + glyph > clip.bottom() {
                 break;
             }
-            let bitmap = font8x8::legacy::BASIC_LEGACY.get(ch as usize).copied().unwrap_or([0; 8]);
+            let bitmap = font8x8::legacy::BASIC_LEGACY
+                .get(ch as usize)
+                .copied()
+                .unwrap_or([0; 8]);
             let data = self.canvas.plane_mut(0);
             for (gy, bits) in bitmap.iter().enumerate() {
                 for sy in 0..scale {
@@ -275,8 +348,23 @@ impl SyntheticDesktop {
     fn window(&mut self, frame: Rect, title: &str, body: [u8; 4]) {
         let l = self.layout;
         self.fill(frame, TITLE);
-        self.fill(Rect::new(frame.x, frame.y + l.title_h, frame.width, frame.height.saturating_sub(l.title_h)), body);
-        self.text(frame.x + 3 * l.scale, frame.y + 2 * l.scale, title, TITLE_TEXT, TITLE, frame);
+        self.fill(
+            Rect::new(
+                frame.x,
+                frame.y + l.title_h,
+                frame.width,
+                frame.height.saturating_sub(l.title_h),
+            ),
+            body,
+        );
+        self.text(
+            frame.x + 3 * l.scale,
+            frame.y + 2 * l.scale,
+            title,
+            TITLE_TEXT,
+            TITLE,
+            frame,
+        );
     }
 
     fn draw_static(&mut self) {
@@ -286,19 +374,35 @@ impl SyntheticDesktop {
         let data = self.canvas.plane_mut(0);
         for y in 0..h as usize {
             let shade = (y * 40 / h as usize) as u8;
-            let color = [DESKTOP[0].saturating_sub(shade), DESKTOP[1].saturating_sub(shade / 2), DESKTOP[2], 255];
+            let color = [
+                DESKTOP[0].saturating_sub(shade),
+                DESKTOP[1].saturating_sub(shade / 2),
+                DESKTOP[2],
+                255,
+            ];
             for px in data[y * stride..y * stride + w as usize * 4].chunks_exact_mut(4) {
                 px.copy_from_slice(&color);
             }
         }
         let l = self.layout;
-        self.window(l.terminal, "alex@desk: ~/logs - tail -f service.log", TERM_BG);
+        self.window(
+            l.terminal,
+            "alex@desk: ~/logs - tail -f service.log",
+            TERM_BG,
+        );
         self.window(l.editor, "Support request - Editor", EDIT_BG);
         self.window(l.viewer, "screenshot.png - Viewer", TERM_BG);
         self.draw_picture(inner(l.viewer, l.title_h, l.scale));
         self.fill(l.taskbar, TASKBAR);
         let t = l.taskbar;
-        self.text(t.x + 4 * l.scale, t.y + 3 * l.scale, "Start  Files  Terminal  Browser", TITLE_TEXT, TASKBAR, t);
+        self.text(
+            t.x + 4 * l.scale,
+            t.y + 3 * l.scale,
+            "Start  Files  Terminal  Browser",
+            TITLE_TEXT,
+            TASKBAR,
+            t,
+        );
     }
 
     fn draw_picture(&mut self, area: Rect) {
@@ -308,7 +412,8 @@ impl SyntheticDesktop {
         for y in 0..area.height {
             for x in 0..area.width {
                 let (fx, fy) = (x * 255 / area.width.max(1), y * 255 / area.height.max(1));
-                let ring = ((x as i64 - area.width as i64 / 2).pow(2) + (y as i64 - area.height as i64 / 2).pow(2))
+                let ring = ((x as i64 - area.width as i64 / 2).pow(2)
+                    + (y as i64 - area.height as i64 / 2).pow(2))
                     / (area.height as i64 / 6 + 1).pow(2);
                 let i = (area.y + y) as usize * stride + (area.x + x) as usize * 4;
                 data[i] = (fx as u8).wrapping_add((ring * 40) as u8);
@@ -346,7 +451,10 @@ impl SyntheticDesktop {
         let mut line = std::mem::take(&mut self.line);
         for row in first_new..rows {
             let y = l.term_text.y + row as u32 * l.glyph;
-            self.fill(Rect::new(l.term_text.x, y, l.term_text.width, l.glyph), TERM_BG);
+            self.fill(
+                Rect::new(l.term_text.x, y, l.term_text.width, l.glyph),
+                TERM_BG,
+            );
             log_line(top + row, &mut line);
             self.text(l.term_text.x, y, &line, TERM_FG, TERM_BG, l.term_text);
         }
@@ -363,7 +471,14 @@ impl SyntheticDesktop {
         let mut end_x = area.x;
         for chunk in text.as_bytes().chunks(per_row) {
             let y = area.y + row * l.glyph;
-            end_x = self.text(area.x, y, std::str::from_utf8(chunk).unwrap_or(""), EDIT_FG, EDIT_BG, area);
+            end_x = self.text(
+                area.x,
+                y,
+                std::str::from_utf8(chunk).unwrap_or(""),
+                EDIT_FG,
+                EDIT_BG,
+                area,
+            );
             row += 1;
         }
         if typed % per_row == 0 {
@@ -373,13 +488,21 @@ impl SyntheticDesktop {
         }
         if cursor_on {
             let y = area.y + row * l.glyph;
-            self.fill(Rect::new(end_x, y, l.glyph / 2, l.glyph).clipped(area.right(), area.bottom()), EDIT_FG);
+            self.fill(
+                Rect::new(end_x, y, l.glyph / 2, l.glyph).clipped(area.right(), area.bottom()),
+                EDIT_FG,
+            );
         }
     }
 
     fn draw_clock(&mut self, secs: u64) {
         let l = self.layout;
-        let text = format!("{:02}:{:02}:{:02}", (9 + secs / 3600) % 24, secs / 60 % 60, secs % 60);
+        let text = format!(
+            "{:02}:{:02}:{:02}",
+            (9 + secs / 3600) % 24,
+            secs / 60 % 60,
+            secs % 60
+        );
         self.fill(l.clock, TASKBAR);
         self.text(l.clock.x, l.clock.y, &text, TITLE_TEXT, TASKBAR, l.clock);
     }
@@ -397,7 +520,11 @@ pub struct SyntheticSource {
 impl SyntheticSource {
     /// A source playing the configured desktop from picture 0.
     pub fn new(config: SyntheticConfig) -> Result<Self, FrameError> {
-        Ok(SyntheticSource { desktop: SyntheticDesktop::new(config)?, started: Instant::now(), last: None })
+        Ok(SyntheticSource {
+            desktop: SyntheticDesktop::new(config)?,
+            started: Instant::now(),
+            last: None,
+        })
     }
 
     /// The number of the picture the most recent capture returned.
@@ -420,7 +547,11 @@ impl ScreenSource for SyntheticSource {
         self.last = Some(n);
         let timestamp: Duration = wall_clock();
         let frame = self.desktop.render(n, timestamp.as_millis() as u32);
-        Ok(Some(Captured { image: frame.as_bgra_image()?, damage: &frame.damage, timestamp }))
+        Ok(Some(Captured {
+            image: frame.as_bgra_image()?,
+            damage: &frame.damage,
+            timestamp,
+        }))
     }
 
     fn invalidate(&mut self) {
@@ -435,19 +566,30 @@ mod tests {
 
     #[test]
     fn incremental_rendering_equals_fresh_rendering() {
-        let config = SyntheticConfig { width: 800, height: 600, ..Default::default() };
+        let config = SyntheticConfig {
+            width: 800,
+            height: 600,
+            ..Default::default()
+        };
         let mut running = SyntheticDesktop::new(config.clone()).unwrap();
         for n in [0u64, 1, 2, 3, 5, 8, 13, 40, 41, 100, 300] {
             running.render(n, 42);
             let mut fresh = SyntheticDesktop::new(config.clone()).unwrap();
             fresh.render(n, 42);
-            assert!(running.frame().as_bytes() == fresh.frame().as_bytes(), "picture {n} differs");
+            assert!(
+                running.frame().as_bytes() == fresh.frame().as_bytes(),
+                "picture {n} differs"
+            );
         }
     }
 
     #[test]
     fn damage_covers_every_changed_pixel() {
-        let config = SyntheticConfig { width: 640, height: 480, ..Default::default() };
+        let config = SyntheticConfig {
+            width: 640,
+            height: 480,
+            ..Default::default()
+        };
         let mut desktop = SyntheticDesktop::new(config).unwrap();
         let mut previous = desktop.render(0, 0).clone();
         for n in 1..70 {
@@ -457,7 +599,10 @@ mod tests {
                 for x in 0..frame.width() {
                     let i = y as usize * stride + x as usize * 4;
                     if frame.plane(0)[i..i + 4] != previous.plane(0)[i..i + 4] {
-                        assert!(frame.damage.iter().any(|r| r.contains(x, y)), "({x},{y}) changed at {n} undamaged");
+                        assert!(
+                            frame.damage.iter().any(|r| r.contains(x, y)),
+                            "({x},{y}) changed at {n} undamaged"
+                        );
                     }
                 }
             }

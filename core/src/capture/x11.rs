@@ -29,18 +29,27 @@ impl ShmSegment {
         // SAFETY: plain System V shared-memory calls; results are checked before use.
         let id = unsafe { libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) };
         if id < 0 {
-            return Err(CaptureError::Unavailable(format!("shmget: {}", std::io::Error::last_os_error())));
+            return Err(CaptureError::Unavailable(format!(
+                "shmget: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         // SAFETY: `id` is a fresh segment of `len` bytes.
         let ptr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
         if ptr as isize == -1 {
             // SAFETY: removing the segment we just created.
             unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
-            return Err(CaptureError::Unavailable(format!("shmat: {}", std::io::Error::last_os_error())));
+            return Err(CaptureError::Unavailable(format!(
+                "shmat: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         let seg = conn.generate_id().map_err(lost)?;
         // read_only must be false: ShmGetImage writes into the segment (BadAccess otherwise).
-        let attached = conn.shm_attach(seg, id as u32, false).map_err(lost).and_then(|c| c.check().map_err(lost));
+        let attached = conn
+            .shm_attach(seg, id as u32, false)
+            .map_err(lost)
+            .and_then(|c| c.check().map_err(lost));
         // SAFETY: mark for removal now; it lives until both sides detach.
         unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
         if let Err(e) = attached {
@@ -48,7 +57,11 @@ impl ShmSegment {
             unsafe { libc::shmdt(ptr) };
             return Err(e);
         }
-        Ok(ShmSegment { ptr: ptr.cast(), len, seg })
+        Ok(ShmSegment {
+            ptr: ptr.cast(),
+            len,
+            seg,
+        })
     }
 
     fn bytes(&self) -> &[u8] {
@@ -85,44 +98,76 @@ pub struct X11Source {
 
 impl std::fmt::Debug for X11Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("X11Source").field("area", &self.area).field("monitors", &self.monitors).finish()
+        f.debug_struct("X11Source")
+            .field("area", &self.area)
+            .field("monitors", &self.monitors)
+            .finish()
     }
 }
 
 impl X11Source {
     /// Opens `display` (or `$DISPLAY`) and captures monitor `monitor` (RandR order), or the whole screen for `None`.
     pub fn open(display: Option<&str>, monitor: Option<usize>) -> Result<Self, CaptureError> {
-        let (conn, screen_num) =
-            RustConnection::connect(display).map_err(|e| CaptureError::Unavailable(e.to_string()))?;
-        for (name, ext) in [("MIT-SHM", shm::X11_EXTENSION_NAME), ("DAMAGE", damage::X11_EXTENSION_NAME), ("XFIXES", xfixes::X11_EXTENSION_NAME)] {
+        let (conn, screen_num) = RustConnection::connect(display)
+            .map_err(|e| CaptureError::Unavailable(e.to_string()))?;
+        for (name, ext) in [
+            ("MIT-SHM", shm::X11_EXTENSION_NAME),
+            ("DAMAGE", damage::X11_EXTENSION_NAME),
+            ("XFIXES", xfixes::X11_EXTENSION_NAME),
+        ] {
             if conn.extension_information(ext).map_err(lost)?.is_none() {
                 return Err(CaptureError::MissingExtension(name));
             }
         }
-        conn.xfixes_query_version(5, 0).map_err(lost)?.reply().map_err(lost)?;
-        conn.damage_query_version(1, 1).map_err(lost)?.reply().map_err(lost)?;
-        conn.shm_query_version().map_err(lost)?.reply().map_err(lost)?;
+        conn.xfixes_query_version(5, 0)
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
+        conn.damage_query_version(1, 1)
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
+        conn.shm_query_version()
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
 
         let screen = &conn.setup().roots[screen_num];
         let root = screen.root;
         if screen.root_depth != 24 && screen.root_depth != 32 {
-            return Err(CaptureError::Unavailable(format!("unsupported root depth {}", screen.root_depth)));
+            return Err(CaptureError::Unavailable(format!(
+                "unsupported root depth {}",
+                screen.root_depth
+            )));
         }
-        let whole = Rect::new(0, 0, u32::from(screen.width_in_pixels), u32::from(screen.height_in_pixels));
+        let whole = Rect::new(
+            0,
+            0,
+            u32::from(screen.width_in_pixels),
+            u32::from(screen.height_in_pixels),
+        );
         let monitors = list_monitors(&conn, root, whole)?;
         let area = match monitor {
             None => whole,
             Some(index) => {
-                monitors.get(index).ok_or(CaptureError::NoSuchMonitor { index, count: monitors.len() })?.area
+                monitors
+                    .get(index)
+                    .ok_or(CaptureError::NoSuchMonitor {
+                        index,
+                        count: monitors.len(),
+                    })?
+                    .area
             }
         };
         let segment = ShmSegment::new(&conn, area.width as usize * area.height as usize * 4)?;
 
         let damage = conn.generate_id().map_err(lost)?;
-        conn.damage_create(damage, root, damage::ReportLevel::NON_EMPTY).map_err(lost)?;
+        conn.damage_create(damage, root, damage::ReportLevel::NON_EMPTY)
+            .map_err(lost)?;
         let region = conn.generate_id().map_err(lost)?;
         conn.xfixes_create_region(region, &[]).map_err(lost)?;
-        conn.xfixes_select_cursor_input(root, xfixes::CursorNotifyMask::DISPLAY_CURSOR).map_err(lost)?;
+        conn.xfixes_select_cursor_input(root, xfixes::CursorNotifyMask::DISPLAY_CURSOR)
+            .map_err(lost)?;
         conn.flush().map_err(lost)?;
         tracing::debug!(?area, monitors = monitors.len(), "X11 capture opened");
         Ok(X11Source {
@@ -155,34 +200,74 @@ impl X11Source {
     }
 
     fn collect_damage(&mut self) -> Result<(), CaptureError> {
-        self.conn.damage_subtract(self.damage, x11rb::NONE, self.region).map_err(lost)?;
-        let reply = self.conn.xfixes_fetch_region(self.region).map_err(lost)?.reply().map_err(lost)?;
+        self.conn
+            .damage_subtract(self.damage, x11rb::NONE, self.region)
+            .map_err(lost)?;
+        let reply = self
+            .conn
+            .xfixes_fetch_region(self.region)
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
         self.damage_rects.clear();
         if self.full_damage {
-            self.damage_rects.push(Rect::new(0, 0, self.area.width, self.area.height));
+            self.damage_rects
+                .push(Rect::new(0, 0, self.area.width, self.area.height));
             self.full_damage = false;
             return Ok(());
         }
         for r in reply.rectangles {
             // Translate to the captured area and clip to it.
-            let (x0, y0) = (i64::from(r.x) - i64::from(self.area.x), i64::from(r.y) - i64::from(self.area.y));
+            let (x0, y0) = (
+                i64::from(r.x) - i64::from(self.area.x),
+                i64::from(r.y) - i64::from(self.area.y),
+            );
             let (x1, y1) = (x0 + i64::from(r.width), y0 + i64::from(r.height));
             let (w, h) = (i64::from(self.area.width), i64::from(self.area.height));
-            let (cx0, cy0, cx1, cy1) = (x0.clamp(0, w), y0.clamp(0, h), x1.clamp(0, w), y1.clamp(0, h));
+            let (cx0, cy0, cx1, cy1) = (
+                x0.clamp(0, w),
+                y0.clamp(0, h),
+                x1.clamp(0, w),
+                y1.clamp(0, h),
+            );
             if cx1 > cx0 && cy1 > cy0 {
-                self.damage_rects.push(Rect::new(cx0 as u32, cy0 as u32, (cx1 - cx0) as u32, (cy1 - cy0) as u32));
+                self.damage_rects.push(Rect::new(
+                    cx0 as u32,
+                    cy0 as u32,
+                    (cx1 - cx0) as u32,
+                    (cy1 - cy0) as u32,
+                ));
             }
         }
         Ok(())
     }
 }
 
-fn list_monitors(conn: &RustConnection, root: xproto::Window, whole: Rect) -> Result<Vec<Monitor>, CaptureError> {
-    if conn.extension_information(x11rb::protocol::randr::X11_EXTENSION_NAME).map_err(lost)?.is_none() {
-        return Ok(vec![Monitor { name: "screen".into(), area: whole, primary: true }]);
+fn list_monitors(
+    conn: &RustConnection,
+    root: xproto::Window,
+    whole: Rect,
+) -> Result<Vec<Monitor>, CaptureError> {
+    if conn
+        .extension_information(x11rb::protocol::randr::X11_EXTENSION_NAME)
+        .map_err(lost)?
+        .is_none()
+    {
+        return Ok(vec![Monitor {
+            name: "screen".into(),
+            area: whole,
+            primary: true,
+        }]);
     }
-    conn.randr_query_version(1, 5).map_err(lost)?.reply().map_err(lost)?;
-    let reply = conn.randr_get_monitors(root, true).map_err(lost)?.reply().map_err(lost)?;
+    conn.randr_query_version(1, 5)
+        .map_err(lost)?
+        .reply()
+        .map_err(lost)?;
+    let reply = conn
+        .randr_get_monitors(root, true)
+        .map_err(lost)?
+        .reply()
+        .map_err(lost)?;
     let mut monitors = Vec::with_capacity(reply.monitors.len());
     for m in reply.monitors {
         let name = conn
@@ -191,14 +276,27 @@ fn list_monitors(conn: &RustConnection, root: xproto::Window, whole: Rect) -> Re
             .reply()
             .map(|r| String::from_utf8_lossy(&r.name).into_owned())
             .unwrap_or_default();
-        let area = Rect::new(m.x.max(0) as u32, m.y.max(0) as u32, u32::from(m.width), u32::from(m.height))
-            .clipped(whole.width, whole.height);
+        let area = Rect::new(
+            m.x.max(0) as u32,
+            m.y.max(0) as u32,
+            u32::from(m.width),
+            u32::from(m.height),
+        )
+        .clipped(whole.width, whole.height);
         if !area.is_empty() {
-            monitors.push(Monitor { name, area, primary: m.primary });
+            monitors.push(Monitor {
+                name,
+                area,
+                primary: m.primary,
+            });
         }
     }
     if monitors.is_empty() {
-        monitors.push(Monitor { name: "screen".into(), area: whole, primary: true });
+        monitors.push(Monitor {
+            name: "screen".into(),
+            area: whole,
+            primary: true,
+        });
     }
     Ok(monitors)
 }
@@ -235,8 +333,17 @@ impl ScreenSource for X11Source {
             .reply()
             .map_err(lost)?;
         let timestamp = wall_clock();
-        let image = BgraImage::new(self.segment.bytes(), a.width, a.height, a.width as usize * 4)?;
-        Ok(Some(Captured { image, damage: &self.damage_rects, timestamp }))
+        let image = BgraImage::new(
+            self.segment.bytes(),
+            a.width,
+            a.height,
+            a.width as usize * 4,
+        )?;
+        Ok(Some(Captured {
+            image,
+            damage: &self.damage_rects,
+            timestamp,
+        }))
     }
 
     fn invalidate(&mut self) {
@@ -244,7 +351,12 @@ impl ScreenSource for X11Source {
     }
 
     fn cursor(&mut self) -> Result<Option<CursorState>, CaptureError> {
-        let reply = self.conn.xfixes_get_cursor_image().map_err(lost)?.reply().map_err(lost)?;
+        let reply = self
+            .conn
+            .xfixes_get_cursor_image()
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
         let x = i32::from(reply.x) - self.area.x as i32;
         let y = i32::from(reply.y) - self.area.y as i32;
         let image = if self.cursor_serial != Some(reply.cursor_serial) {
@@ -253,7 +365,13 @@ impl ScreenSource for X11Source {
             for argb in &reply.cursor_image {
                 // XFixes gives premultiplied ARGB in a u32; un-premultiply into BGRA bytes.
                 let [b, g, r, a] = argb.to_le_bytes();
-                let unmul = |c: u8| if a == 0 { 0 } else { ((u16::from(c) * 255 + u16::from(a) / 2) / u16::from(a)).min(255) as u8 };
+                let unmul = |c: u8| {
+                    if a == 0 {
+                        0
+                    } else {
+                        ((u16::from(c) * 255 + u16::from(a) / 2) / u16::from(a)).min(255) as u8
+                    }
+                };
                 pixels.extend_from_slice(&[unmul(b), unmul(g), unmul(r), a]);
             }
             Some(CursorImage {

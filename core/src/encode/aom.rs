@@ -44,23 +44,35 @@ fn error_message(ctx: &ffi::aom_codec_ctx_t, what: &str) -> EncodeError {
     };
     let error = text(unsafe { ffi::aom_codec_error(ctx) });
     let detail = text(unsafe { ffi::aom_codec_error_detail(ctx) });
-    EncodeError::Codec { backend: Backend::Aom, message: format!("{what}: {error} {detail}").trim().to_string() }
+    EncodeError::Codec {
+        backend: Backend::Aom,
+        message: format!("{what}: {error} {detail}").trim().to_string(),
+    }
 }
 
 impl AomEncoder {
     pub(super) fn new(config: EncoderConfig) -> Result<Self, EncodeError> {
         // SAFETY: config_default fills the whole struct; we only read it after it returned OK.
-        let mut cfg: Box<ffi::aom_codec_enc_cfg_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let mut cfg: Box<ffi::aom_codec_enc_cfg_t> =
+            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         let iface = unsafe { ffi::aom_codec_av1_cx() };
-        let res = unsafe { ffi::aom_codec_enc_config_default(iface, cfg.as_mut(), ffi::AOM_USAGE_REALTIME) };
+        let res = unsafe {
+            ffi::aom_codec_enc_config_default(iface, cfg.as_mut(), ffi::AOM_USAGE_REALTIME)
+        };
         if res != ffi::AOM_CODEC_OK {
-            return Err(EncodeError::Codec { backend: Backend::Aom, message: format!("config_default failed ({res})") });
+            return Err(EncodeError::Codec {
+                backend: Backend::Aom,
+                message: format!("config_default failed ({res})"),
+            });
         }
         cfg.g_w = config.width;
         cfg.g_h = config.height;
         cfg.g_threads = config.threads as u32;
         cfg.g_profile = 0;
-        cfg.g_timebase = ffi::aom_rational { num: 1, den: 90_000 };
+        cfg.g_timebase = ffi::aom_rational {
+            num: 1,
+            den: 90_000,
+        };
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = 0;
         cfg.rc_end_usage = ffi::AOM_CBR;
@@ -79,9 +91,16 @@ impl AomEncoder {
         cfg.kf_max_dist = u32::MAX >> 1;
 
         // SAFETY: a zeroed context is the documented initial state for enc_init.
-        let mut ctx: Box<ffi::aom_codec_ctx_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let mut ctx: Box<ffi::aom_codec_ctx_t> =
+            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         let res = unsafe {
-            ffi::aom_codec_enc_init_ver(ctx.as_mut(), iface, cfg.as_ref(), 0, ffi::AOM_ENCODER_ABI_VERSION as c_int)
+            ffi::aom_codec_enc_init_ver(
+                ctx.as_mut(),
+                iface,
+                cfg.as_ref(),
+                0,
+                ffi::AOM_ENCODER_ABI_VERSION as c_int,
+            )
         };
         if res != ffi::AOM_CODEC_OK {
             return Err(error_message(&ctx, "init"));
@@ -95,8 +114,18 @@ impl AomEncoder {
         let speed = c_int::from(config.speed.unwrap_or(DEFAULT_SPEED));
         let controls: &[(u32, c_int)] = &[
             (ffi::AOME_SET_CPUUSED, speed),
-            (ffi::AV1E_SET_TUNE_CONTENT, if config.screen_content { ffi::AOM_CONTENT_SCREEN as c_int } else { 0 }),
-            (ffi::AV1E_SET_ENABLE_PALETTE, c_int::from(config.screen_content)),
+            (
+                ffi::AV1E_SET_TUNE_CONTENT,
+                if config.screen_content {
+                    ffi::AOM_CONTENT_SCREEN as c_int
+                } else {
+                    0
+                },
+            ),
+            (
+                ffi::AV1E_SET_ENABLE_PALETTE,
+                c_int::from(config.screen_content),
+            ),
             (ffi::AV1E_SET_AQ_MODE, 3),
             (ffi::AV1E_SET_ROW_MT, 1),
             (ffi::AV1E_SET_TILE_COLUMNS, tile_columns_log2),
@@ -127,7 +156,12 @@ impl AomEncoder {
                 return Err(error_message(&encoder.ctx, &format!("control {id}")));
             }
         }
-        tracing::debug!(width = encoder.config.width, height = encoder.config.height, speed, "libaom encoder ready");
+        tracing::debug!(
+            width = encoder.config.width,
+            height = encoder.config.height,
+            speed,
+            "libaom encoder ready"
+        );
         Ok(encoder)
     }
 
@@ -153,7 +187,11 @@ impl Encoder for AomEncoder {
     fn send_frame(&mut self, frame: &Frame, options: FrameOptions) -> Result<(), EncodeError> {
         check_frame(frame, &self.config)?;
         if options.refresh != self.refresh_active {
-            self.cfg.rc_max_quantizer = if options.refresh { REFRESH_MAX_QUANTIZER } else { MAX_QUANTIZER };
+            self.cfg.rc_max_quantizer = if options.refresh {
+                REFRESH_MAX_QUANTIZER
+            } else {
+                MAX_QUANTIZER
+            };
             self.apply_config()?;
             self.refresh_active = options.refresh;
         }
@@ -161,7 +199,14 @@ impl Encoder for AomEncoder {
         // SAFETY: wrap a descriptor (no allocation, data pointer replaced below) and point its planes at the
         // frame, which outlives the encode call; libaom only reads input planes.
         unsafe {
-            ffi::aom_img_wrap(self.image.as_mut(), ffi::AOM_IMG_FMT_I420, w, h, 1, frame.plane(0).as_ptr() as *mut u8);
+            ffi::aom_img_wrap(
+                self.image.as_mut(),
+                ffi::AOM_IMG_FMT_I420,
+                w,
+                h,
+                1,
+                frame.plane(0).as_ptr() as *mut u8,
+            );
         }
         for i in 0..3 {
             self.image.planes[i] = frame.plane(i).as_ptr() as *mut u8;
@@ -169,9 +214,15 @@ impl Encoder for AomEncoder {
         }
         let pts = (frame.timestamp.as_nanos() * 9 / 100_000) as i64;
         let duration = (90_000 / self.config.fps.max(1)) as std::os::raw::c_ulong;
-        let flags = if options.keyframe { ffi::AOM_EFLAG_FORCE_KF as ffi::aom_enc_frame_flags_t } else { 0 };
+        let flags = if options.keyframe {
+            ffi::AOM_EFLAG_FORCE_KF as ffi::aom_enc_frame_flags_t
+        } else {
+            0
+        };
         // SAFETY: ctx initialised, image describes valid planes of the configured size.
-        let res = unsafe { ffi::aom_codec_encode(self.ctx.as_mut(), self.image.as_ref(), pts, duration, flags) };
+        let res = unsafe {
+            ffi::aom_codec_encode(self.ctx.as_mut(), self.image.as_ref(), pts, duration, flags)
+        };
         if res != ffi::AOM_CODEC_OK {
             return Err(error_message(&self.ctx, "encode"));
         }
@@ -193,12 +244,19 @@ impl Encoder for AomEncoder {
             // SAFETY: kind says the union holds a frame; buf/sz describe libaom's output buffer.
             let f = unsafe { pkt.data.frame };
             if f.sz > 0 && !f.buf.is_null() {
-                data.extend_from_slice(unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) });
+                data.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(f.buf as *const u8, f.sz)
+                });
             }
             keyframe |= f.flags & ffi::AOM_FRAME_IS_KEY != 0;
         }
         if !data.is_empty() {
-            self.pending.push_back(Packet { data: Bytes::from(data), keyframe, timestamp: frame.timestamp, frame_index });
+            self.pending.push_back(Packet {
+                data: Bytes::from(data),
+                keyframe,
+                timestamp: frame.timestamp,
+                frame_index,
+            });
         }
         Ok(())
     }
@@ -208,7 +266,10 @@ impl Encoder for AomEncoder {
     }
 
     fn set_bitrate(&mut self, bps: u32) -> Result<(), EncodeError> {
-        let candidate = EncoderConfig { bitrate_bps: bps, ..self.config.clone() };
+        let candidate = EncoderConfig {
+            bitrate_bps: bps,
+            ..self.config.clone()
+        };
         candidate.validate()?;
         self.cfg.rc_target_bitrate = (bps / 1000).max(1);
         self.apply_config()?;

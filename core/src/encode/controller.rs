@@ -29,10 +29,22 @@ pub struct Adaptation {
 }
 
 const LEVELS: [Adaptation; 4] = [
-    Adaptation { fps_divisor: 1, downscale: false },
-    Adaptation { fps_divisor: 2, downscale: false },
-    Adaptation { fps_divisor: 2, downscale: true },
-    Adaptation { fps_divisor: 3, downscale: true },
+    Adaptation {
+        fps_divisor: 1,
+        downscale: false,
+    },
+    Adaptation {
+        fps_divisor: 2,
+        downscale: false,
+    },
+    Adaptation {
+        fps_divisor: 2,
+        downscale: true,
+    },
+    Adaptation {
+        fps_divisor: 3,
+        downscale: true,
+    },
 ];
 
 /// Settings of the [`EncodeController`].
@@ -175,7 +187,9 @@ impl EncodeController {
         if avg > budget * 0.9 {
             self.slow_streak += 1;
             self.fast_streak = 0;
-        } else if self.level > 0 && avg < interval * f64::from(LEVELS[self.level - 1].fps_divisor) * 0.5 {
+        } else if self.level > 0
+            && avg < interval * f64::from(LEVELS[self.level - 1].fps_divisor) * 0.5
+        {
             self.fast_streak += 1;
             self.slow_streak = 0;
         } else {
@@ -198,7 +212,12 @@ impl EncodeController {
             // Encode times at the new size are not comparable.
             self.encode_time_avg = None;
         }
-        tracing::info!(?before, after = self.level, avg_ms = avg * 1000.0, "encoder load adaptation");
+        tracing::info!(
+            ?before,
+            after = self.level,
+            avg_ms = avg * 1000.0,
+            "encoder load adaptation"
+        );
         Some(LEVELS[self.level])
     }
 }
@@ -213,7 +232,11 @@ mod tests {
 
     #[test]
     fn first_frame_is_a_keyframe_and_still_screens_cost_nothing() {
-        let mut c = EncodeController::new(ControllerConfig { keep_alive: None, refresh_after: None, ..Default::default() });
+        let mut c = EncodeController::new(ControllerConfig {
+            keep_alive: None,
+            refresh_after: None,
+            ..Default::default()
+        });
         assert_eq!(c.tick(ms(0), true), Decision::Encode { keyframe: true });
         for t in 1..100 {
             assert_eq!(c.tick(ms(t * 33), false), Decision::Skip);
@@ -249,7 +272,10 @@ mod tests {
 
     #[test]
     fn slow_encoder_halves_frame_rate_then_downscales_and_recovers() {
-        let mut c = EncodeController::new(ControllerConfig { fps: 30, ..Default::default() });
+        let mut c = EncodeController::new(ControllerConfig {
+            fps: 30,
+            ..Default::default()
+        });
         c.tick(ms(0), true);
         let mut changes = Vec::new();
         for _ in 0..40 {
@@ -257,8 +283,17 @@ mod tests {
                 changes.push(a);
             }
         }
-        assert_eq!(changes[0], Adaptation { fps_divisor: 2, downscale: false });
-        assert!(c.adaptation().downscale, "80 ms per frame exceeds even 15 fps: {changes:?}");
+        assert_eq!(
+            changes[0],
+            Adaptation {
+                fps_divisor: 2,
+                downscale: false
+            }
+        );
+        assert!(
+            c.adaptation().downscale,
+            "80 ms per frame exceeds even 15 fps: {changes:?}"
+        );
         assert!(c.keyframe_pending(), "a resolution change needs a keyframe");
         // With a halved rate, only every other changed tick is encoded, but no change is lost.
         let mut encoded = 0;
@@ -271,7 +306,13 @@ mod tests {
         for _ in 0..400 {
             c.record_encode_time(ms(2));
         }
-        assert_eq!(c.adaptation(), Adaptation { fps_divisor: 1, downscale: false });
+        assert_eq!(
+            c.adaptation(),
+            Adaptation {
+                fps_divisor: 1,
+                downscale: false
+            }
+        );
     }
 
     #[test]
@@ -284,6 +325,9 @@ mod tests {
         assert_eq!(c.adaptation().fps_divisor, 2);
         let a = c.tick(ms(33), true);
         let b = c.tick(ms(66), false);
-        assert!(matches!((a, b), (Decision::Skip, Decision::Encode { .. }) | (Decision::Encode { .. }, Decision::Skip)));
+        assert!(matches!(
+            (a, b),
+            (Decision::Skip, Decision::Encode { .. }) | (Decision::Encode { .. }, Decision::Skip)
+        ));
     }
 }

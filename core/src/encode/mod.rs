@@ -100,7 +100,10 @@ impl std::str::FromStr for Backend {
         match s.to_ascii_lowercase().as_str() {
             "aom" | "libaom" => Ok(Backend::Aom),
             "rav1e" => Ok(Backend::Rav1e),
-            other => Err(EncodeError::InvalidConfig { field: "backend", reason: format!("unknown backend `{other}`") }),
+            other => Err(EncodeError::InvalidConfig {
+                field: "backend",
+                reason: format!("unknown backend `{other}`"),
+            }),
         }
     }
 }
@@ -135,7 +138,15 @@ pub struct EncoderConfig {
 impl EncoderConfig {
     /// Defaults for a screen of this size: 30 fps, 2 Mbit/s, 2 threads, screen content.
     pub fn new(width: u32, height: u32) -> Self {
-        EncoderConfig { width, height, fps: 30, bitrate_bps: 2_000_000, threads: 2, speed: None, screen_content: true }
+        EncoderConfig {
+            width,
+            height,
+            fps: 30,
+            bitrate_bps: 2_000_000,
+            threads: 2,
+            speed: None,
+            screen_content: true,
+        }
     }
     /// Sets the nominal frame rate.
     pub fn fps(mut self, fps: u32) -> Self {
@@ -161,7 +172,12 @@ impl EncoderConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), EncodeError> {
         crate::frame::validate_size(self.width, self.height)?;
-        let bad = |field, reason: &str| Err(EncodeError::InvalidConfig { field, reason: reason.to_string() });
+        let bad = |field, reason: &str| {
+            Err(EncodeError::InvalidConfig {
+                field,
+                reason: reason.to_string(),
+            })
+        };
         if !(1..=240).contains(&self.fps) {
             return bad("fps", "must be 1..=240");
         }
@@ -222,7 +238,10 @@ pub trait Encoder: Send {
 }
 
 /// A new encoder of the given backend.
-pub fn new_encoder(backend: Backend, config: &EncoderConfig) -> Result<Box<dyn Encoder>, EncodeError> {
+pub fn new_encoder(
+    backend: Backend,
+    config: &EncoderConfig,
+) -> Result<Box<dyn Encoder>, EncodeError> {
     config.validate()?;
     match backend {
         #[cfg(feature = "aom")]
@@ -238,7 +257,13 @@ pub fn new_encoder(backend: Backend, config: &EncoderConfig) -> Result<Box<dyn E
 pub(crate) fn check_frame(frame: &Frame, config: &EncoderConfig) -> Result<(), EncodeError> {
     frame.as_i420_image()?;
     if frame.width() != config.width || frame.height() != config.height {
-        return Err(FrameError::SizeMismatch(frame.width(), frame.height(), config.width, config.height).into());
+        return Err(FrameError::SizeMismatch(
+            frame.width(),
+            frame.height(),
+            config.width,
+            config.height,
+        )
+        .into());
     }
     Ok(())
 }

@@ -10,8 +10,8 @@ use super::{check_frame, Backend, EncodeError, Encoder, EncoderConfig, FrameOpti
 use crate::frame::Frame;
 use bytes::Bytes;
 use rav1e::prelude::{
-    ChromaSampling, Config, Context, EncoderStatus, FrameParameters, FrameTypeOverride, Opaque, Rational,
-    SceneDetectionSpeed, SpeedSettings,
+    ChromaSampling, Config, Context, EncoderStatus, FrameParameters, FrameTypeOverride, Opaque,
+    Rational, SceneDetectionSpeed, SpeedSettings,
 };
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -35,7 +35,10 @@ pub(super) struct Rav1eEncoder {
 }
 
 fn codec_error(what: &str, status: impl std::fmt::Display) -> EncodeError {
-    EncodeError::Codec { backend: Backend::Rav1e, message: format!("{what}: {status}") }
+    EncodeError::Codec {
+        backend: Backend::Rav1e,
+        message: format!("{what}: {status}"),
+    }
 }
 
 fn new_context(config: &EncoderConfig) -> Result<Context<u8>, EncodeError> {
@@ -60,7 +63,10 @@ fn new_context(config: &EncoderConfig) -> Result<Context<u8>, EncodeError> {
         .with_encoder_config(enc)
         .with_threads(config.threads)
         .new_context()
-        .map_err(|e| EncodeError::InvalidConfig { field: "rav1e", reason: e.to_string() })
+        .map_err(|e| EncodeError::InvalidConfig {
+            field: "rav1e",
+            reason: e.to_string(),
+        })
 }
 
 impl Rav1eEncoder {
@@ -94,7 +100,10 @@ impl Rav1eEncoder {
                         .opaque
                         .and_then(|o| o.downcast::<FrameMeta>().ok())
                         .map(|m| *m)
-                        .unwrap_or(FrameMeta { timestamp: Duration::ZERO, frame_index: packet.input_frameno });
+                        .unwrap_or(FrameMeta {
+                            timestamp: Duration::ZERO,
+                            frame_index: packet.input_frameno,
+                        });
                     self.pending.push_back(Packet {
                         data: Bytes::from(packet.data),
                         keyframe: packet.frame_type == rav1e::prelude::FrameType::KEY,
@@ -140,11 +149,20 @@ impl Encoder for Rav1eEncoder {
             plane.copy_from_raw_u8(frame.plane(i), frame.stride(i), 1);
         }
         let params = FrameParameters {
-            frame_type_override: if options.keyframe { FrameTypeOverride::Key } else { FrameTypeOverride::No },
-            opaque: Some(Opaque::new(FrameMeta { timestamp: frame.timestamp, frame_index: self.frames_sent })),
+            frame_type_override: if options.keyframe {
+                FrameTypeOverride::Key
+            } else {
+                FrameTypeOverride::No
+            },
+            opaque: Some(Opaque::new(FrameMeta {
+                timestamp: frame.timestamp,
+                frame_index: self.frames_sent,
+            })),
             ..Default::default()
         };
-        self.ctx.send_frame((input, params)).map_err(|s| codec_error("send_frame", s))?;
+        self.ctx
+            .send_frame((input, params))
+            .map_err(|s| codec_error("send_frame", s))?;
         self.frames_sent += 1;
         self.in_flight += 1;
         self.drain_context()?;
@@ -156,7 +174,10 @@ impl Encoder for Rav1eEncoder {
     }
 
     fn set_bitrate(&mut self, bps: u32) -> Result<(), EncodeError> {
-        let candidate = EncoderConfig { bitrate_bps: bps, ..self.config.clone() };
+        let candidate = EncoderConfig {
+            bitrate_bps: bps,
+            ..self.config.clone()
+        };
         candidate.validate()?;
         self.config.bitrate_bps = bps;
         Ok(())

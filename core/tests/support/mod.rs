@@ -16,7 +16,13 @@ impl Xvfb {
     /// Starts Xvfb at `width`x`height`x24. Returns `None` (after saying why) when Xvfb is not installed and
     /// `PEERDESK_REQUIRE_XVFB` is unset; the project's test script sets it, so CI never skips.
     pub fn start(width: u32, height: u32) -> Option<Xvfb> {
-        if Command::new("Xvfb").arg("-help").stderr(Stdio::null()).stdout(Stdio::null()).status().is_err() {
+        if Command::new("Xvfb")
+            .arg("-help")
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
             if std::env::var_os("PEERDESK_REQUIRE_XVFB").is_some() {
                 panic!("Xvfb is required (PEERDESK_REQUIRE_XVFB is set) but not installed: run scripts/setup.sh");
             }
@@ -28,17 +34,27 @@ impl Xvfb {
         let base = 100 + (std::process::id() % 300) * 8;
         for _ in 0..100 {
             let n = base + NEXT.fetch_add(1, Ordering::SeqCst);
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists() || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            {
                 continue;
             }
             let child = Command::new("Xvfb")
-                .args([format!(":{n}"), "-screen".into(), "0".into(), format!("{width}x{height}x24")])
+                .args([
+                    format!(":{n}"),
+                    "-screen".into(),
+                    "0".into(),
+                    format!("{width}x{height}x24"),
+                ])
                 .args(["-nolisten", "tcp", "-noreset"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn Xvfb");
-            let mut xvfb = Xvfb { child, display: format!(":{n}") };
+            let mut xvfb = Xvfb {
+                child,
+                display: format!(":{n}"),
+            };
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(10) {
                 if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
