@@ -34,19 +34,28 @@ fn capture_and_convert(c: &mut Criterion) {
     let bgra = desktop.render(0, 0).clone();
     let image = bgra.as_bgra_image().unwrap();
     let mut yuv = Frame::new(PixelFormat::I420, W, H).unwrap();
-    group.bench_function("bgra_to_i420_full", |b| b.iter(|| bgra_to_i420(&image, &mut yuv, None).unwrap()));
+    group.bench_function("bgra_to_i420_full", |b| {
+        b.iter(|| bgra_to_i420(&image, &mut yuv, None).unwrap())
+    });
     let cursor_blink = [Rect::new(1200, 300, 8, 16)];
     group.bench_function("bgra_to_i420_16_damaged_rows", |b| {
         b.iter(|| bgra_to_i420(&image, &mut yuv, Some(&cursor_blink)).unwrap())
     });
     let mut rgba = vec![0u8; (W * H * 4) as usize];
     let i420 = yuv.as_i420_image().unwrap();
-    group.bench_function("i420_to_rgba", |b| b.iter(|| i420_to_rgba(&i420, &mut rgba, W as usize * 4).unwrap()));
+    group.bench_function("i420_to_rgba", |b| {
+        b.iter(|| i420_to_rgba(&i420, &mut rgba, W as usize * 4).unwrap())
+    });
     let mut n = 1;
     group.bench_function("synthetic_capture_and_convert_damaged", |b| {
         b.iter(|| {
             let frame = desktop.render(n, 0);
-            bgra_to_i420(&frame.as_bgra_image().unwrap(), &mut yuv, Some(&frame.damage)).unwrap();
+            bgra_to_i420(
+                &frame.as_bgra_image().unwrap(),
+                &mut yuv,
+                Some(&frame.damage),
+            )
+            .unwrap();
             n += 1;
         })
     });
@@ -59,7 +68,9 @@ fn encode(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("encode_1080p_{backend}"));
         group.throughput(Throughput::Elements(1));
         if backend == Backend::Rav1e {
-            group.sample_size(10).measurement_time(Duration::from_secs(10));
+            group
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(10));
         }
         let config = EncoderConfig::new(W, H).bitrate(2_000_000).threads(2);
         let mut encoder = new_encoder(backend, &config).unwrap();
@@ -67,7 +78,15 @@ fn encode(c: &mut Criterion) {
         group.bench_function("scrolling_desktop_frame", |b| {
             b.iter(|| {
                 let frame = &frames[i % frames.len()];
-                encoder.send_frame(frame, FrameOptions { keyframe: i == 0, refresh: false }).unwrap();
+                encoder
+                    .send_frame(
+                        frame,
+                        FrameOptions {
+                            keyframe: i == 0,
+                            refresh: false,
+                        },
+                    )
+                    .unwrap();
                 while encoder.receive_packet().unwrap().is_some() {}
                 i += 1;
             })
@@ -78,10 +97,19 @@ fn encode(c: &mut Criterion) {
 
 fn decode(c: &mut Criterion) {
     let frames = desktop_i420(120);
-    let mut encoder = new_encoder(Backend::default_interactive(), &EncoderConfig::new(W, H)).unwrap();
+    let mut encoder =
+        new_encoder(Backend::default_interactive(), &EncoderConfig::new(W, H)).unwrap();
     let mut packets = Vec::new();
     for (i, frame) in frames.iter().enumerate() {
-        encoder.send_frame(frame, FrameOptions { keyframe: i == 0, refresh: false }).unwrap();
+        encoder
+            .send_frame(
+                frame,
+                FrameOptions {
+                    keyframe: i == 0,
+                    refresh: false,
+                },
+            )
+            .unwrap();
         while let Some(p) = encoder.receive_packet().unwrap() {
             packets.push(p);
         }
@@ -94,7 +122,10 @@ fn decode(c: &mut Criterion) {
             || Decoder::new(DecoderConfig::default()).unwrap(),
             |mut decoder| {
                 for p in &packets {
-                    assert!(decoder.decode(p.data.clone(), p.timestamp).unwrap().is_some());
+                    assert!(decoder
+                        .decode(p.data.clone(), p.timestamp)
+                        .unwrap()
+                        .is_some());
                 }
             },
             BatchSize::PerIteration,

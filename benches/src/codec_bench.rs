@@ -25,7 +25,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(about = "Encode fps, delay, kbit/s and PSNR of peerdesk's AV1 backends beside ffmpeg's realtime encoders")]
+#[command(
+    about = "Encode fps, delay, kbit/s and PSNR of peerdesk's AV1 backends beside ffmpeg's realtime encoders"
+)]
 struct Args {
     /// A .y4m clip, or a raw I420 clip with --size and --fps; none for the synthetic desktop.
     input: Option<PathBuf>,
@@ -77,7 +79,13 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((w.parse()?, h.parse()?))
 }
 
-fn frame_from_planes(width: u32, height: u32, data: &[u8], index: usize, fps: u32) -> anyhow::Result<Frame> {
+fn frame_from_planes(
+    width: u32,
+    height: u32,
+    data: &[u8],
+    index: usize,
+    fps: u32,
+) -> anyhow::Result<Frame> {
     let (cw, ch) = chroma_size(width, height);
     let (ys, cs) = ((width * height) as usize, (cw * ch) as usize);
     let image = I420Image::new(
@@ -95,7 +103,12 @@ fn frame_from_planes(width: u32, height: u32, data: &[u8], index: usize, fps: u3
 fn load_clip(args: &Args) -> anyhow::Result<(Clip, String)> {
     let Some(path) = &args.input else {
         let (width, height) = parse_size(&args.size)?;
-        let config = SyntheticConfig { width, height, fps: args.fps, ..Default::default() };
+        let config = SyntheticConfig {
+            width,
+            height,
+            fps: args.fps,
+            ..Default::default()
+        };
         let mut desktop = SyntheticDesktop::new(config)?;
         let mut frames = Vec::with_capacity(args.frames);
         for n in 0..args.frames {
@@ -105,17 +118,34 @@ fn load_clip(args: &Args) -> anyhow::Result<(Clip, String)> {
             yuv.timestamp = Duration::from_secs_f64(n as f64 / f64::from(args.fps));
             frames.push(yuv);
         }
-        let name = format!("synthetic desktop (scrolling terminal, typing, clock) {width}x{height}@{}", args.fps);
-        return Ok((Clip { width, height, fps: args.fps, frames }, name));
+        let name = format!(
+            "synthetic desktop (scrolling terminal, typing, clock) {width}x{height}@{}",
+            args.fps
+        );
+        return Ok((
+            Clip {
+                width,
+                height,
+                fps: args.fps,
+                frames,
+            },
+            name,
+        ));
     };
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "y4m") {
-        let mut decoder = y4m::decode(BufReader::new(file)).map_err(|e| anyhow::anyhow!("y4m: {e:?}"))?;
+        let mut decoder =
+            y4m::decode(BufReader::new(file)).map_err(|e| anyhow::anyhow!("y4m: {e:?}"))?;
         let (width, height) = (decoder.get_width() as u32, decoder.get_height() as u32);
         let rate = decoder.get_framerate();
         let fps = (rate.num as f64 / rate.den.max(1) as f64).round().max(1.0) as u32;
-        if decoder.get_colorspace().get_bit_depth() != 8 || !format!("{:?}", decoder.get_colorspace()).starts_with("C420") {
-            bail!("only 8-bit 4:2:0 Y4M is supported, got {:?}", decoder.get_colorspace());
+        if decoder.get_colorspace().get_bit_depth() != 8
+            || !format!("{:?}", decoder.get_colorspace()).starts_with("C420")
+        {
+            bail!(
+                "only 8-bit 4:2:0 Y4M is supported, got {:?}",
+                decoder.get_colorspace()
+            );
         }
         let mut frames = Vec::new();
         while frames.len() < args.frames {
@@ -130,7 +160,15 @@ fn load_clip(args: &Args) -> anyhow::Result<(Clip, String)> {
                 Err(e) => bail!("y4m frame: {e:?}"),
             }
         }
-        return Ok((Clip { width, height, fps, frames }, path.display().to_string()));
+        return Ok((
+            Clip {
+                width,
+                height,
+                fps,
+                frames,
+            },
+            path.display().to_string(),
+        ));
     }
     let (width, height) = parse_size(&args.size)?;
     let (cw, ch) = chroma_size(width, height);
@@ -139,21 +177,44 @@ fn load_clip(args: &Args) -> anyhow::Result<(Clip, String)> {
     let mut buf = vec![0u8; frame_len];
     let mut frames = Vec::new();
     while frames.len() < args.frames && reader.read_exact(&mut buf).is_ok() {
-        frames.push(frame_from_planes(width, height, &buf, frames.len(), args.fps)?);
+        frames.push(frame_from_planes(
+            width,
+            height,
+            &buf,
+            frames.len(),
+            args.fps,
+        )?);
     }
-    Ok((Clip { width, height, fps: args.fps, frames }, path.display().to_string()))
+    Ok((
+        Clip {
+            width,
+            height,
+            fps: args.fps,
+            frames,
+        },
+        path.display().to_string(),
+    ))
 }
 
 fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> anyhow::Result<Row> {
     let frames = &clip.frames[..frames.min(clip.frames.len())];
-    let config = EncoderConfig::new(clip.width, clip.height).fps(clip.fps).bitrate(args.bitrate).threads(args.threads);
+    let config = EncoderConfig::new(clip.width, clip.height)
+        .fps(clip.fps)
+        .bitrate(args.bitrate)
+        .threads(args.threads);
     let mut encoder = new_encoder(backend, &config)?;
     let mut packets = Vec::with_capacity(frames.len());
     let mut encode_time = Duration::ZERO;
     let mut max_delay = 0;
     for (i, frame) in frames.iter().enumerate() {
         let started = Instant::now();
-        encoder.send_frame(frame, FrameOptions { keyframe: i == 0, refresh: false })?;
+        encoder.send_frame(
+            frame,
+            FrameOptions {
+                keyframe: i == 0,
+                refresh: false,
+            },
+        )?;
         while let Some(p) = encoder.receive_packet()? {
             packets.push(p);
         }
@@ -162,7 +223,10 @@ fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> any
     }
     // Drain the delay (not timed) so every frame is scored.
     while packets.len() < frames.len() {
-        encoder.send_frame(frames.last().expect("clip is not empty"), FrameOptions::default())?;
+        encoder.send_frame(
+            frames.last().expect("clip is not empty"),
+            FrameOptions::default(),
+        )?;
         while let Some(p) = encoder.receive_packet()? {
             packets.push(p);
         }
@@ -172,9 +236,18 @@ fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> any
     let mut decoder = Decoder::new(DecoderConfig::default())?;
     let (mut sse, mut samples) = (0u64, 0u64);
     for p in &packets {
-        let picture = decoder.decode(p.data.clone(), p.timestamp)?.context("dav1d gave no picture for a temporal unit")?;
+        let picture = decoder
+            .decode(p.data.clone(), p.timestamp)?
+            .context("dav1d gave no picture for a temporal unit")?;
         let source = &frames[p.frame_index as usize];
-        sse += plane_sse(picture.plane(0), picture.stride(0), source.plane(0), source.stride(0), clip.width, clip.height);
+        sse += plane_sse(
+            picture.plane(0),
+            picture.stride(0),
+            source.plane(0),
+            source.stride(0),
+            clip.width,
+            clip.height,
+        );
         samples += u64::from(clip.width * clip.height);
     }
     Ok(Row {
@@ -192,7 +265,11 @@ fn plane_sse(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: u32, h
     for y in 0..height as usize {
         let ra = &a[y * a_stride..y * a_stride + width as usize];
         let rb = &b[y * b_stride..y * b_stride + width as usize];
-        sse += ra.iter().zip(rb).map(|(&p, &q)| (i32::from(p) - i32::from(q)).pow(2) as u64).sum::<u64>();
+        sse += ra
+            .iter()
+            .zip(rb)
+            .map(|(&p, &q)| (i32::from(p) - i32::from(q)).pow(2) as u64)
+            .sum::<u64>();
     }
     sse
 }
@@ -208,10 +285,21 @@ const PEERS: &[FfmpegPeer] = &[
         name: "ffmpeg libvpx VP8 realtime cpu-used 16",
         encoder: "libvpx",
         args: |b, t| {
-            strings(&["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "16", "-lag-in-frames", "0", "-g", "100000"])
-                .into_iter()
-                .chain(rate(b, t))
-                .collect()
+            strings(&[
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "16",
+                "-lag-in-frames",
+                "0",
+                "-g",
+                "100000",
+            ])
+            .into_iter()
+            .chain(rate(b, t))
+            .collect()
         },
     },
     FfmpegPeer {
@@ -219,8 +307,22 @@ const PEERS: &[FfmpegPeer] = &[
         encoder: "libaom-av1",
         args: |b, t| {
             strings(&[
-                "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-tune-content", "screen", "-row-mt", "1",
-                "-tile-columns", "1", "-lag-in-frames", "0", "-g", "100000",
+                "-c:v",
+                "libaom-av1",
+                "-usage",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-tune-content",
+                "screen",
+                "-row-mt",
+                "1",
+                "-tile-columns",
+                "1",
+                "-lag-in-frames",
+                "0",
+                "-g",
+                "100000",
             ])
             .into_iter()
             .chain(rate(b, t))
@@ -231,10 +333,19 @@ const PEERS: &[FfmpegPeer] = &[
         name: "ffmpeg SVT-AV1 preset 12 low-delay",
         encoder: "libsvtav1",
         args: |b, t| {
-            strings(&["-c:v", "libsvtav1", "-preset", "12", "-g", "100000", "-svtav1-params", "pred-struct=1:rc=2"])
-                .into_iter()
-                .chain(rate(b, t))
-                .collect()
+            strings(&[
+                "-c:v",
+                "libsvtav1",
+                "-preset",
+                "12",
+                "-g",
+                "100000",
+                "-svtav1-params",
+                "pred-struct=1:rc=2",
+            ])
+            .into_iter()
+            .chain(rate(b, t))
+            .collect()
         },
     },
 ];
@@ -244,7 +355,12 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn rate(bitrate: u32, threads: usize) -> Vec<String> {
-    vec!["-b:v".into(), bitrate.to_string(), "-threads".into(), threads.to_string()]
+    vec![
+        "-b:v".into(),
+        bitrate.to_string(),
+        "-threads".into(),
+        threads.to_string(),
+    ]
 }
 
 fn ffmpeg_has_encoder(name: &str) -> bool {
@@ -252,21 +368,42 @@ fn ffmpeg_has_encoder(name: &str) -> bool {
         .args(["-hide_banner", "-encoders"])
         .stderr(Stdio::null())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().any(|w| w == name))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w == name)
+        })
         .unwrap_or(false)
 }
 
-fn run_ffmpeg(peer: &FfmpegPeer, clip: &Clip, raw: &Path, dir: &Path, args: &Args) -> anyhow::Result<Row> {
+fn run_ffmpeg(
+    peer: &FfmpegPeer,
+    clip: &Clip,
+    raw: &Path,
+    dir: &Path,
+    args: &Args,
+) -> anyhow::Result<Row> {
     let out = dir.join(format!("{}.ivf", peer.encoder));
     let size = format!("{}x{}", clip.width, clip.height);
     let mut cmd = Command::new("ffmpeg");
     cmd.env("SVT_LOG", "1");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", &size])
-        .args(["-r", &clip.fps.to_string(), "-i"])
-        .arg(raw)
-        .args((peer.args)(args.bitrate, args.threads))
-        .args(["-f", "ivf"])
-        .arg(&out);
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-s",
+        &size,
+    ])
+    .args(["-r", &clip.fps.to_string(), "-i"])
+    .arg(raw)
+    .args((peer.args)(args.bitrate, args.threads))
+    .args(["-f", "ivf"])
+    .arg(&out);
     let started = Instant::now();
     let status = cmd.status().context("running ffmpeg")?;
     let elapsed = started.elapsed();
@@ -279,7 +416,14 @@ fn run_ffmpeg(peer: &FfmpegPeer, clip: &Clip, raw: &Path, dir: &Path, args: &Arg
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(&out)
-        .args(["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p"])
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .arg(&decoded)
         .status()?;
     if !status.success() {
@@ -293,7 +437,14 @@ fn run_ffmpeg(peer: &FfmpegPeer, clip: &Clip, raw: &Path, dir: &Path, args: &Arg
     let (mut sse, mut samples) = (0u64, 0u64);
     for (i, source) in clip.frames.iter().enumerate().take(decoded_frames) {
         let y = &decoded_bytes[i * frame_len..i * frame_len + (clip.width * clip.height) as usize];
-        sse += plane_sse(y, clip.width as usize, source.plane(0), source.stride(0), clip.width, clip.height);
+        sse += plane_sse(
+            y,
+            clip.width as usize,
+            source.plane(0),
+            source.stride(0),
+            clip.width,
+            clip.height,
+        );
         samples += u64::from(clip.width * clip.height);
     }
     Ok(Row {
@@ -313,19 +464,38 @@ fn main() -> anyhow::Result<()> {
         bail!("the clip has no frames");
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("clip: {name}, {} frames; target {} kbit/s, {} threads; machine: {cpus} cores", clip.frames.len(), args.bitrate / 1000, args.threads);
-    let backends = if args.backends.is_empty() { Backend::available() } else { args.backends.clone() };
+    println!(
+        "clip: {name}, {} frames; target {} kbit/s, {} threads; machine: {cpus} cores",
+        clip.frames.len(),
+        args.bitrate / 1000,
+        args.threads
+    );
+    let backends = if args.backends.is_empty() {
+        Backend::available()
+    } else {
+        args.backends.clone()
+    };
     let mut rows = Vec::new();
     for backend in backends {
-        let frames = if backend == Backend::Rav1e { args.rav1e_frames } else { clip.frames.len() };
+        let frames = if backend == Backend::Rav1e {
+            args.rav1e_frames
+        } else {
+            clip.frames.len()
+        };
         let row = run_backend(backend, &clip, frames, &args)?;
         print_row(&row, rows.is_empty());
         rows.push(row);
     }
     let ours = rows.clone();
     if !args.no_ffmpeg {
-        if Command::new("ffmpeg").arg("-version").stdout(Stdio::null()).status().is_ok() {
-            let dir = std::env::temp_dir().join(format!("peerdesk-codec-bench-{}", std::process::id()));
+        if Command::new("ffmpeg")
+            .arg("-version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+        {
+            let dir =
+                std::env::temp_dir().join(format!("peerdesk-codec-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let raw = dir.join("clip.yuv");
             let mut file = std::io::BufWriter::new(std::fs::File::create(&raw)?);
@@ -373,7 +543,10 @@ fn main() -> anyhow::Result<()> {
 
 fn print_row(row: &Row, header: bool) {
     if header {
-        println!("{:<42} {:>7} {:>10} {:>9} {:>9} {:>10}", "encoder", "frames", "encode fps", "delay", "kbit/s", "PSNR-Y dB");
+        println!(
+            "{:<42} {:>7} {:>10} {:>9} {:>9} {:>10}",
+            "encoder", "frames", "encode fps", "delay", "kbit/s", "PSNR-Y dB"
+        );
     }
     let delay = row.delay.map_or("-".to_string(), |d| d.to_string());
     println!(
