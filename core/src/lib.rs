@@ -49,5 +49,7 @@ pub mod encode;
 pub mod frame;
 pub mod pipeline;
 pub mod quality;
+pub mod ratelimit;
+pub mod signaling;
 
 pub use frame::{Frame, FrameError, PixelFormat, Rect};

@@ -1,0 +1,130 @@
+//! Rate limiting as plain logic with time passed in: token buckets and failure windows.
+//!
+//! Used by the signaling server (messages per second, join attempts per address) and by the host (control
+//! messages per viewer).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A token bucket: up to `capacity` events at once, refilled at `per_second`.
+///
+/// ```
+/// use peerdesk::ratelimit::TokenBucket;
+/// use std::time::{Duration, Instant};
+/// let start = Instant::now();
+/// let mut bucket = TokenBucket::new(2.0, 1.0, start);
+/// assert!(bucket.try_take(start) && bucket.try_take(start));
+/// assert!(!bucket.try_take(start));
+/// assert!(bucket.try_take(start + Duration::from_secs(1)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(capacity: f64, per_second: f64, now: Instant) -> Self {
+        TokenBucket {
+            capacity,
+            per_second,
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Counts failures in a sliding window and says when a limit is reached.
+#[derive(Debug, Clone)]
+pub struct FailureWindow {
+    window: Duration,
+    limit: usize,
+    failures: VecDeque<Instant>,
+}
+
+impl FailureWindow {
+    /// At most `limit` failures per `window`.
+    pub fn new(limit: usize, window: Duration) -> Self {
+        FailureWindow {
+            window,
+            limit,
+            failures: VecDeque::new(),
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) >= self.window)
+        {
+            self.failures.pop_front();
+        }
+    }
+
+    /// Whether another attempt is allowed now.
+    pub fn allows(&mut self, now: Instant) -> bool {
+        self.expire(now);
+        self.failures.len() < self.limit
+    }
+
+    /// Records a failure.
+    pub fn record_failure(&mut self, now: Instant) {
+        self.expire(now);
+        self.failures.push_back(now);
+    }
+
+    /// Whether no failure is remembered (the entry can be dropped).
+    pub fn is_idle(&mut self, now: Instant) -> bool {
+        self.expire(now);
+        self.failures.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refills_at_its_rate_and_caps() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(3.0, 10.0, t0);
+        for _ in 0..3 {
+            assert!(b.try_take(t0));
+        }
+        assert!(!b.try_take(t0));
+        assert!(b.try_take(t0 + Duration::from_millis(100)));
+        assert!(!b.try_take(t0 + Duration::from_millis(100)));
+        let later = t0 + Duration::from_secs(60);
+        let taken = (0..10).filter(|_| b.try_take(later)).count();
+        assert_eq!(taken, 3);
+    }
+
+    #[test]
+    fn failure_window_blocks_then_forgets() {
+        let t0 = Instant::now();
+        let mut w = FailureWindow::new(2, Duration::from_secs(60));
+        w.record_failure(t0);
+        assert!(w.allows(t0));
+        w.record_failure(t0 + Duration::from_secs(1));
+        assert!(!w.allows(t0 + Duration::from_secs(59)));
+        assert!(w.allows(t0 + Duration::from_secs(61)));
+        assert!(w.is_idle(t0 + Duration::from_secs(120)));
+    }
+}

@@ -1,0 +1,12 @@
+//! Signaling: how a host and a viewer find each other and exchange SDP and ICE through a signaling server.
+//!
+//! [`protocol`] defines the messages (shared with the server in `examples/signaling-server`); [`client`] is the
+//! WebSocket client the session API uses.
+
+pub mod client;
+pub mod protocol;
+
+pub use client::{SignalingClient, SignalingError, SignalingSender};
+pub use protocol::{
+    ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION,
+};

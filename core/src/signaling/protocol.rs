@@ -1,0 +1,398 @@
+//! The signaling protocol, version 1: JSON text messages over one WebSocket per peer.
+//!
+//! Every message is an object with `"v": 1` and a `"type"`. The server relays SDP and ICE candidates between a
+//! host and a viewer it has admitted, and nothing else.
+//!
+//! | direction | `type` | fields | meaning |
+//! | --- | --- | --- | --- |
+//! | host → server | `register` | | issue a one-time session code for this host |
+//! | server → host | `registered` | `peer`, `code`, `expires_in_secs`, `ice_servers` | the code to show the user |
+//! | viewer → server | `join` | `code`, `name` | ask to join the host that owns `code` |
+//! | server → viewer | `join_pending` | `peer`, `host`, `ice_servers` | the host has been asked for consent |
+//! | server → host | `join_request` | `peer`, `name` | a viewer asks to join; answer with `accept` or `reject` |
+//! | host → server | `accept` / `reject` | `peer` (+ `reason` for reject) | the consent answer |
+//! | server → viewer | `accepted` | `host` | the host consented; its offer follows |
+//! | either → server | `signal` | `to`, `payload` | SDP offer/answer or ICE candidate for an admitted peer |
+//! | server → either | `signal` | `from`, `payload` | the relayed payload |
+//! | either → server | `leave` | | end this peer's sessions |
+//! | server → either | `peer_left` | `peer`, `reason` | the other side left or was rejected |
+//! | server → either | `error` | `code`, `message` | a request was refused; the connection stays usable |
+//!
+//! Limits: a message is at most [`MAX_MESSAGE_BYTES`]; servers also limit messages per second and join attempts
+//! (answered with `error` code `rate_limited`).
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest signaling message accepted, in bytes (an SDP offer is 2–6 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The longest viewer name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A peer's identifier on the server: random, opaque, valid for one WebSocket connection.
+pub type PeerId = String;
+
+/// An ICE server (STUN or TURN) that clients should use; configured by the operator, never built in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IceServer {
+    /// `stun:` / `turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// TURN credential.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
+}
+
+/// What a peer relays to the other side: session descriptions and ICE candidates only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SignalPayload {
+    /// An SDP offer.
+    Offer {
+        /// The SDP text.
+        sdp: String,
+    },
+    /// An SDP answer.
+    Answer {
+        /// The SDP text.
+        sdp: String,
+    },
+    /// A trickled ICE candidate.
+    Candidate {
+        /// The `candidate:` attribute value.
+        candidate: String,
+        /// The media stream identification tag.
+        #[serde(default)]
+        sdp_mid: Option<String>,
+        /// The m-line index.
+        #[serde(default)]
+        sdp_mline_index: Option<u16>,
+    },
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// A host asks for a one-time session code.
+    Register {
+        /// Protocol version.
+        v: u32,
+    },
+    /// A viewer asks to join the host owning `code`.
+    Join {
+        /// Protocol version.
+        v: u32,
+        /// The session code the host's user read out.
+        code: String,
+        /// Who is asking, shown to the host's user in the consent prompt.
+        name: String,
+    },
+    /// The host consents to a viewer.
+    Accept {
+        /// Protocol version.
+        v: u32,
+        /// The viewer.
+        peer: PeerId,
+    },
+    /// The host refuses a viewer.
+    Reject {
+        /// Protocol version.
+        v: u32,
+        /// The viewer.
+        peer: PeerId,
+        /// Shown to the viewer.
+        reason: String,
+    },
+    /// SDP or ICE for an admitted peer.
+    Signal {
+        /// Protocol version.
+        v: u32,
+        /// The recipient.
+        to: PeerId,
+        /// What to relay.
+        payload: SignalPayload,
+    },
+    /// Leave every session.
+    Leave {
+        /// Protocol version.
+        v: u32,
+    },
+}
+
+/// Why the server refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Not JSON, or not a known message.
+    Malformed,
+    /// The `v` field names a version the server does not speak.
+    UnsupportedVersion,
+    /// The message exceeds [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// Too many messages or join attempts; wait and retry.
+    RateLimited,
+    /// No session has this code (never issued, already used, or revoked).
+    InvalidCode,
+    /// The code existed but has expired.
+    ExpiredCode,
+    /// The host refused the viewer.
+    Denied,
+    /// The message is not allowed in this state (e.g. `signal` before admission, `accept` by a viewer).
+    NotAllowed,
+    /// The named peer is not connected or not paired with the sender.
+    UnknownPeer,
+    /// The server is at capacity.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::ExpiredCode => "expired_code",
+            ErrorCode::Denied => "denied",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::UnknownPeer => "unknown_peer",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// A code was issued to this host.
+    Registered {
+        /// Protocol version.
+        v: u32,
+        /// This host's peer id.
+        peer: PeerId,
+        /// The one-time session code.
+        code: String,
+        /// Seconds until the code expires.
+        expires_in_secs: u64,
+        /// STUN/TURN servers the operator configured.
+        ice_servers: Vec<IceServer>,
+    },
+    /// The viewer's join request went to the host.
+    JoinPending {
+        /// Protocol version.
+        v: u32,
+        /// This viewer's peer id.
+        peer: PeerId,
+        /// The host's peer id.
+        host: PeerId,
+        /// STUN/TURN servers the operator configured.
+        ice_servers: Vec<IceServer>,
+    },
+    /// A viewer asks to join (to the host).
+    JoinRequest {
+        /// Protocol version.
+        v: u32,
+        /// The viewer's peer id.
+        peer: PeerId,
+        /// The name the viewer gave.
+        name: String,
+    },
+    /// The host consented (to the viewer).
+    Accepted {
+        /// Protocol version.
+        v: u32,
+        /// The host's peer id.
+        host: PeerId,
+    },
+    /// A relayed payload.
+    Signal {
+        /// Protocol version.
+        v: u32,
+        /// The sender.
+        from: PeerId,
+        /// SDP or ICE.
+        payload: SignalPayload,
+    },
+    /// The other side left, disconnected or rejected the join.
+    PeerLeft {
+        /// Protocol version.
+        v: u32,
+        /// Who left.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// A request was refused.
+    Error {
+        /// Protocol version.
+        v: u32,
+        /// Why, machine-readable.
+        code: ErrorCode,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// An error reply.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            v: PROTOCOL_VERSION,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl ClientMessage {
+    /// The version the message claims.
+    pub fn version(&self) -> u32 {
+        match self {
+            ClientMessage::Register { v }
+            | ClientMessage::Join { v, .. }
+            | ClientMessage::Accept { v, .. }
+            | ClientMessage::Reject { v, .. }
+            | ClientMessage::Signal { v, .. }
+            | ClientMessage::Leave { v } => *v,
+        }
+    }
+}
+
+/// Why a client message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {0} bytes exceeds the {max} byte limit", max = MAX_MESSAGE_BYTES)]
+    TooLarge(usize),
+    /// Not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A version this side does not speak.
+    #[error("unsupported protocol version {0} (this side speaks {v})", v = PROTOCOL_VERSION)]
+    UnsupportedVersion(u32),
+}
+
+impl ParseError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ParseError::TooLarge(_) => ErrorCode::TooLarge,
+            ParseError::Malformed(_) => ErrorCode::Malformed,
+            ParseError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+        }
+    }
+}
+
+/// Parses and checks a client message: size, JSON shape, version.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ParseError::TooLarge(text.len()));
+    }
+    // Read the version first, so that a newer client gets "unsupported version" rather than "malformed".
+    #[derive(Deserialize)]
+    struct Versioned {
+        v: Option<u32>,
+    }
+    let versioned: Versioned =
+        serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    match versioned.v {
+        Some(PROTOCOL_VERSION) => {}
+        Some(other) => return Err(ParseError::UnsupportedVersion(other)),
+        None => return Err(ParseError::Malformed("missing field `v`".into())),
+    }
+    serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))
+}
+
+/// Parses a server message (client side), with the same size limit.
+pub fn parse_server_message(text: &str) -> Result<ServerMessage, ParseError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ParseError::TooLarge(text.len()));
+    }
+    serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_stable() {
+        let join = ClientMessage::Join {
+            v: 1,
+            code: "1234567890".into(),
+            name: "Ann".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&join).unwrap(),
+            r#"{"type":"join","v":1,"code":"1234567890","name":"Ann"}"#
+        );
+        let signal = ClientMessage::Signal {
+            v: 1,
+            to: "p1".into(),
+            payload: SignalPayload::Candidate {
+                candidate: "candidate:1".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+            },
+        };
+        let text = serde_json::to_string(&signal).unwrap();
+        assert_eq!(parse_client_message(&text).unwrap(), signal);
+        let err = ServerMessage::error(ErrorCode::RateLimited, "slow down");
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"type":"error","v":1,"code":"rate_limited","message":"slow down"}"#
+        );
+    }
+
+    #[test]
+    fn bad_messages_are_classified() {
+        assert!(matches!(
+            parse_client_message("{"),
+            Err(ParseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client_message(r#"{"type":"register"}"#),
+            Err(ParseError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_client_message(r#"{"type":"register","v":2}"#),
+            Err(ParseError::UnsupportedVersion(2))
+        );
+        assert!(matches!(
+            parse_client_message(r#"{"type":"fly","v":1}"#),
+            Err(ParseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client_message(
+                r#"{"type":"signal","v":1,"to":"x","payload":{"kind":"chat","text":"hi"}}"#
+            ),
+            Err(ParseError::Malformed(_))
+        ));
+        let huge = format!(
+            r#"{{"type":"join","v":1,"code":"1","name":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert!(matches!(
+            parse_client_message(&huge),
+            Err(ParseError::TooLarge(_))
+        ));
+        assert_eq!(
+            parse_client_message(&huge).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
+    }
+}
