@@ -43,10 +43,12 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod control;
 pub mod convert;
 pub mod decode;
 pub mod encode;
 pub mod frame;
+pub mod input;
 pub mod pipeline;
 pub mod quality;
 pub mod ratelimit;

@@ -1,0 +1,131 @@
+//! The host-side gate every viewer message passes: parse, rate limit, permission check. Plain logic with time
+//! passed in.
+
+use super::protocol::{parse_viewer_message, ControlErrorCode, Permissions, ViewerMessage};
+use crate::ratelimit::TokenBucket;
+use std::time::Instant;
+
+/// Why the gate refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct GateError {
+    /// Machine-readable reason, sent back to the viewer.
+    pub code: ControlErrorCode,
+    /// For people.
+    pub message: String,
+}
+
+/// Checks each message from one viewer against its current permissions and rate.
+#[derive(Debug, Clone)]
+pub struct ControlGate {
+    permissions: Permissions,
+    bucket: TokenBucket,
+}
+
+/// Control messages per second a viewer may send (pointer moves at 240 Hz fit).
+pub const MESSAGES_PER_SECOND: f64 = 400.0;
+/// Burst of control messages.
+pub const MESSAGE_BURST: f64 = 800.0;
+
+impl ControlGate {
+    /// A gate with these permissions.
+    pub fn new(permissions: Permissions, now: Instant) -> Self {
+        ControlGate {
+            permissions,
+            bucket: TokenBucket::new(MESSAGE_BURST, MESSAGES_PER_SECOND, now),
+        }
+    }
+
+    /// The permissions in force.
+    pub fn permissions(&self) -> Permissions {
+        self.permissions
+    }
+
+    /// Changes the permissions; later messages are checked against the new ones.
+    pub fn set_permissions(&mut self, permissions: Permissions) {
+        self.permissions = permissions;
+    }
+
+    /// Parses, rate-limits and permission-checks one message.
+    pub fn check(&mut self, bytes: &[u8], now: Instant) -> Result<ViewerMessage, GateError> {
+        if !self.bucket.try_take(now) {
+            return Err(GateError {
+                code: ControlErrorCode::RateLimited,
+                message: "too many control messages".into(),
+            });
+        }
+        let message = parse_viewer_message(bytes).map_err(|e| GateError {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        let denied = |what: &str| GateError {
+            code: ControlErrorCode::PermissionDenied,
+            message: format!("the host has not granted {what}"),
+        };
+        match &message {
+            ViewerMessage::Input(_) if !self.permissions.control => Err(denied("control")),
+            ViewerMessage::Clipboard { .. } if !self.permissions.clipboard => {
+                Err(denied("clipboard access"))
+            }
+            _ => Ok(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{encode, InputEvent};
+    use std::time::Duration;
+
+    #[test]
+    fn view_only_refuses_input_and_clipboard_but_allows_chat() {
+        let now = Instant::now();
+        let mut gate = ControlGate::new(Permissions::VIEW_ONLY, now);
+        let input = encode(&ViewerMessage::Input(InputEvent::PointerMove {
+            x: 0.5,
+            y: 0.5,
+        }));
+        let clip = encode(&ViewerMessage::Clipboard { text: "x".into() });
+        let chat = encode(&ViewerMessage::Chat { text: "hi".into() });
+        assert_eq!(
+            gate.check(input.as_bytes(), now).unwrap_err().code,
+            ControlErrorCode::PermissionDenied
+        );
+        assert_eq!(
+            gate.check(clip.as_bytes(), now).unwrap_err().code,
+            ControlErrorCode::PermissionDenied
+        );
+        assert!(gate.check(chat.as_bytes(), now).is_ok());
+        gate.set_permissions(Permissions::CONTROL);
+        assert!(gate.check(input.as_bytes(), now).is_ok());
+        assert_eq!(
+            gate.check(clip.as_bytes(), now).unwrap_err().code,
+            ControlErrorCode::PermissionDenied
+        );
+        gate.set_permissions(Permissions::FULL);
+        assert!(gate.check(clip.as_bytes(), now).is_ok());
+        // Revocation takes effect on the very next message.
+        gate.set_permissions(Permissions::VIEW_ONLY);
+        assert_eq!(
+            gate.check(input.as_bytes(), now).unwrap_err().code,
+            ControlErrorCode::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn floods_are_rate_limited() {
+        let now = Instant::now();
+        let mut gate = ControlGate::new(Permissions::FULL, now);
+        let chat = encode(&ViewerMessage::Chat {
+            text: "spam".into(),
+        });
+        let passed = (0..2000)
+            .filter(|_| gate.check(chat.as_bytes(), now).is_ok())
+            .count();
+        assert_eq!(passed, MESSAGE_BURST as usize);
+        assert!(gate
+            .check(chat.as_bytes(), now + Duration::from_secs(1))
+            .is_ok());
+    }
+}
