@@ -53,5 +53,6 @@ pub mod pipeline;
 pub mod quality;
 pub mod ratelimit;
 pub mod signaling;
+pub mod transport;
 
 pub use frame::{Frame, FrameError, PixelFormat, Rect};

@@ -1,0 +1,358 @@
+//! RTP → AV1 temporal units at the receiver: reorders a little, depacketizes with the crate's AV1 depacketizer
+//! (a port of libwebrtc's framing), emits one temporal unit per RTP timestamp at its marker packet, and after loss
+//! asks for a keyframe and discards until one starts. Plain logic: packets in, frames out.
+
+use bytes::{Bytes, BytesMut};
+use rtc::rtp::codec::av1::Av1Depacketizer;
+use rtc::rtp::packetizer::Depacketizer;
+use std::collections::BTreeMap;
+
+/// Packets held while waiting for a missing one before giving it up as lost.
+pub const REORDER_WINDOW: usize = 256;
+/// The largest temporal unit accepted (bytes); larger ones are dropped as damaged.
+pub const MAX_FRAME_BYTES: usize = crate::decode::MAX_TEMPORAL_UNIT;
+
+/// A temporal unit put back together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssembledFrame {
+    /// The OBUs, starting with a temporal delimiter, ready for the decoder.
+    pub data: Bytes,
+    /// The RTP timestamp (90 kHz).
+    pub rtp_timestamp: u32,
+    /// Whether it begins a new coded video sequence (a keyframe with its sequence header).
+    pub keyframe: bool,
+}
+
+#[derive(Debug)]
+struct Held {
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+}
+
+/// Reassembles AV1 frames from RTP packets of one stream.
+#[derive(Debug)]
+pub struct FrameAssembler {
+    depacketizer: Av1Depacketizer,
+    held: BTreeMap<u64, Held>,
+    next_seq: Option<u64>,
+    last_ext_seq: Option<u64>,
+    frame: BytesMut,
+    frame_timestamp: Option<u32>,
+    frame_keyframe: bool,
+    frame_broken: bool,
+    waiting_for_keyframe: bool,
+    keyframe_request: bool,
+    frames_lost: u64,
+}
+
+impl Default for FrameAssembler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const TEMPORAL_DELIMITER: [u8; 2] = [0x12, 0x00];
+
+impl FrameAssembler {
+    /// An assembler that waits for the first keyframe.
+    pub fn new() -> Self {
+        FrameAssembler {
+            depacketizer: Av1Depacketizer::new(),
+            held: BTreeMap::new(),
+            next_seq: None,
+            last_ext_seq: None,
+            frame: BytesMut::new(),
+            frame_timestamp: None,
+            frame_keyframe: false,
+            frame_broken: false,
+            waiting_for_keyframe: true,
+            keyframe_request: false,
+            frames_lost: 0,
+        }
+    }
+
+    /// Whether a keyframe should be requested from the sender (PLI); clears the flag.
+    pub fn take_keyframe_request(&mut self) -> bool {
+        std::mem::take(&mut self.keyframe_request)
+    }
+
+    /// Frames given up because of loss or damage.
+    pub fn frames_lost(&self) -> u64 {
+        self.frames_lost
+    }
+
+    /// Extends a 16-bit sequence number to 64 bits around the last one seen.
+    fn extend(&mut self, seq: u16) -> u64 {
+        let ext = match self.last_ext_seq {
+            None => u64::from(seq) + (1 << 16),
+            Some(last) => {
+                let base = last & !0xFFFF;
+                let candidates = [
+                    base.wrapping_sub(1 << 16) | u64::from(seq),
+                    base | u64::from(seq),
+                    (base + (1 << 16)) | u64::from(seq),
+                ];
+                *candidates
+                    .iter()
+                    .min_by_key(|&&c| c.abs_diff(last))
+                    .expect("three candidates")
+            }
+        };
+        if self.last_ext_seq.is_none_or(|l| ext > l) {
+            self.last_ext_seq = Some(ext);
+        }
+        ext
+    }
+
+    /// Takes one RTP packet; returns the frames it completes, oldest first.
+    pub fn push(
+        &mut self,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+    ) -> Vec<AssembledFrame> {
+        let ext = self.extend(sequence_number);
+        let mut out = Vec::new();
+        if self.next_seq.is_some_and(|n| ext < n) {
+            return out; // duplicate or too late
+        }
+        self.held.insert(
+            ext,
+            Held {
+                timestamp,
+                marker,
+                payload,
+            },
+        );
+        if self.next_seq.is_none() {
+            self.next_seq = Some(ext);
+        }
+        loop {
+            let next = self.next_seq.expect("set above");
+            if let Some(held) = self.held.remove(&next) {
+                self.next_seq = Some(next + 1);
+                if let Some(frame) = self.consume(held) {
+                    out.push(frame);
+                }
+                continue;
+            }
+            if self.held.len() > REORDER_WINDOW {
+                // The missing packet is not coming: skip to the oldest held one and resync at a keyframe.
+                let oldest = *self.held.keys().next().expect("window is non-empty");
+                tracing::debug!(
+                    lost = oldest - next,
+                    "RTP packets lost; waiting for a keyframe"
+                );
+                self.next_seq = Some(oldest);
+                self.lose_frame();
+                continue;
+            }
+            break;
+        }
+        out
+    }
+
+    fn lose_frame(&mut self) {
+        self.frames_lost += 1;
+        self.frame.clear();
+        self.frame_timestamp = None;
+        self.frame_broken = false;
+        self.depacketizer = Av1Depacketizer::new();
+        if !self.waiting_for_keyframe {
+            self.waiting_for_keyframe = true;
+        }
+        self.keyframe_request = true;
+    }
+
+    fn consume(&mut self, held: Held) -> Option<AssembledFrame> {
+        if self.frame_timestamp.is_some_and(|t| t != held.timestamp) {
+            // A new timestamp before the previous frame's marker: that frame is incomplete.
+            self.lose_frame();
+        }
+        let starts_frame = self.frame_timestamp.is_none();
+        if starts_frame {
+            self.frame_timestamp = Some(held.timestamp);
+            // N: this packet begins a new coded video sequence.
+            self.frame_keyframe = held.payload.first().is_some_and(|h| h & 0x08 != 0);
+            self.frame.clear();
+            self.frame.extend_from_slice(&TEMPORAL_DELIMITER);
+        }
+        if self.waiting_for_keyframe && !self.frame_keyframe {
+            self.frame_broken = true;
+        }
+        if !self.frame_broken {
+            match self.depacketizer.depacketize(&held.payload) {
+                Ok(obus) => {
+                    if self.frame.len() + obus.len() > MAX_FRAME_BYTES {
+                        self.frame_broken = true;
+                    } else {
+                        self.frame.extend_from_slice(&obus);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("bad AV1 RTP payload: {e}");
+                    self.frame_broken = true;
+                }
+            }
+        }
+        if !held.marker {
+            return None;
+        }
+        let timestamp = self.frame_timestamp.take().expect("frame started");
+        if self.frame_broken {
+            let was_waiting = self.waiting_for_keyframe;
+            self.frame_broken = false;
+            self.frame.clear();
+            if !was_waiting {
+                self.lose_frame();
+            } else {
+                self.keyframe_request = true;
+            }
+            return None;
+        }
+        if self.frame_keyframe {
+            self.waiting_for_keyframe = false;
+        }
+        let data = std::mem::take(&mut self.frame).freeze();
+        Some(AssembledFrame {
+            data,
+            rtp_timestamp: timestamp,
+            keyframe: self.frame_keyframe,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtp::codec::av1::Av1Payloader;
+    use rtc::rtp::packetizer::Payloader;
+
+    /// A fake temporal unit: TD, a sequence header when `key`, and a large frame OBU (type 6) with size fields.
+    fn temporal_unit(key: bool, fill: u8, len: usize) -> Bytes {
+        let mut tu = vec![0x12, 0x00];
+        if key {
+            tu.extend_from_slice(&[0x0a, 0x03, 0x00, 0x00, 0x00]); // sequence header OBU (type 1), 3 bytes
+        }
+        tu.push(0x32); // frame OBU, has_size
+        let mut size = len;
+        loop {
+            let byte = (size & 0x7f) as u8;
+            size >>= 7;
+            if size == 0 {
+                tu.push(byte);
+                break;
+            }
+            tu.push(byte | 0x80);
+        }
+        tu.extend(std::iter::repeat_n(fill, len));
+        Bytes::from(tu)
+    }
+
+    fn packets(tu: &Bytes, first_seq: u16, timestamp: u32) -> Vec<(u16, u32, bool, Bytes)> {
+        let payloads = Av1Payloader::default().payload(1200, tu).unwrap();
+        let n = payloads.len();
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (first_seq.wrapping_add(i as u16), timestamp, i + 1 == n, p))
+            .collect()
+    }
+
+    fn frame_obu(frame: &AssembledFrame) -> &[u8] {
+        // The frame OBU's payload is the tail.
+        &frame.data[frame.data.len() - 10..]
+    }
+
+    #[test]
+    fn reassembles_fragmented_frames_across_sequence_wrap() {
+        let mut a = FrameAssembler::new();
+        let key = temporal_unit(true, 7, 5000);
+        let delta = temporal_unit(false, 9, 3000);
+        let mut seq = 65_530u16;
+        let mut frames = Vec::new();
+        for (tu, ts) in [(&key, 0u32), (&delta, 3000)] {
+            let ps = packets(tu, seq, ts);
+            seq = seq.wrapping_add(ps.len() as u16);
+            for (s, t, m, p) in ps {
+                frames.extend(a.push(s, t, m, p));
+            }
+        }
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].keyframe && !frames[1].keyframe);
+        assert_eq!(frame_obu(&frames[0]), &[7; 10]);
+        assert_eq!(frame_obu(&frames[1]), &[9; 10]);
+        assert_eq!(&frames[0].data[..2], &TEMPORAL_DELIMITER);
+        assert!(!a.take_keyframe_request());
+    }
+
+    #[test]
+    fn reorders_within_the_window() {
+        let mut a = FrameAssembler::new();
+        let mut ps = packets(&temporal_unit(true, 1, 4000), 100, 0);
+        ps.swap(1, 2);
+        let frames: Vec<_> = ps
+            .into_iter()
+            .flat_map(|(s, t, m, p)| a.push(s, t, m, p))
+            .collect();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frame_obu(&frames[0]), &[1; 10]);
+    }
+
+    #[test]
+    fn loss_requests_a_keyframe_and_skips_deltas_until_one_arrives() {
+        let mut a = FrameAssembler::new();
+        let mut seq = 0u16;
+        let mut send = |a: &mut FrameAssembler, tu: &Bytes, ts: u32, drop_second: bool| {
+            let ps = packets(tu, seq, ts);
+            seq = seq.wrapping_add(ps.len() as u16);
+            let mut out = Vec::new();
+            for (i, (s, t, m, p)) in ps.into_iter().enumerate() {
+                if drop_second && i == 1 {
+                    continue;
+                }
+                out.extend(a.push(s, t, m, p));
+            }
+            out
+        };
+        assert_eq!(
+            send(&mut a, &temporal_unit(true, 1, 3000), 0, false).len(),
+            1
+        );
+        // A delta frame loses a packet; then many delta frames follow.
+        send(&mut a, &temporal_unit(false, 2, 3000), 3000, true);
+        let mut delivered = 0;
+        for i in 0..120 {
+            delivered += send(
+                &mut a,
+                &temporal_unit(false, 3, 3000),
+                6000 + i * 3000,
+                false,
+            )
+            .len();
+        }
+        assert!(a.take_keyframe_request(), "loss must ask for a keyframe");
+        assert_eq!(delivered, 0, "no delta frame may be delivered after a loss");
+        let after = send(&mut a, &temporal_unit(true, 4, 3000), 1_000_000, false);
+        assert_eq!(after.len(), 1);
+        assert!(after[0].keyframe);
+        assert!(a.frames_lost() >= 1);
+    }
+
+    #[test]
+    fn garbage_payloads_do_not_panic() {
+        let mut a = FrameAssembler::new();
+        for i in 0..2000u16 {
+            let len = (i as usize * 7) % 40;
+            let payload: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j * 17) as u8).collect();
+            a.push(
+                i.wrapping_mul(3),
+                u32::from(i / 3),
+                i % 5 == 0,
+                Bytes::from(payload),
+            );
+        }
+    }
+}

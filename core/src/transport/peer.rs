@@ -1,0 +1,262 @@
+//! Building a peer connection the way peerdesk needs it, and turning its callbacks into a stream of events.
+
+use super::{TransportConfig, TransportError};
+use crate::signaling::IceServer;
+use rtc::interceptor::{
+    Attribute, Gcc, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket,
+};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_congestion_control, register_default_interceptors, CongestionFeedback,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_AV1, MIME_TYPE_RTX,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+};
+
+/// The payload type peerdesk offers AV1 on (Chrome's choice too).
+pub const AV1_PAYLOAD_TYPE: u8 = 45;
+/// The payload type of AV1's retransmissions (RFC 4588 RTX).
+pub const AV1_RTX_PAYLOAD_TYPE: u8 = 46;
+/// The AV1 format parameters Chrome offers and expects: main profile, level 5.1, main tier.
+pub const AV1_FMTP: &str = "level-idx=5;profile=0;tier=0";
+/// The header extension that asks receivers to render at once (min = max = 0 playout delay).
+pub const PLAYOUT_DELAY_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+
+/// What a peer connection reports.
+#[derive(Clone)]
+pub enum PeerEvent {
+    /// A local ICE candidate to trickle to the other side.
+    LocalCandidate(RTCIceCandidateInit),
+    /// The connection state changed.
+    State(RTCPeerConnectionState),
+    /// The other side opened a data channel.
+    DataChannel(Arc<dyn DataChannel>),
+    /// The other side's media track arrived.
+    Track(Arc<dyn TrackRemote>),
+}
+
+impl std::fmt::Debug for PeerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerEvent::LocalCandidate(c) => write!(f, "LocalCandidate({})", c.candidate),
+            PeerEvent::State(s) => write!(f, "State({s})"),
+            PeerEvent::DataChannel(_) => f.write_str("DataChannel"),
+            PeerEvent::Track(_) => f.write_str("Track"),
+        }
+    }
+}
+
+struct Handler {
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.events.send(PeerEvent::LocalCandidate(init));
+            }
+            Err(e) => tracing::warn!("cannot serialise a local ICE candidate: {e}"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection state");
+        let _ = self.events.send(PeerEvent::State(state));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        let _ = self.events.send(PeerEvent::DataChannel(channel));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PeerEvent::Track(track));
+    }
+}
+
+/// A peer connection with its event stream.
+pub struct Peer {
+    /// The connection.
+    pub connection: Arc<dyn PeerConnection>,
+    /// Its events, in order.
+    pub events: mpsc::UnboundedReceiver<PeerEvent>,
+}
+
+/// The AV1 codec as peerdesk registers it.
+pub fn av1_codec() -> RTCRtpCodec {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
+    };
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_AV1.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: AV1_FMTP.to_owned(),
+        rtcp_feedback: vec![
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+            feedback("ccm", "fir"),
+        ],
+    }
+}
+
+fn media_engine() -> Result<MediaEngine, TransportError> {
+    let mut engine = MediaEngine::default();
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: av1_codec(),
+                payload_type: AV1_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(TransportError::webrtc)?;
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("apt={AV1_PAYLOAD_TYPE}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: AV1_RTX_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(TransportError::webrtc)?;
+    engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: PLAYOUT_DELAY_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )
+        .map_err(TransportError::webrtc)?;
+    Ok(engine)
+}
+
+/// Passes keyframe requests (PLI, FIR) up to the application, which answers them with a keyframe. All other
+/// RTCP goes on through the chain untouched.
+struct KeyframeRequestForwarder {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let asks_keyframe = packets.iter().any(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+            });
+            if asks_keyframe {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestForwarder {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Builds a peer connection with peerdesk's codecs, interceptors and network settings. `extra_ice_servers` come
+/// from the signaling server.
+pub async fn new_peer(
+    config: &TransportConfig,
+    extra_ice_servers: &[IceServer],
+) -> Result<Peer, TransportError> {
+    let mut engine = media_engine()?;
+    let mut registry = register_default_interceptors(Registry::new(), &mut engine)
+        .map_err(TransportError::webrtc)?;
+    if config.congestion_control {
+        let gcc = Gcc::new(
+            f64::from(config.start_bitrate_bps),
+            f64::from(config.min_bitrate_bps),
+            f64::from(config.max_bitrate_bps),
+        );
+        registry =
+            configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut engine)
+                .map_err(TransportError::webrtc)?;
+    }
+    let registry = registry.with(
+        Slot::from(14_000),
+        KeyframeRequestForwarder {
+            read: VecDeque::new(),
+            write: VecDeque::new(),
+        },
+    );
+
+    let ice_servers: Vec<RTCIceServer> = config
+        .ice_servers
+        .iter()
+        .chain(extra_ice_servers)
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone(),
+            credential: s.credential.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let rtc_config = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice_servers)
+        .build();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let connection = PeerConnectionBuilder::new()
+        .with_configuration(rtc_config)
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { events: tx }))
+        .with_udp_addrs(config.bind_addrs.clone())
+        .build()
+        .await
+        .map_err(TransportError::webrtc)?;
+    Ok(Peer {
+        connection: Arc::new(connection),
+        events: rx,
+    })
+}
