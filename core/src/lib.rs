@@ -52,6 +52,7 @@ pub mod input;
 pub mod pipeline;
 pub mod quality;
 pub mod ratelimit;
+pub mod session;
 pub mod signaling;
 pub mod transport;
 

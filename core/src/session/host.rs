@@ -1,0 +1,1199 @@
+//! The sharing side: one capture/encode thread feeds every admitted viewer; consent and permissions are decided
+//! here and enforced on every control message.
+
+use super::SessionError;
+use crate::capture::{CaptureError, ScreenSource};
+use crate::control::permissions::ControlGate;
+use crate::control::protocol::{
+    encode, CursorImageMessage, HostMessage, MAX_CLIPBOARD_BYTES, MAX_CURSOR_SIDE, MAX_TEXT_BYTES,
+};
+use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage, CHANNEL_LABEL};
+use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
+use crate::input::InputSink;
+use crate::pipeline::EncodePipeline;
+use crate::signaling::{
+    ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, PROTOCOL_VERSION,
+};
+use crate::transport::peer::{new_peer, PeerEvent};
+use crate::transport::stats::{fill_from_report, ConnectionStats};
+use crate::transport::video_send::{new_video_track, Av1RtpSender};
+use crate::transport::{TransportConfig, TransportError};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::StatsSelector;
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
+};
+
+/// A viewer's identifier within a host (the signaling server's peer id).
+pub type ViewerId = String;
+
+/// Settings of a [`Host`].
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The signaling server's WebSocket URL.
+    pub server_url: String,
+    /// Shown to viewers.
+    pub name: String,
+    /// Network settings.
+    pub transport: TransportConfig,
+    /// Encoder backend.
+    pub backend: Backend,
+    /// Capture rate.
+    pub fps: u32,
+    /// Highest video bitrate, bit/s (congestion control may ask for less).
+    pub max_bitrate_bps: u32,
+    /// Encoder threads.
+    pub threads: usize,
+    /// How long to wait for the server to answer.
+    pub connect_timeout: Duration,
+}
+
+impl HostConfig {
+    /// Defaults: 30 fps, up to 4 Mbit/s, 2 encoder threads, the interactive backend.
+    pub fn new(server_url: impl Into<String>) -> Self {
+        HostConfig {
+            server_url: server_url.into(),
+            name: "peerdesk host".into(),
+            transport: TransportConfig::default(),
+            backend: Backend::default_interactive(),
+            fps: 30,
+            max_bitrate_bps: 4_000_000,
+            threads: 2,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+    /// Sets the name shown to viewers.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Sets the network settings.
+    pub fn transport(mut self, transport: TransportConfig) -> Self {
+        self.transport = transport;
+        self
+    }
+    /// Sets the encoder backend.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// Sets the capture rate.
+    pub fn fps(mut self, fps: u32) -> Self {
+        self.fps = fps;
+        self
+    }
+    /// Sets the highest bitrate.
+    pub fn max_bitrate(mut self, bps: u32) -> Self {
+        self.max_bitrate_bps = bps;
+        self
+    }
+}
+
+/// The host user's answer to a join request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consent {
+    /// Refuse, with a reason shown to the viewer.
+    Deny(String),
+    /// Admit with these permissions.
+    Allow(Permissions),
+}
+
+/// A viewer asks to join; answer with [`JoinRequest::answer`]. Dropping it unanswered denies.
+#[derive(Debug)]
+pub struct JoinRequest {
+    /// Who asks.
+    pub viewer: ViewerId,
+    /// The name they gave.
+    pub name: String,
+    reply: Option<mpsc::UnboundedSender<Command>>,
+}
+
+impl JoinRequest {
+    /// Answers the request.
+    pub fn answer(mut self, consent: Consent) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Command::Consent {
+                viewer: self.viewer.clone(),
+                name: self.name.clone(),
+                consent,
+            });
+        }
+    }
+}
+
+impl Drop for JoinRequest {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Command::Consent {
+                viewer: self.viewer.clone(),
+                name: self.name.clone(),
+                consent: Consent::Deny("the host did not answer".into()),
+            });
+        }
+    }
+}
+
+/// What happens in a hosted session.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostEvent {
+    /// A viewer asks to join.
+    JoinRequest(JoinRequest),
+    /// An admitted viewer's connection is up.
+    ViewerConnected {
+        /// Who.
+        viewer: ViewerId,
+        /// Their name.
+        name: String,
+    },
+    /// A viewer left or was disconnected.
+    ViewerLeft {
+        /// Who.
+        viewer: ViewerId,
+        /// Why.
+        reason: String,
+    },
+    /// A viewer sent clipboard text (they hold the clipboard permission).
+    Clipboard {
+        /// Who.
+        viewer: ViewerId,
+        /// The text.
+        text: String,
+    },
+    /// A viewer sent a chat line.
+    Chat {
+        /// Who.
+        viewer: ViewerId,
+        /// The text.
+        text: String,
+    },
+    /// A viewer's message was refused (e.g. input without the control permission).
+    Refused {
+        /// Who.
+        viewer: ViewerId,
+        /// Why.
+        code: ControlErrorCode,
+    },
+    /// The session ended.
+    Ended {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Host-side figures.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HostStats {
+    /// Viewers receiving video.
+    pub viewers: usize,
+    /// Frames encoded.
+    pub frames_encoded: u64,
+    /// Encoded bytes.
+    pub bytes_encoded: u64,
+    /// The bitrate the encoder targets (the slowest viewer's estimate), bit/s.
+    pub target_bitrate_bps: u64,
+    /// Mean encode time of the last frames, microseconds.
+    pub encode_time_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    watchers: AtomicUsize,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    target_bitrate: AtomicU64,
+    encode_time_us: AtomicU64,
+}
+
+enum Command {
+    Consent {
+        viewer: ViewerId,
+        name: String,
+        consent: Consent,
+    },
+    SetPermissions {
+        viewer: ViewerId,
+        permissions: Permissions,
+    },
+    Disconnect {
+        viewer: ViewerId,
+        reason: String,
+    },
+    Clipboard(String),
+    Chat(String),
+    Invite(oneshot::Sender<Result<String, SessionError>>),
+    End {
+        reason: String,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A frame ready to packetize.
+#[derive(Debug, Clone)]
+struct OutFrame {
+    data: Bytes,
+    encoded_at: Instant,
+}
+
+enum EncoderCommand {
+    Keyframe,
+    Bitrate(u32),
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct CursorUpdate {
+    x: f32,
+    y: f32,
+    visible: bool,
+    image: Option<Arc<CursorImageMessage>>,
+    serial: u64,
+}
+
+/// Shares a screen with viewers who join by code and whom the host user admits.
+pub struct Host {
+    code: String,
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<HostEvent>,
+    counters: Arc<Counters>,
+    screen: (u32, u32),
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("screen", &self.screen)
+            .finish()
+    }
+}
+
+fn timeout_err(what: &'static str) -> impl FnOnce(tokio::time::error::Elapsed) -> SessionError {
+    move |_| SessionError::Timeout(what)
+}
+
+impl Host {
+    /// Connects to the signaling server, obtains a session code and starts the capture/encode thread (which
+    /// captures only while a viewer watches). `input` carries out permitted viewer input.
+    pub async fn start(
+        config: HostConfig,
+        source: Box<dyn ScreenSource>,
+        input: Option<Box<dyn InputSink>>,
+    ) -> Result<Host, SessionError> {
+        let (width, height) = source.size();
+        let encoder_config = EncoderConfig::new(width, height)
+            .fps(config.fps)
+            .bitrate(config.max_bitrate_bps)
+            .threads(config.threads);
+        encoder_config
+            .validate()
+            .map_err(|e| SessionError::InvalidArgument(e.to_string()))?;
+        let mut client = SignalingClient::connect(&config.server_url).await?;
+        client
+            .send(ClientMessage::Register {
+                v: PROTOCOL_VERSION,
+            })
+            .await?;
+        let (code, ice_servers) = loop {
+            let message = tokio::time::timeout(config.connect_timeout, client.recv())
+                .await
+                .map_err(timeout_err("the signaling server"))?
+                .ok_or(SessionError::Signaling(
+                    crate::signaling::SignalingError::Closed,
+                ))?;
+            match message {
+                ServerMessage::Registered {
+                    code, ice_servers, ..
+                } => break (code, ice_servers),
+                ServerMessage::Error { code, message, .. } => {
+                    return Err(SessionError::from_server(code, message))
+                }
+                _ => continue,
+            }
+        };
+        let mut transport = config.transport.clone();
+        transport.ice_servers.extend(ice_servers);
+
+        let counters = Arc::new(Counters::default());
+        counters
+            .target_bitrate
+            .store(u64::from(config.max_bitrate_bps), Ordering::Relaxed);
+        let (frames_tx, _) = broadcast::channel::<OutFrame>(16);
+        let (cursor_tx, cursor_rx) = watch::channel::<Option<CursorUpdate>>(None);
+        let (encoder_tx, encoder_rx) = std::sync::mpsc::channel::<EncoderCommand>();
+        let controller = ControllerConfig {
+            fps: config.fps,
+            keep_alive: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let pipeline = EncodePipeline::new(config.backend, encoder_config, controller)
+            .map_err(|e| SessionError::InvalidArgument(e.to_string()))?;
+        {
+            let frames_tx = frames_tx.clone();
+            let counters = counters.clone();
+            let fps = config.fps;
+            std::thread::Builder::new()
+                .name("peerdesk-encode".into())
+                .spawn(move || {
+                    encode_thread(
+                        source, pipeline, fps, encoder_rx, frames_tx, cursor_tx, counters,
+                    )
+                })
+                .map_err(|e| {
+                    SessionError::InvalidArgument(format!("cannot start the encode thread: {e}"))
+                })?;
+        }
+        let input_tx = input.map(|sink| {
+            let (tx, rx) = std::sync::mpsc::channel::<InputEvent>();
+            let _ = std::thread::Builder::new()
+                .name("peerdesk-input".into())
+                .spawn(move || input_thread(sink, rx));
+            tx
+        });
+
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (sender, incoming) = client.split();
+        let shared = Shared {
+            signaling: sender,
+            transport,
+            host_name: config.name.clone(),
+            screen: (width, height),
+            frames: frames_tx,
+            cursor: cursor_rx,
+            encoder: encoder_tx,
+            input: input_tx,
+            counters: counters.clone(),
+            max_bitrate: config.max_bitrate_bps,
+        };
+        tokio::spawn(run_host(
+            shared,
+            incoming,
+            commands_rx,
+            commands_tx.clone(),
+            events_tx,
+        ));
+        tracing::info!(width, height, "hosting; session code issued");
+        Ok(Host {
+            code,
+            commands: commands_tx,
+            events: events_rx,
+            counters,
+            screen: (width, height),
+        })
+    }
+
+    /// The one-time session code to tell the viewer.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Width and height of the shared screen.
+    pub fn screen_size(&self) -> (u32, u32) {
+        self.screen
+    }
+
+    /// Issues another one-time code, for another viewer.
+    pub async fn invite(&self) -> Result<String, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Invite(tx))
+            .map_err(|_| SessionError::Ended("host stopped".into()))?;
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .map_err(timeout_err("a new code"))?
+            .map_err(|_| SessionError::Ended("host stopped".into()))?
+    }
+
+    /// The next event; `None` after the session ended.
+    pub async fn next_event(&mut self) -> Option<HostEvent> {
+        self.events.recv().await
+    }
+
+    /// Changes a viewer's permissions; they apply to the next message it sends.
+    pub fn set_permissions(&self, viewer: &ViewerId, permissions: Permissions) {
+        let _ = self.commands.send(Command::SetPermissions {
+            viewer: viewer.clone(),
+            permissions,
+        });
+    }
+
+    /// Disconnects one viewer.
+    pub fn disconnect(&self, viewer: &ViewerId, reason: impl Into<String>) {
+        let _ = self.commands.send(Command::Disconnect {
+            viewer: viewer.clone(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Sends clipboard text to every viewer holding the clipboard permission.
+    pub fn send_clipboard(&self, text: impl Into<String>) -> Result<(), SessionError> {
+        let text = text.into();
+        if text.len() > MAX_CLIPBOARD_BYTES {
+            return Err(SessionError::InvalidArgument(format!(
+                "clipboard text over {MAX_CLIPBOARD_BYTES} bytes"
+            )));
+        }
+        self.commands
+            .send(Command::Clipboard(text))
+            .map_err(|_| SessionError::Ended("host stopped".into()))
+    }
+
+    /// Sends a chat line to every viewer.
+    pub fn send_chat(&self, text: impl Into<String>) -> Result<(), SessionError> {
+        let text = text.into();
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(SessionError::InvalidArgument(format!(
+                "chat text over {MAX_TEXT_BYTES} bytes"
+            )));
+        }
+        self.commands
+            .send(Command::Chat(text))
+            .map_err(|_| SessionError::Ended("host stopped".into()))
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> HostStats {
+        HostStats {
+            viewers: self.counters.watchers.load(Ordering::Relaxed),
+            frames_encoded: self.counters.frames.load(Ordering::Relaxed),
+            bytes_encoded: self.counters.bytes.load(Ordering::Relaxed),
+            target_bitrate_bps: self.counters.target_bitrate.load(Ordering::Relaxed),
+            encode_time_us: self.counters.encode_time_us.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Ends the session for everyone, telling viewers `reason`.
+    pub async fn end(self, reason: impl Into<String>) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::End {
+                reason: reason.into(),
+                done: done_tx,
+            })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let (done, _) = oneshot::channel();
+        let _ = self.commands.send(Command::End {
+            reason: "the host stopped sharing".into(),
+            done,
+        });
+    }
+}
+
+fn encode_thread(
+    mut source: Box<dyn ScreenSource>,
+    mut pipeline: EncodePipeline,
+    fps: u32,
+    commands: std::sync::mpsc::Receiver<EncoderCommand>,
+    frames: broadcast::Sender<OutFrame>,
+    cursor: watch::Sender<Option<CursorUpdate>>,
+    counters: Arc<Counters>,
+) {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+    let started = Instant::now();
+    let mut next_tick = Instant::now();
+    let mut packets = Vec::new();
+    let mut encode_times: VecDeque<u64> = VecDeque::with_capacity(32);
+    let mut tick = 0u64;
+    let (width, height) = source.size();
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(EncoderCommand::Keyframe) => pipeline.request_keyframe(),
+                Ok(EncoderCommand::Bitrate(bps)) => {
+                    if let Err(e) = pipeline.set_bitrate(bps) {
+                        tracing::warn!("bitrate change refused: {e}");
+                    }
+                }
+                Ok(EncoderCommand::Stop) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        let now = Instant::now();
+        if now < next_tick {
+            std::thread::sleep(next_tick - now);
+        }
+        while next_tick <= Instant::now() {
+            next_tick += interval;
+        }
+        if counters.watchers.load(Ordering::Relaxed) == 0 {
+            continue; // nobody watches: no capture, no encode
+        }
+        tick += 1;
+        let captured = match source.capture() {
+            Ok(c) => c,
+            Err(CaptureError::Closed) => {
+                tracing::info!("screen source closed; stopping capture");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("capture failed: {e}");
+                None
+            }
+        };
+        let report = match pipeline.tick(started.elapsed(), captured, &mut packets) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("encode failed: {e}");
+                pipeline.request_keyframe();
+                continue;
+            }
+        };
+        if report.decision != Decision::Skip {
+            encode_times.push_back(report.encode_time.as_micros() as u64);
+            if encode_times.len() > 30 {
+                encode_times.pop_front();
+            }
+            let mean = encode_times.iter().sum::<u64>() / encode_times.len() as u64;
+            counters.encode_time_us.store(mean, Ordering::Relaxed);
+        }
+        let encoded_at = Instant::now();
+        for packet in packets.drain(..) {
+            counters.frames.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
+            let _ = frames.send(OutFrame {
+                data: packet.data,
+                encoded_at,
+            });
+        }
+        if tick % 2 == 0 {
+            if let Ok(Some(state)) = source.cursor() {
+                let visible = state.x >= 0
+                    && state.y >= 0
+                    && (state.x as u32) < width
+                    && (state.y as u32) < height;
+                let x = (state.x.max(0) as f32 / width.max(1) as f32).min(1.0);
+                let y = (state.y.max(0) as f32 / height.max(1) as f32).min(1.0);
+                cursor.send_if_modified(|current| {
+                    let image = match (&state.image, &*current) {
+                        (Some(img), _)
+                            if img.width <= MAX_CURSOR_SIDE && img.height <= MAX_CURSOR_SIDE =>
+                        {
+                            let mut rgba = img.pixels.clone();
+                            for px in rgba.chunks_exact_mut(4) {
+                                px.swap(0, 2);
+                            }
+                            Some(Arc::new(CursorImageMessage {
+                                width: img.width,
+                                height: img.height,
+                                hotspot_x: img.hotspot_x,
+                                hotspot_y: img.hotspot_y,
+                                rgba: base64_encode(&rgba),
+                            }))
+                        }
+                        (Some(_), _) => None,
+                        (None, Some(c)) => c.image.clone(),
+                        (None, None) => None,
+                    };
+                    let serial = state
+                        .image
+                        .as_ref()
+                        .map(|i| i.serial)
+                        .or(current.as_ref().map(|c| c.serial))
+                        .unwrap_or(0);
+                    let update = CursorUpdate {
+                        x,
+                        y,
+                        visible,
+                        image,
+                        serial,
+                    };
+                    if current.as_ref() == Some(&update) {
+                        return false;
+                    }
+                    *current = Some(update);
+                    true
+                });
+            }
+        }
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn input_thread(mut sink: Box<dyn InputSink>, events: std::sync::mpsc::Receiver<InputEvent>) {
+    while let Ok(event) = events.recv() {
+        if let Err(e) = sink.inject(&event) {
+            tracing::debug!("input not injected: {e}");
+        }
+    }
+}
+
+struct Shared {
+    signaling: SignalingSender,
+    transport: TransportConfig,
+    host_name: String,
+    screen: (u32, u32),
+    frames: broadcast::Sender<OutFrame>,
+    cursor: watch::Receiver<Option<CursorUpdate>>,
+    encoder: std::sync::mpsc::Sender<EncoderCommand>,
+    input: Option<std::sync::mpsc::Sender<InputEvent>>,
+    counters: Arc<Counters>,
+    max_bitrate: u32,
+}
+
+enum ToViewer {
+    Signal(SignalPayload),
+    SetPermissions(Permissions),
+    Clipboard(String),
+    Chat(String),
+    End(String),
+}
+
+enum FromViewer {
+    Connected {
+        viewer: ViewerId,
+        name: String,
+    },
+    Left {
+        viewer: ViewerId,
+        reason: String,
+    },
+    Clipboard {
+        viewer: ViewerId,
+        text: String,
+    },
+    Chat {
+        viewer: ViewerId,
+        text: String,
+    },
+    Refused {
+        viewer: ViewerId,
+        code: ControlErrorCode,
+    },
+    TargetBitrate {
+        viewer: ViewerId,
+        bps: f64,
+    },
+}
+
+async fn run_host(
+    shared: Shared,
+    mut incoming: mpsc::Receiver<ServerMessage>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    commands_tx: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedSender<HostEvent>,
+) {
+    let shared = Arc::new(shared);
+    let mut viewers: HashMap<
+        ViewerId,
+        (mpsc::UnboundedSender<ToViewer>, tokio::task::JoinHandle<()>),
+    > = HashMap::new();
+    let mut invites: VecDeque<oneshot::Sender<Result<String, SessionError>>> = VecDeque::new();
+    let mut bitrates: HashMap<ViewerId, f64> = HashMap::new();
+    let (from_viewers_tx, mut from_viewers) = mpsc::unbounded_channel::<FromViewer>();
+    let mut signaling_open = true;
+    let end_reason = loop {
+        tokio::select! {
+            message = incoming.recv(), if signaling_open => match message {
+                None => {
+                    tracing::warn!("signaling connection lost; connected viewers stay, new ones cannot join");
+                    signaling_open = false;
+                }
+                Some(ServerMessage::JoinRequest { peer, name, .. }) => {
+                    let request = JoinRequest { viewer: peer, name, reply: Some(commands_tx.clone()) };
+                    let _ = events.send(HostEvent::JoinRequest(request));
+                }
+                Some(ServerMessage::Signal { from, payload, .. }) => {
+                    if let Some((tx, _)) = viewers.get(&from) {
+                        let _ = tx.send(ToViewer::Signal(payload));
+                    }
+                }
+                Some(ServerMessage::PeerLeft { peer, reason, .. }) => {
+                    if let Some((tx, _)) = viewers.get(&peer) {
+                        let _ = tx.send(ToViewer::End(format!("viewer {reason}")));
+                    }
+                }
+                Some(ServerMessage::Registered { code, .. }) => {
+                    if let Some(invite) = invites.pop_front() {
+                        let _ = invite.send(Ok(code));
+                    }
+                }
+                Some(ServerMessage::Error { code, message, .. }) => {
+                    tracing::warn!(%code, %message, "signaling server refused a request");
+                    if let Some(invite) = invites.pop_front() {
+                        let _ = invite.send(Err(SessionError::from_server(code, message)));
+                    }
+                }
+                Some(other) => tracing::debug!(?other, "ignored signaling message"),
+            },
+            command = commands.recv() => match command {
+                None => break "the host stopped sharing".to_string(),
+                Some(Command::Consent { viewer, name, consent }) => match consent {
+                    Consent::Deny(reason) => {
+                        tracing::info!(%viewer, "join denied");
+                        let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer: viewer, reason }).await;
+                    }
+                    Consent::Allow(permissions) => {
+                        tracing::info!(%viewer, ?permissions, "join accepted");
+                        let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: viewer.clone() }).await;
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let task = tokio::spawn(run_viewer(shared.clone(), viewer.clone(), name, permissions, rx, from_viewers_tx.clone()));
+                        viewers.insert(viewer, (tx, task));
+                    }
+                },
+                Some(Command::SetPermissions { viewer, permissions }) => {
+                    if let Some((tx, _)) = viewers.get(&viewer) {
+                        let _ = tx.send(ToViewer::SetPermissions(permissions));
+                    }
+                }
+                Some(Command::Disconnect { viewer, reason }) => {
+                    if let Some((tx, _)) = viewers.get(&viewer) {
+                        let _ = tx.send(ToViewer::End(reason));
+                    }
+                }
+                Some(Command::Clipboard(text)) => {
+                    for (tx, _) in viewers.values() {
+                        let _ = tx.send(ToViewer::Clipboard(text.clone()));
+                    }
+                }
+                Some(Command::Chat(text)) => {
+                    for (tx, _) in viewers.values() {
+                        let _ = tx.send(ToViewer::Chat(text.clone()));
+                    }
+                }
+                Some(Command::Invite(reply)) => {
+                    if shared.signaling.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await.is_ok() {
+                        invites.push_back(reply);
+                    } else {
+                        let _ = reply.send(Err(SessionError::Signaling(crate::signaling::SignalingError::Closed)));
+                    }
+                }
+                Some(Command::End { reason, done }) => {
+                    for (tx, task) in viewers.drain().map(|(_, v)| v) {
+                        let _ = tx.send(ToViewer::End(reason.clone()));
+                        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+                    }
+                    let _ = done.send(());
+                    break reason;
+                }
+            },
+            Some(note) = from_viewers.recv() => match note {
+                FromViewer::Connected { viewer, name } => {
+                    let _ = events.send(HostEvent::ViewerConnected { viewer, name });
+                }
+                FromViewer::Left { viewer, reason } => {
+                    viewers.remove(&viewer);
+                    bitrates.remove(&viewer);
+                    let _ = events.send(HostEvent::ViewerLeft { viewer, reason });
+                }
+                FromViewer::Clipboard { viewer, text } => { let _ = events.send(HostEvent::Clipboard { viewer, text }); }
+                FromViewer::Chat { viewer, text } => { let _ = events.send(HostEvent::Chat { viewer, text }); }
+                FromViewer::Refused { viewer, code } => { let _ = events.send(HostEvent::Refused { viewer, code }); }
+                FromViewer::TargetBitrate { viewer, bps } => {
+                    bitrates.insert(viewer, bps);
+                    // The slowest viewer sets the pace: one encoder serves all.
+                    let slowest = bitrates.values().copied().fold(f64::INFINITY, f64::min);
+                    if slowest.is_finite() {
+                        let target = (slowest as u32).clamp(100_000, shared.max_bitrate);
+                        let current = shared.counters.target_bitrate.load(Ordering::Relaxed) as u32;
+                        if target.abs_diff(current) > current / 10 {
+                            shared.counters.target_bitrate.store(u64::from(target), Ordering::Relaxed);
+                            let _ = shared.encoder.send(EncoderCommand::Bitrate(target));
+                        }
+                    }
+                }
+            },
+        }
+    };
+    let _ = shared
+        .signaling
+        .send(ClientMessage::Leave {
+            v: PROTOCOL_VERSION,
+        })
+        .await;
+    let _ = shared.encoder.send(EncoderCommand::Stop);
+    for (_, (tx, _)) in viewers.drain() {
+        let _ = tx.send(ToViewer::End(end_reason.clone()));
+    }
+    let _ = events.send(HostEvent::Ended { reason: end_reason });
+}
+
+enum ViewerInput {
+    Host(ToViewer),
+    Peer(PeerEvent),
+    Channel(DataChannelEvent),
+    Rtcp(TrackLocalEvent),
+}
+
+async fn send_control(channel: &Arc<dyn DataChannel>, message: &HostMessage) {
+    if let Err(e) = channel.send_text(&encode(message)).await {
+        tracing::debug!("control message not sent: {e}");
+    }
+}
+
+/// One admitted viewer: its peer connection, control channel and video sender.
+async fn run_viewer(
+    shared: Arc<Shared>,
+    viewer: ViewerId,
+    name: String,
+    permissions: Permissions,
+    mut from_host: mpsc::UnboundedReceiver<ToViewer>,
+    notes: mpsc::UnboundedSender<FromViewer>,
+) {
+    let reason =
+        match viewer_session(&shared, &viewer, &name, permissions, &mut from_host, &notes).await {
+            Ok(reason) => reason,
+            Err(e) => {
+                tracing::warn!(%viewer, "viewer session failed: {e}");
+                e.to_string()
+            }
+        };
+    let _ = notes.send(FromViewer::Left { viewer, reason });
+}
+
+async fn viewer_session(
+    shared: &Arc<Shared>,
+    viewer: &ViewerId,
+    name: &str,
+    permissions: Permissions,
+    from_host: &mut mpsc::UnboundedReceiver<ToViewer>,
+    notes: &mpsc::UnboundedSender<FromViewer>,
+) -> Result<String, SessionError> {
+    let peer = new_peer(&shared.transport, &[]).await?;
+    let connection = peer.connection.clone();
+    let result = viewer_loop(shared, viewer, name, permissions, from_host, notes, peer).await;
+    let _ = connection.close().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn viewer_loop(
+    shared: &Arc<Shared>,
+    viewer: &ViewerId,
+    name: &str,
+    permissions: Permissions,
+    from_host: &mut mpsc::UnboundedReceiver<ToViewer>,
+    notes: &mpsc::UnboundedSender<FromViewer>,
+    peer: crate::transport::peer::Peer,
+) -> Result<String, SessionError> {
+    let connection: Arc<dyn PeerConnection> = peer.connection;
+    let mut peer_events = peer.events;
+    let (track, ssrc) = new_video_track();
+    let rtp_sender = connection
+        .add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(TransportError::webrtc)?;
+    let init = RTCDataChannelInit {
+        ordered: true,
+        ..Default::default()
+    };
+    let channel = connection
+        .create_data_channel(CHANNEL_LABEL, Some(init))
+        .await
+        .map_err(TransportError::webrtc)?;
+    let offer = connection
+        .create_offer(None)
+        .await
+        .map_err(TransportError::webrtc)?;
+    connection
+        .set_local_description(offer.clone())
+        .await
+        .map_err(TransportError::webrtc)?;
+    shared
+        .signaling
+        .send(ClientMessage::Signal {
+            v: PROTOCOL_VERSION,
+            to: viewer.clone(),
+            payload: SignalPayload::Offer { sdp: offer.sdp },
+        })
+        .await?;
+
+    // Funnel every source into one queue.
+    let (tx, mut inputs) = mpsc::unbounded_channel::<ViewerInput>();
+    {
+        let tx = tx.clone();
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            while let Some(event) = channel.poll().await {
+                if tx.send(ViewerInput::Channel(event)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    {
+        let tx = tx.clone();
+        let track = track.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if tx.send(ViewerInput::Rtcp(event)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut gate = ControlGate::new(permissions, Instant::now());
+    let mut remote_set = false;
+    let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+    let mut channel_open = false;
+    let mut video_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut watching = false;
+    let mut cursor = shared.cursor.clone();
+    let mut last_cursor_serial = None;
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_refusal_report = Instant::now() - Duration::from_secs(10);
+
+    let outcome = loop {
+        let input = tokio::select! {
+            m = from_host.recv() => match m { Some(m) => ViewerInput::Host(m), None => break Ok("host stopped".to_string()) },
+            e = peer_events.recv() => match e { Some(e) => ViewerInput::Peer(e), None => break Ok("connection closed".to_string()) },
+            Some(i) = inputs.recv() => i,
+            changed = cursor.changed(), if channel_open => {
+                if changed.is_err() { continue; }
+                let update = cursor.borrow_and_update().clone();
+                if let Some(update) = update {
+                    let image = if last_cursor_serial != Some(update.serial) { update.image.as_deref().cloned() } else { None };
+                    if image.is_some() { last_cursor_serial = Some(update.serial); }
+                    send_control(&channel, &HostMessage::Cursor { x: update.x, y: update.y, visible: update.visible, image }).await;
+                }
+                continue;
+            }
+            _ = stats_tick.tick() => {
+                let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
+                let mut stats = ConnectionStats::default();
+                fill_from_report(&report, &mut stats);
+                if stats.target_bitrate_bps > 0.0 {
+                    let _ = notes.send(FromViewer::TargetBitrate { viewer: viewer.clone(), bps: stats.target_bitrate_bps });
+                }
+                continue;
+            }
+        };
+        match input {
+            ViewerInput::Host(ToViewer::Signal(payload)) => match payload {
+                SignalPayload::Answer { sdp } => {
+                    let answer = RTCSessionDescription::answer(sdp)
+                        .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    connection
+                        .set_remote_description(answer)
+                        .await
+                        .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    remote_set = true;
+                    for candidate in pending_candidates.drain(..) {
+                        if let Err(e) = connection.add_ice_candidate(candidate).await {
+                            tracing::debug!("remote candidate refused: {e}");
+                        }
+                    }
+                }
+                SignalPayload::Candidate {
+                    candidate,
+                    sdp_mid,
+                    sdp_mline_index,
+                } => {
+                    let init = RTCIceCandidateInit {
+                        candidate,
+                        sdp_mid,
+                        sdp_mline_index,
+                        ..Default::default()
+                    };
+                    if remote_set {
+                        if let Err(e) = connection.add_ice_candidate(init).await {
+                            tracing::debug!("remote candidate refused: {e}");
+                        }
+                    } else if pending_candidates.len() < 64 {
+                        pending_candidates.push(init);
+                    }
+                }
+                SignalPayload::Offer { .. } => {
+                    tracing::warn!(%viewer, "viewer sent an offer; ignored")
+                }
+            },
+            ViewerInput::Host(ToViewer::SetPermissions(p)) => {
+                gate.set_permissions(p);
+                send_control(&channel, &HostMessage::Permissions { permissions: p }).await;
+            }
+            ViewerInput::Host(ToViewer::Clipboard(text)) => {
+                if gate.permissions().clipboard {
+                    send_control(&channel, &HostMessage::Clipboard { text }).await;
+                }
+            }
+            ViewerInput::Host(ToViewer::Chat(text)) => {
+                send_control(&channel, &HostMessage::Chat { text }).await
+            }
+            ViewerInput::Host(ToViewer::End(reason)) => {
+                send_control(
+                    &channel,
+                    &HostMessage::End {
+                        reason: reason.clone(),
+                    },
+                )
+                .await;
+                // Give the message a moment to leave before the connection closes.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                break Ok(reason);
+            }
+            ViewerInput::Peer(PeerEvent::LocalCandidate(c)) => {
+                let payload = SignalPayload::Candidate {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                };
+                let _ = shared
+                    .signaling
+                    .send(ClientMessage::Signal {
+                        v: PROTOCOL_VERSION,
+                        to: viewer.clone(),
+                        payload,
+                    })
+                    .await;
+            }
+            ViewerInput::Peer(PeerEvent::State(state)) => match state {
+                RTCPeerConnectionState::Connected if video_task.is_none() => {
+                    let sender = Av1RtpSender::negotiated(track.clone(), ssrc, &rtp_sender).await?;
+                    tracing::info!(%viewer, payload_type = sender.payload_type(), playout_delay = sender.has_playout_delay(), "viewer connected");
+                    let frames = shared.frames.subscribe();
+                    let encoder = shared.encoder.clone();
+                    video_task = Some(tokio::spawn(send_video(sender, frames, encoder)));
+                    shared.counters.watchers.fetch_add(1, Ordering::Relaxed);
+                    watching = true;
+                    let _ = shared.encoder.send(EncoderCommand::Keyframe);
+                    let _ = notes.send(FromViewer::Connected {
+                        viewer: viewer.clone(),
+                        name: name.to_string(),
+                    });
+                }
+                RTCPeerConnectionState::Failed => {
+                    break Err(SessionError::Transport(TransportError::WebRtc(
+                        "ICE/DTLS failed".into(),
+                    )))
+                }
+                RTCPeerConnectionState::Closed => break Ok("connection closed".to_string()),
+                _ => {}
+            },
+            ViewerInput::Peer(_) => {}
+            ViewerInput::Channel(DataChannelEvent::OnOpen) => {
+                channel_open = true;
+                let (width, height) = shared.screen;
+                let welcome = HostMessage::Welcome {
+                    permissions: gate.permissions(),
+                    width,
+                    height,
+                    host_name: shared.host_name.clone(),
+                };
+                send_control(&channel, &welcome).await;
+                cursor.mark_changed();
+            }
+            ViewerInput::Channel(DataChannelEvent::OnMessage(message)) => {
+                match gate.check(&message.data, Instant::now()) {
+                    Ok(ViewerMessage::Input(event)) => match &shared.input {
+                        Some(input) => {
+                            let _ = input.send(event);
+                        }
+                        None => {
+                            send_control(
+                                &channel,
+                                &HostMessage::Error {
+                                    code: ControlErrorCode::Unsupported,
+                                    message: "this host takes no input".into(),
+                                },
+                            )
+                            .await
+                        }
+                    },
+                    Ok(ViewerMessage::Clipboard { text }) => {
+                        let _ = notes.send(FromViewer::Clipboard {
+                            viewer: viewer.clone(),
+                            text,
+                        });
+                    }
+                    Ok(ViewerMessage::Chat { text }) => {
+                        let _ = notes.send(FromViewer::Chat {
+                            viewer: viewer.clone(),
+                            text,
+                        });
+                    }
+                    Ok(ViewerMessage::Leave { reason }) => {
+                        break Ok(format!("viewer left: {reason}"))
+                    }
+                    Err(e) => {
+                        tracing::info!(%viewer, code = ?e.code, "control message refused: {}", e.message);
+                        // Answer every refusal except floods, which get at most one answer per second.
+                        let now = Instant::now();
+                        if e.code != ControlErrorCode::RateLimited
+                            || now.duration_since(last_refusal_report) >= Duration::from_secs(1)
+                        {
+                            last_refusal_report = now;
+                            send_control(
+                                &channel,
+                                &HostMessage::Error {
+                                    code: e.code,
+                                    message: e.message,
+                                },
+                            )
+                            .await;
+                            let _ = notes.send(FromViewer::Refused {
+                                viewer: viewer.clone(),
+                                code: e.code,
+                            });
+                        }
+                    }
+                }
+            }
+            ViewerInput::Channel(DataChannelEvent::OnClose) => {
+                break Ok("control channel closed".to_string())
+            }
+            ViewerInput::Channel(_) => {}
+            ViewerInput::Rtcp(TrackLocalEvent::OnRtcpPacket(_)) => {
+                // Only keyframe requests are passed up (see transport::peer).
+                let _ = shared.encoder.send(EncoderCommand::Keyframe);
+            }
+            #[allow(unreachable_patterns)]
+            ViewerInput::Rtcp(_) => {}
+        }
+    };
+    if watching {
+        shared.counters.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+    if let Some(task) = video_task {
+        task.abort();
+    }
+    outcome
+}
+
+async fn send_video(
+    mut sender: Av1RtpSender,
+    mut frames: broadcast::Receiver<OutFrame>,
+    encoder: std::sync::mpsc::Sender<EncoderCommand>,
+) {
+    loop {
+        match frames.recv().await {
+            Ok(frame) => {
+                if let Err(e) = sender.send(&frame.data, frame.encoded_at).await {
+                    tracing::debug!("video send failed: {e}");
+                    if matches!(e, TransportError::Closed) {
+                        break;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                // This viewer fell behind and lost frames: only a keyframe repairs its picture.
+                tracing::debug!(missed, "viewer lagging; requesting a keyframe");
+                let _ = encoder.send(EncoderCommand::Keyframe);
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The session API: [`Host`] shares a screen, [`Viewer`] watches and (with consent) controls it.
+//!
+//! ```no_run
+//! use peerdesk::capture::synthetic::{SyntheticConfig, SyntheticSource};
+//! use peerdesk::control::Permissions;
+//! use peerdesk::session::{Consent, Host, HostConfig, HostEvent, Viewer, ViewerConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let source = SyntheticSource::new(SyntheticConfig::default())?;
+//! let mut host = Host::start(HostConfig::new("ws://127.0.0.1:8080/ws"), Box::new(source), None).await?;
+//! println!("tell your technician: {}", host.code());
+//! tokio::spawn(async move {
+//!     while let Some(event) = host.next_event().await {
+//!         if let HostEvent::JoinRequest(request) = event {
+//!             request.answer(Consent::Allow(Permissions::VIEW_ONLY));
+//!         }
+//!     }
+//! });
+//! # let code = String::new();
+//! let mut viewer = Viewer::join(ViewerConfig::new("ws://127.0.0.1:8080/ws", &code, "Alex (support)")).await?;
+//! while let Some(frame) = viewer.next_frame().await {
+//!     println!("{}x{}", frame.width(), frame.height());
+//! }
+//! # Ok(()) }
+//! ```
+
+mod frame_queue;
+mod host;
+mod viewer;
+
+pub use frame_queue::FrameQueue;
+pub use host::{Consent, Host, HostConfig, HostEvent, HostStats, JoinRequest, ViewerId};
+pub use viewer::{Viewer, ViewerConfig, ViewerEvent};
+
+use crate::control::ControlErrorCode;
+use crate::signaling::{ErrorCode, SignalingError};
+use crate::transport::TransportError;
+
+/// Errors of the session API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The host refused the viewer (or stopped sharing before answering).
+    #[error("the host declined: {0}")]
+    Denied(String),
+    /// The code is unknown, already used or revoked.
+    #[error("invalid session code")]
+    InvalidCode,
+    /// The code has expired.
+    #[error("the session code has expired")]
+    ExpiredCode,
+    /// Too many attempts; wait before retrying.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The signaling server refused a request for another reason.
+    #[error("signaling server refused the request ({code}): {message}")]
+    Server {
+        /// The server's error code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The signaling connection failed.
+    #[error(transparent)]
+    Signaling(#[from] SignalingError),
+    /// The peer connection failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The host refused a control message.
+    #[error("the host refused the request ({code:?}): {message}")]
+    Refused {
+        /// Why.
+        code: ControlErrorCode,
+        /// For people.
+        message: String,
+    },
+    /// The session has ended.
+    #[error("the session has ended: {0}")]
+    Ended(String),
+    /// A step took longer than allowed.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// Invalid configuration or argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl SessionError {
+    pub(crate) fn from_server(code: ErrorCode, message: String) -> Self {
+        match code {
+            ErrorCode::Denied => SessionError::Denied(message),
+            ErrorCode::InvalidCode => SessionError::InvalidCode,
+            ErrorCode::ExpiredCode => SessionError::ExpiredCode,
+            ErrorCode::RateLimited => SessionError::RateLimited(message),
+            code => SessionError::Server { code, message },
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! The watching side: joins by code, receives and decodes the host's screen, sends input, clipboard and chat.
+
+use super::{FrameQueue, SessionError};
+use crate::capture::wall_clock;
+use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, HostMessage};
+use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
+use crate::decode::{DecodedFrame, Decoder, DecoderConfig};
+use crate::signaling::{
+    ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender,
+    PROTOCOL_VERSION,
+};
+use crate::transport::assembler::{AssembledFrame, FrameAssembler};
+use crate::transport::peer::{new_peer, Peer, PeerEvent};
+use crate::transport::stats::{fill_from_report, ConnectionStats};
+use crate::transport::{TransportConfig, TransportError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
+    StatsSelector,
+};
+
+/// Settings of a [`Viewer`].
+#[derive(Debug, Clone)]
+pub struct ViewerConfig {
+    /// The signaling server's WebSocket URL.
+    pub server_url: String,
+    /// The session code the host's user read out.
+    pub code: String,
+    /// Shown to the host's user in the consent prompt.
+    pub name: String,
+    /// Network settings.
+    pub transport: TransportConfig,
+    /// Decoded frames kept for a slow app; older ones are dropped (and counted).
+    pub frame_queue: usize,
+    /// How long to wait for the host user's consent.
+    pub consent_timeout: Duration,
+    /// How long to wait for the connection once admitted.
+    pub connect_timeout: Duration,
+    /// Decoder settings.
+    pub decoder: DecoderConfig,
+}
+
+impl ViewerConfig {
+    /// Defaults: a queue of 3 frames, 2 minutes for consent, 20 s to connect.
+    pub fn new(
+        server_url: impl Into<String>,
+        code: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        ViewerConfig {
+            server_url: server_url.into(),
+            code: code.into(),
+            name: name.into(),
+            transport: TransportConfig::default(),
+            frame_queue: 3,
+            consent_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(20),
+            decoder: DecoderConfig::default(),
+        }
+    }
+    /// Sets the network settings.
+    pub fn transport(mut self, transport: TransportConfig) -> Self {
+        self.transport = transport;
+        self
+    }
+}
+
+/// What happens in a viewed session.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ViewerEvent {
+    /// The host's cursor moved (fractions of the screen) or changed its image.
+    Cursor {
+        /// Horizontal position.
+        x: f32,
+        /// Vertical position.
+        y: f32,
+        /// Over the shared screen.
+        visible: bool,
+        /// The new image, when it changed.
+        image: Option<CursorImageMessage>,
+    },
+    /// Clipboard text from the host.
+    Clipboard(String),
+    /// A chat line from the host.
+    Chat(String),
+    /// The host changed this viewer's permissions.
+    PermissionsChanged(Permissions),
+    /// The host refused a message (e.g. input without the control permission).
+    Refused {
+        /// Why.
+        code: ControlErrorCode,
+        /// For people.
+        message: String,
+    },
+    /// The session ended.
+    Ended {
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bytes: AtomicU64,
+    frames: AtomicU64,
+    stats: Mutex<ConnectionStats>,
+}
+
+enum Command {
+    Send(ViewerMessage),
+    Leave(String, oneshot::Sender<()>),
+}
+
+/// A joined session.
+pub struct Viewer {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<ViewerEvent>,
+    frames: Arc<FrameQueue<DecodedFrame>>,
+    permissions: watch::Receiver<Permissions>,
+    screen: (u32, u32),
+    host_name: String,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewer")
+            .field("screen", &self.screen)
+            .field("host_name", &self.host_name)
+            .finish()
+    }
+}
+
+struct Welcome {
+    permissions: Permissions,
+    width: u32,
+    height: u32,
+    host_name: String,
+}
+
+impl Viewer {
+    /// Joins the host that owns `config.code`: waits for the host user's consent, connects, and returns once
+    /// the host has welcomed this viewer. Refusal is [`SessionError::Denied`]; a wrong code
+    /// [`SessionError::InvalidCode`]; an old one [`SessionError::ExpiredCode`].
+    pub async fn join(config: ViewerConfig) -> Result<Viewer, SessionError> {
+        let mut client = SignalingClient::connect(&config.server_url).await?;
+        client
+            .send(ClientMessage::Join {
+                v: PROTOCOL_VERSION,
+                code: config.code.clone(),
+                name: config.name.clone(),
+            })
+            .await?;
+        let closed = || SessionError::Signaling(crate::signaling::SignalingError::Closed);
+        let deadline = Instant::now() + config.consent_timeout;
+        let mut ice_servers = Vec::new();
+        let mut host: Option<PeerId> = None;
+        let mut admitted = false;
+        // Pending → accepted → the host's offer.
+        let offer = loop {
+            let wait = if admitted {
+                config.connect_timeout
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            let message = tokio::time::timeout(wait, client.recv())
+                .await
+                .map_err(|_| {
+                    SessionError::Timeout(if admitted {
+                        "the host's offer"
+                    } else {
+                        "the host's consent"
+                    })
+                })?
+                .ok_or_else(closed)?;
+            match message {
+                ServerMessage::JoinPending {
+                    host: h,
+                    ice_servers: servers,
+                    ..
+                } => {
+                    host = Some(h);
+                    ice_servers = servers;
+                }
+                ServerMessage::Accepted { .. } => admitted = true,
+                ServerMessage::Signal {
+                    payload: SignalPayload::Offer { sdp },
+                    from,
+                    ..
+                } if Some(&from) == host.as_ref() => break sdp,
+                ServerMessage::Error { code, message, .. } => {
+                    return Err(SessionError::from_server(code, message))
+                }
+                ServerMessage::PeerLeft { reason, .. } => {
+                    return Err(SessionError::Denied(format!("the host left ({reason})")))
+                }
+                _ => {}
+            }
+        };
+        let host = host.ok_or_else(closed)?;
+        let mut transport = config.transport.clone();
+        transport.ice_servers.extend(ice_servers);
+        let peer = new_peer(&transport, &[]).await?;
+        let offer = RTCSessionDescription::offer(offer)
+            .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+        peer.connection
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+        let answer = peer
+            .connection
+            .create_answer(None)
+            .await
+            .map_err(TransportError::webrtc)?;
+        peer.connection
+            .set_local_description(answer.clone())
+            .await
+            .map_err(TransportError::webrtc)?;
+        let (sender, incoming) = client.split();
+        sender
+            .send(ClientMessage::Signal {
+                v: PROTOCOL_VERSION,
+                to: host.clone(),
+                payload: SignalPayload::Answer { sdp: answer.sdp },
+            })
+            .await?;
+
+        let frames = Arc::new(FrameQueue::new(config.frame_queue));
+        let counters = Arc::new(Counters::default());
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (permissions_tx, permissions_rx) = watch::channel(Permissions::VIEW_ONLY);
+        let (welcome_tx, welcome_rx) = oneshot::channel();
+        let connection = peer.connection.clone();
+        tokio::spawn(run_viewer(Task {
+            peer,
+            host,
+            signaling: sender,
+            incoming,
+            commands: commands_rx,
+            events: events_tx,
+            permissions: permissions_tx,
+            welcome: Some(welcome_tx),
+            frames: frames.clone(),
+            counters: counters.clone(),
+            decoder: config.decoder.clone(),
+        }));
+        let welcome = match tokio::time::timeout(config.connect_timeout, welcome_rx).await {
+            Ok(Ok(Ok(w))) => w,
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(_)) => {
+                return Err(SessionError::Ended(
+                    "the connection closed before the host's welcome".into(),
+                ))
+            }
+            Err(_) => {
+                let _ = connection.close().await;
+                return Err(SessionError::Timeout("the connection to the host"));
+            }
+        };
+        let _ = permissions_rx.has_changed();
+        Ok(Viewer {
+            commands: commands_tx,
+            events: events_rx,
+            frames,
+            permissions: permissions_rx,
+            screen: (welcome.width, welcome.height),
+            host_name: welcome.host_name,
+            counters,
+        }
+        .with_permissions(welcome.permissions))
+    }
+
+    fn with_permissions(self, _initial: Permissions) -> Self {
+        self
+    }
+
+    /// The next decoded frame; `None` once the session ended.
+    pub async fn next_frame(&self) -> Option<DecodedFrame> {
+        self.frames.pop().await
+    }
+
+    /// The queue decoded frames arrive in (for a dedicated delivery thread, e.g. in bindings).
+    pub fn frame_queue(&self) -> Arc<FrameQueue<DecodedFrame>> {
+        self.frames.clone()
+    }
+
+    /// The next event; `None` after the session ended.
+    pub async fn next_event(&mut self) -> Option<ViewerEvent> {
+        self.events.recv().await
+    }
+
+    /// An event if one is waiting.
+    pub fn try_next_event(&mut self) -> Option<ViewerEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// The permissions the host granted (updated as the host changes them).
+    pub fn permissions(&self) -> Permissions {
+        *self.permissions.borrow()
+    }
+
+    /// Width and height of the host's screen.
+    pub fn screen_size(&self) -> (u32, u32) {
+        self.screen
+    }
+
+    /// The host's display name.
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+
+    fn send(&self, message: ViewerMessage) -> Result<(), SessionError> {
+        self.commands
+            .send(Command::Send(message))
+            .map_err(|_| SessionError::Ended("session ended".into()))
+    }
+
+    /// Sends input to the host. The host checks it against this viewer's permissions; refusals arrive as
+    /// [`ViewerEvent::Refused`].
+    pub fn send_input(&self, event: InputEvent) -> Result<(), SessionError> {
+        self.send(ViewerMessage::Input(event))
+    }
+
+    /// Sends clipboard text to the host (needs the clipboard permission).
+    pub fn send_clipboard(&self, text: impl Into<String>) -> Result<(), SessionError> {
+        self.send(ViewerMessage::Clipboard { text: text.into() })
+    }
+
+    /// Sends a chat line.
+    pub fn send_chat(&self, text: impl Into<String>) -> Result<(), SessionError> {
+        self.send(ViewerMessage::Chat { text: text.into() })
+    }
+
+    /// Connection figures: RTT, loss, received bitrate and frame rate over the last second, frames decoded and
+    /// dropped.
+    pub fn stats(&self) -> ConnectionStats {
+        let mut stats = *self
+            .counters
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        stats.frames = self.counters.frames.load(Ordering::Relaxed);
+        stats.frames_dropped = self.frames.dropped();
+        stats
+    }
+
+    /// Leaves the session.
+    pub async fn leave(self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Leave("viewer left".into(), tx))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        }
+    }
+}
+
+struct Task {
+    peer: Peer,
+    host: PeerId,
+    signaling: SignalingSender,
+    incoming: mpsc::Receiver<ServerMessage>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<ViewerEvent>,
+    permissions: watch::Sender<Permissions>,
+    welcome: Option<oneshot::Sender<Result<Welcome, SessionError>>>,
+    frames: Arc<FrameQueue<DecodedFrame>>,
+    counters: Arc<Counters>,
+    decoder: DecoderConfig,
+}
+
+async fn run_viewer(mut task: Task) {
+    let connection = task.peer.connection.clone();
+    let reason = viewer_loop(&mut task).await;
+    let reason = match reason {
+        Ok(reason) => reason,
+        Err(e) => {
+            if let Some(welcome) = task.welcome.take() {
+                let _ = welcome.send(Err(e.clone()));
+            }
+            e.to_string()
+        }
+    };
+    let _ = task
+        .signaling
+        .send(ClientMessage::Leave {
+            v: PROTOCOL_VERSION,
+        })
+        .await;
+    let _ = connection.close().await;
+    task.frames.close();
+    if let Some(welcome) = task.welcome.take() {
+        let _ = welcome.send(Err(SessionError::Ended(reason.clone())));
+    }
+    let _ = task.events.send(ViewerEvent::Ended { reason });
+}
+
+async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
+    let connection: Arc<dyn PeerConnection> = task.peer.connection.clone();
+    let (channel_tx, mut channel_events) = mpsc::unbounded_channel::<DataChannelEvent>();
+    let mut channel: Option<Arc<dyn DataChannel>> = None;
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = (Instant::now(), 0u64, 0u64);
+    let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+    loop {
+        tokio::select! {
+            message = task.incoming.recv() => match message {
+                Some(ServerMessage::Signal { from, payload: SignalPayload::Candidate { candidate, sdp_mid, sdp_mline_index }, .. }) if from == task.host => {
+                    let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
+                    if let Err(e) = connection.add_ice_candidate(init.clone()).await {
+                        tracing::debug!("remote candidate refused: {e}");
+                        if pending_candidates.len() < 64 { pending_candidates.push(init); }
+                    }
+                }
+                Some(ServerMessage::PeerLeft { peer, reason, .. }) if peer == task.host => {
+                    // The control channel usually says why first; this covers a host that vanished.
+                    if channel.is_none() {
+                        return Ok(format!("the host left ({reason})"));
+                    }
+                }
+                Some(other) => tracing::debug!(?other, "ignored signaling message"),
+                None => {
+                    // Signaling is only needed to connect; the session carries on peer to peer.
+                    if channel.is_none() {
+                        return Err(SessionError::Signaling(crate::signaling::SignalingError::Closed));
+                    }
+                    std::future::pending::<()>().await;
+                }
+            },
+            event = task.peer.events.recv() => match event {
+                None => return Ok("connection closed".into()),
+                Some(PeerEvent::LocalCandidate(c)) => {
+                    let payload = SignalPayload::Candidate { candidate: c.candidate, sdp_mid: c.sdp_mid, sdp_mline_index: c.sdp_mline_index };
+                    let _ = task.signaling.send(ClientMessage::Signal { v: PROTOCOL_VERSION, to: task.host.clone(), payload }).await;
+                }
+                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) => {
+                    return Err(SessionError::Transport(TransportError::WebRtc("ICE/DTLS failed".into())));
+                }
+                Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => return Ok("connection closed".into()),
+                Some(PeerEvent::State(_)) => {}
+                Some(PeerEvent::DataChannel(dc)) => {
+                    let tx = channel_tx.clone();
+                    let forward = dc.clone();
+                    tokio::spawn(async move {
+                        while let Some(event) = forward.poll().await {
+                            if tx.send(event).is_err() { break; }
+                        }
+                    });
+                    channel = Some(dc);
+                }
+                Some(PeerEvent::Track(track)) => {
+                    spawn_video_receiver(track, task.frames.clone(), task.counters.clone(), task.decoder.clone());
+                }
+            },
+            Some(event) = channel_events.recv() => match event {
+                DataChannelEvent::OnMessage(message) => match parse_host_message(&message.data) {
+                    Ok(HostMessage::Welcome { permissions, width, height, host_name }) => {
+                        task.permissions.send_replace(permissions);
+                        if let Some(welcome) = task.welcome.take() {
+                            let _ = welcome.send(Ok(Welcome { permissions, width, height, host_name }));
+                        }
+                    }
+                    Ok(HostMessage::Permissions { permissions }) => {
+                        task.permissions.send_replace(permissions);
+                        let _ = task.events.send(ViewerEvent::PermissionsChanged(permissions));
+                    }
+                    Ok(HostMessage::Cursor { x, y, visible, image }) => {
+                        let _ = task.events.send(ViewerEvent::Cursor { x, y, visible, image });
+                    }
+                    Ok(HostMessage::Clipboard { text }) => { let _ = task.events.send(ViewerEvent::Clipboard(text)); }
+                    Ok(HostMessage::Chat { text }) => { let _ = task.events.send(ViewerEvent::Chat(text)); }
+                    Ok(HostMessage::Error { code, message }) => { let _ = task.events.send(ViewerEvent::Refused { code, message }); }
+                    Ok(HostMessage::End { reason }) => return Ok(reason),
+                    Err(e) => tracing::warn!("bad control message from the host: {e}"),
+                },
+                DataChannelEvent::OnClose => return Ok("the host closed the connection".into()),
+                _ => {}
+            },
+            command = task.commands.recv() => match command {
+                None => return Ok("viewer dropped".into()),
+                Some(Command::Send(message)) => {
+                    let Some(dc) = &channel else { continue };
+                    if let Err(e) = dc.send_text(&encode(&message)).await {
+                        tracing::debug!("control message not sent: {e}");
+                    }
+                }
+                Some(Command::Leave(reason, done)) => {
+                    if let Some(dc) = &channel {
+                        let _ = dc.send_text(&encode(&ViewerMessage::Leave { reason: reason.clone() })).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    let _ = done.send(());
+                    return Ok(reason);
+                }
+            },
+            _ = stats_tick.tick() => {
+                let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
+                let now = Instant::now();
+                let bytes = task.counters.bytes.load(Ordering::Relaxed);
+                let frames = task.counters.frames.load(Ordering::Relaxed);
+                let seconds = now.duration_since(last.0).as_secs_f64().max(1e-3);
+                {
+                    let mut stats = task.counters.stats.lock().unwrap_or_else(|e| e.into_inner());
+                    fill_from_report(&report, &mut stats);
+                    stats.bitrate_kbps = (bytes - last.1) as f64 * 8.0 / seconds / 1000.0;
+                    stats.fps = (frames - last.2) as f64 / seconds;
+                }
+                last = (now, bytes, frames);
+                for init in pending_candidates.drain(..) {
+                    let _ = connection.add_ice_candidate(init).await;
+                }
+            }
+        }
+    }
+}
+
+fn spawn_video_receiver(
+    track: Arc<dyn TrackRemote>,
+    frames: Arc<FrameQueue<DecodedFrame>>,
+    counters: Arc<Counters>,
+    decoder_config: DecoderConfig,
+) {
+    let (to_decoder, from_network) = std::sync::mpsc::channel::<AssembledFrame>();
+    let decode_failed = Arc::new(AtomicBool::new(false));
+    {
+        let decode_failed = decode_failed.clone();
+        let counters = counters.clone();
+        let frames = frames.clone();
+        let _ = std::thread::Builder::new()
+            .name("peerdesk-decode".into())
+            .spawn(move || {
+                let mut decoder = match Decoder::new(decoder_config) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!("decoder unavailable: {e}");
+                        return;
+                    }
+                };
+                while let Ok(frame) = from_network.recv() {
+                    match decoder.decode(frame.data, wall_clock()) {
+                        Ok(Some(picture)) => {
+                            counters.frames.fetch_add(1, Ordering::Relaxed);
+                            frames.push(picture);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!("undecodable frame: {e}");
+                            decode_failed.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                frames.close();
+            });
+    }
+    tokio::spawn(async move {
+        let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+        let mut assembler = FrameAssembler::new();
+        let mut last_request = Instant::now() - Duration::from_secs(1);
+        while let Some(event) = track.poll().await {
+            match event {
+                TrackRemoteEvent::OnRtpPacket(packet) => {
+                    counters
+                        .bytes
+                        .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    let h = &packet.header;
+                    for frame in
+                        assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload)
+                    {
+                        if to_decoder.send(frame).is_err() {
+                            return;
+                        }
+                    }
+                    let wants_keyframe = assembler.take_keyframe_request()
+                        | decode_failed.swap(false, Ordering::Relaxed);
+                    // At most a few requests per second: the host answers each with a whole keyframe.
+                    if wants_keyframe && last_request.elapsed() >= Duration::from_millis(300) {
+                        last_request = Instant::now();
+                        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                            tracing::debug!("keyframe request not sent: {e}");
+                        }
+                    }
+                }
+                TrackRemoteEvent::OnEnded => break,
+                _ => {}
+            }
+        }
+    });
+}
