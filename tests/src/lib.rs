@@ -1,0 +1,63 @@
+//! Support for the end-to-end tests: the signaling server as a real process, a private Xvfb, helpers.
+
+pub mod xvfb;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A binary of this workspace, built next to the test executable (`cargo test --workspace` builds them all).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run `cargo build --workspace` (or `cargo test --workspace`)", path.display());
+    path
+}
+
+/// The signaling server running as its own process on a free loopback port; killed on drop.
+pub struct SignalingServer {
+    child: Child,
+    /// `ws://127.0.0.1:PORT/ws`
+    pub url: String,
+    /// `http://127.0.0.1:PORT`
+    pub http: String,
+}
+
+impl SignalingServer {
+    /// Starts the server with extra arguments.
+    pub fn start(extra: &[&str]) -> SignalingServer {
+        let mut child = Command::new(workspace_binary("peerdesk-signaling-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the signaling server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its address");
+        SignalingServer { child, url: format!("ws://{addr}/ws"), http: format!("http://{addr}") }
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for SignalingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
