@@ -10,9 +10,16 @@ use std::time::Duration;
 /// A binary of this workspace, built next to the test executable (`cargo test --workspace` builds them all).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile directory");
     let path = dir.join(name);
-    assert!(path.exists(), "{} not built: run `cargo build --workspace` (or `cargo test --workspace`)", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace` (or `cargo test --workspace`)",
+        path.display()
+    );
     path
 }
 
@@ -45,8 +52,14 @@ impl SignalingServer {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its address");
-        SignalingServer { child, url: format!("ws://{addr}/ws"), http: format!("http://{addr}") }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server printed its address");
+        SignalingServer {
+            child,
+            url: format!("ws://{addr}/ws"),
+            http: format!("http://{addr}"),
+        }
     }
 
     /// Whether the process still runs.
