@@ -50,12 +50,7 @@ fn capture_and_convert(c: &mut Criterion) {
     group.bench_function("synthetic_capture_and_convert_damaged", |b| {
         b.iter(|| {
             let frame = desktop.render(n, 0);
-            bgra_to_i420(
-                &frame.as_bgra_image().unwrap(),
-                &mut yuv,
-                Some(&frame.damage),
-            )
-            .unwrap();
+            bgra_to_i420(&frame.as_bgra_image().unwrap(), &mut yuv, Some(&frame.damage)).unwrap();
             n += 1;
         })
     });
@@ -68,9 +63,7 @@ fn encode(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("encode_1080p_{backend}"));
         group.throughput(Throughput::Elements(1));
         if backend == Backend::Rav1e {
-            group
-                .sample_size(10)
-                .measurement_time(Duration::from_secs(10));
+            group.sample_size(10).measurement_time(Duration::from_secs(10));
         }
         let config = EncoderConfig::new(W, H).bitrate(2_000_000).threads(2);
         let mut encoder = new_encoder(backend, &config).unwrap();
@@ -97,8 +90,7 @@ fn encode(c: &mut Criterion) {
 
 fn decode(c: &mut Criterion) {
     let frames = desktop_i420(120);
-    let mut encoder =
-        new_encoder(Backend::default_interactive(), &EncoderConfig::new(W, H)).unwrap();
+    let mut encoder = new_encoder(Backend::default_interactive(), &EncoderConfig::new(W, H)).unwrap();
     let mut packets = Vec::new();
     for (i, frame) in frames.iter().enumerate() {
         encoder
@@ -122,10 +114,7 @@ fn decode(c: &mut Criterion) {
             || Decoder::new(DecoderConfig::default()).unwrap(),
             |mut decoder| {
                 for p in &packets {
-                    assert!(decoder
-                        .decode(p.data.clone(), p.timestamp)
-                        .unwrap()
-                        .is_some());
+                    assert!(decoder.decode(p.data.clone(), p.timestamp).unwrap().is_some());
                 }
             },
             BatchSize::PerIteration,

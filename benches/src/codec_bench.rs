@@ -25,9 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(
-    about = "Encode fps, delay, kbit/s and PSNR of peerdesk's AV1 backends beside ffmpeg's realtime encoders"
-)]
+#[command(about = "Encode fps, delay, kbit/s and PSNR of peerdesk's AV1 backends beside ffmpeg's realtime encoders")]
 struct Args {
     /// A .y4m clip, or a raw I420 clip with --size and --fps; none for the synthetic desktop.
     input: Option<PathBuf>,
@@ -79,13 +77,7 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((w.parse()?, h.parse()?))
 }
 
-fn frame_from_planes(
-    width: u32,
-    height: u32,
-    data: &[u8],
-    index: usize,
-    fps: u32,
-) -> anyhow::Result<Frame> {
+fn frame_from_planes(width: u32, height: u32, data: &[u8], index: usize, fps: u32) -> anyhow::Result<Frame> {
     let (cw, ch) = chroma_size(width, height);
     let (ys, cs) = ((width * height) as usize, (cw * ch) as usize);
     let image = I420Image::new(
@@ -134,18 +126,14 @@ fn load_clip(args: &Args) -> anyhow::Result<(Clip, String)> {
     };
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "y4m") {
-        let mut decoder =
-            y4m::decode(BufReader::new(file)).map_err(|e| anyhow::anyhow!("y4m: {e:?}"))?;
+        let mut decoder = y4m::decode(BufReader::new(file)).map_err(|e| anyhow::anyhow!("y4m: {e:?}"))?;
         let (width, height) = (decoder.get_width() as u32, decoder.get_height() as u32);
         let rate = decoder.get_framerate();
         let fps = (rate.num as f64 / rate.den.max(1) as f64).round().max(1.0) as u32;
         if decoder.get_colorspace().get_bit_depth() != 8
             || !format!("{:?}", decoder.get_colorspace()).starts_with("C420")
         {
-            bail!(
-                "only 8-bit 4:2:0 Y4M is supported, got {:?}",
-                decoder.get_colorspace()
-            );
+            bail!("only 8-bit 4:2:0 Y4M is supported, got {:?}", decoder.get_colorspace());
         }
         let mut frames = Vec::new();
         while frames.len() < args.frames {
@@ -177,13 +165,7 @@ fn load_clip(args: &Args) -> anyhow::Result<(Clip, String)> {
     let mut buf = vec![0u8; frame_len];
     let mut frames = Vec::new();
     while frames.len() < args.frames && reader.read_exact(&mut buf).is_ok() {
-        frames.push(frame_from_planes(
-            width,
-            height,
-            &buf,
-            frames.len(),
-            args.fps,
-        )?);
+        frames.push(frame_from_planes(width, height, &buf, frames.len(), args.fps)?);
     }
     Ok((
         Clip {
@@ -223,10 +205,7 @@ fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> any
     }
     // Drain the delay (not timed) so every frame is scored.
     while packets.len() < frames.len() {
-        encoder.send_frame(
-            frames.last().expect("clip is not empty"),
-            FrameOptions::default(),
-        )?;
+        encoder.send_frame(frames.last().expect("clip is not empty"), FrameOptions::default())?;
         while let Some(p) = encoder.receive_packet()? {
             packets.push(p);
         }
@@ -368,21 +347,11 @@ fn ffmpeg_has_encoder(name: &str) -> bool {
         .args(["-hide_banner", "-encoders"])
         .stderr(Stdio::null())
         .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .any(|w| w == name)
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().any(|w| w == name))
         .unwrap_or(false)
 }
 
-fn run_ffmpeg(
-    peer: &FfmpegPeer,
-    clip: &Clip,
-    raw: &Path,
-    dir: &Path,
-    args: &Args,
-) -> anyhow::Result<Row> {
+fn run_ffmpeg(peer: &FfmpegPeer, clip: &Clip, raw: &Path, dir: &Path, args: &Args) -> anyhow::Result<Row> {
     let out = dir.join(format!("{}.ivf", peer.encoder));
     let size = format!("{}x{}", clip.width, clip.height);
     let mut cmd = Command::new("ffmpeg");
@@ -416,14 +385,7 @@ fn run_ffmpeg(
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(&out)
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+        .args(["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p"])
         .arg(&decoded)
         .status()?;
     if !status.success() {
@@ -494,8 +456,7 @@ fn main() -> anyhow::Result<()> {
             .status()
             .is_ok()
         {
-            let dir =
-                std::env::temp_dir().join(format!("peerdesk-codec-bench-{}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("peerdesk-codec-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let raw = dir.join("clip.yuv");
             let mut file = std::io::BufWriter::new(std::fs::File::create(&raw)?);

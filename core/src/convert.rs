@@ -5,10 +5,7 @@
 //! damage touches when that is less than most of the picture, so a blinking cursor costs microseconds.
 
 use crate::frame::{BgraImage, Frame, FrameError, I420Image, PixelFormat, Rect};
-use yuv::{
-    BufferStoreMut, YuvConversionMode, YuvPlanarImage, YuvPlanarImageMut, YuvRange,
-    YuvStandardMatrix,
-};
+use yuv::{BufferStoreMut, YuvConversionMode, YuvPlanarImage, YuvPlanarImageMut, YuvRange, YuvStandardMatrix};
 
 /// Errors from colour conversion.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,11 +27,7 @@ const PARTIAL_CONVERSION_MAX_SHARE: f32 = 0.6;
 
 /// Converts `src` into the I420 frame `dst` (reshaped to match), converting only the rows touched by `damage`
 /// when that pays; `None` converts everything. `dst.damage` is left untouched.
-pub fn bgra_to_i420(
-    src: &BgraImage<'_>,
-    dst: &mut Frame,
-    damage: Option<&[Rect]>,
-) -> Result<(), ConvertError> {
+pub fn bgra_to_i420(src: &BgraImage<'_>, dst: &mut Frame, damage: Option<&[Rect]>) -> Result<(), ConvertError> {
     let (width, height) = (src.width(), src.height());
     if dst.format() != PixelFormat::I420 || dst.width() != width || dst.height() != height {
         let saved = std::mem::take(&mut dst.damage);
@@ -102,12 +95,7 @@ fn insert_band(bands: &mut [(u32, u32)], count: &mut usize, mut band: (u32, u32)
     bands[..*count].sort_unstable();
 }
 
-fn convert_band(
-    src: &BgraImage<'_>,
-    dst: &mut Frame,
-    start: u32,
-    end: u32,
-) -> Result<(), ConvertError> {
+fn convert_band(src: &BgraImage<'_>, dst: &mut Frame, start: u32, end: u32) -> Result<(), ConvertError> {
     let width = src.width();
     let rows = end - start;
     let (y_stride, c_stride) = (dst.stride(0), dst.stride(1));
@@ -154,33 +142,20 @@ fn planar<'a>(src: &I420Image<'a>) -> YuvPlanarImage<'a, u8> {
     }
 }
 
-fn check_packed_destination(
-    dst: &[u8],
-    stride: usize,
-    width: u32,
-    height: u32,
-) -> Result<(), ConvertError> {
+fn check_packed_destination(dst: &[u8], stride: usize, width: u32, height: u32) -> Result<(), ConvertError> {
     BgraImage::new(dst, width, height, stride)?;
     Ok(())
 }
 
 /// Converts an I420 picture to RGBA into `dst` (`stride` bytes a row).
-pub fn i420_to_rgba(
-    src: &I420Image<'_>,
-    dst: &mut [u8],
-    stride: usize,
-) -> Result<(), ConvertError> {
+pub fn i420_to_rgba(src: &I420Image<'_>, dst: &mut [u8], stride: usize) -> Result<(), ConvertError> {
     check_packed_destination(dst, stride, src.width(), src.height())?;
     yuv::yuv420_to_rgba(&planar(src), dst, stride as u32, RANGE, MATRIX)
         .map_err(|e| ConvertError::Kernel(e.to_string()))
 }
 
 /// Converts an I420 picture to BGRA into `dst` (`stride` bytes a row).
-pub fn i420_to_bgra(
-    src: &I420Image<'_>,
-    dst: &mut [u8],
-    stride: usize,
-) -> Result<(), ConvertError> {
+pub fn i420_to_bgra(src: &I420Image<'_>, dst: &mut [u8], stride: usize) -> Result<(), ConvertError> {
     check_packed_destination(dst, stride, src.width(), src.height())?;
     yuv::yuv420_to_bgra(&planar(src), dst, stride as u32, RANGE, MATRIX)
         .map_err(|e| ConvertError::Kernel(e.to_string()))
@@ -268,12 +243,7 @@ mod tests {
         let stride = w as usize * 4;
         let mut buf = bgra_gradient(w, h, stride);
         let mut full = Frame::new(PixelFormat::I420, w, h).unwrap();
-        bgra_to_i420(
-            &BgraImage::new(&buf, w, h, stride).unwrap(),
-            &mut full,
-            None,
-        )
-        .unwrap();
+        bgra_to_i420(&BgraImage::new(&buf, w, h, stride).unwrap(), &mut full, None).unwrap();
         let mut partial = full.clone();
         // Change rows 9..13 only.
         for b in &mut buf[9 * stride..13 * stride] {
@@ -289,11 +259,7 @@ mod tests {
     fn bands_merge_and_align() {
         let mut out = [(0, 0); 8];
         let n = row_bands(
-            &[
-                Rect::new(0, 3, 1, 2),
-                Rect::new(0, 4, 1, 4),
-                Rect::new(0, 20, 1, 1),
-            ],
+            &[Rect::new(0, 3, 1, 2), Rect::new(0, 4, 1, 4), Rect::new(0, 20, 1, 1)],
             21,
             &mut out,
         );
@@ -305,10 +271,7 @@ mod tests {
         let yuv = Frame::new(PixelFormat::I420, 8, 8).unwrap();
         let mut dst = vec![0u8; 10];
         let err = i420_to_rgba(&yuv.as_i420_image().unwrap(), &mut dst, 32).unwrap_err();
-        assert!(matches!(
-            err,
-            ConvertError::Frame(FrameError::BufferTooShort { .. })
-        ));
+        assert!(matches!(err, ConvertError::Frame(FrameError::BufferTooShort { .. })));
     }
 
     #[test]

@@ -137,9 +137,7 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder")
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Decoder").field("config", &self.config).finish()
     }
 }
 
@@ -153,8 +151,7 @@ impl Decoder {
         let mut settings = dav1d::Settings::new();
         settings.set_n_threads(config.threads);
         settings.set_max_frame_delay(config.max_frame_delay);
-        let inner = dav1d::Decoder::with_settings(&settings)
-            .map_err(|e| DecodeError::Setup(e.to_string()))?;
+        let inner = dav1d::Decoder::with_settings(&settings).map_err(|e| DecodeError::Setup(e.to_string()))?;
         Ok(Decoder { inner, config })
     }
 
@@ -162,11 +159,7 @@ impl Decoder {
     /// frame dav1d holds back, or a unit that only carries headers).
     ///
     /// After an error the decoder stays usable: it resumes at the next keyframe.
-    pub fn decode(
-        &mut self,
-        data: Bytes,
-        timestamp: Duration,
-    ) -> Result<Option<DecodedFrame>, DecodeError> {
+    pub fn decode(&mut self, data: Bytes, timestamp: Duration) -> Result<Option<DecodedFrame>, DecodeError> {
         if data.is_empty() {
             return Err(DecodeError::Empty);
         }

@@ -93,12 +93,7 @@ pub struct Rect {
 impl Rect {
     /// A rectangle from its position and size.
     pub const fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
-        Rect {
-            x,
-            y,
-            width,
-            height,
-        }
+        Rect { x, y, width, height }
     }
 
     /// Whether it covers no pixel.
@@ -125,12 +120,7 @@ impl Rect {
     pub fn clipped(&self, width: u32, height: u32) -> Rect {
         let x = self.x.min(width);
         let y = self.y.min(height);
-        Rect::new(
-            x,
-            y,
-            self.right().min(width) - x,
-            self.bottom().min(height) - y,
-        )
+        Rect::new(x, y, self.right().min(width) - x, self.bottom().min(height) - y)
     }
 
     /// The smallest rectangle holding both.
@@ -174,13 +164,7 @@ pub fn validate_size(width: u32, height: u32) -> Result<(), FrameError> {
     Ok(())
 }
 
-fn validate_plane(
-    plane: usize,
-    len: usize,
-    stride: usize,
-    row_bytes: usize,
-    rows: usize,
-) -> Result<(), FrameError> {
+fn validate_plane(plane: usize, len: usize, stride: usize, row_bytes: usize, rows: usize) -> Result<(), FrameError> {
     if stride < row_bytes {
         return Err(FrameError::StrideTooSmall {
             plane,
@@ -252,21 +236,10 @@ pub struct I420Image<'a> {
 
 impl<'a> I420Image<'a> {
     /// Wraps three planes, checking every size and stride.
-    pub fn new(
-        planes: [&'a [u8]; 3],
-        strides: [usize; 3],
-        width: u32,
-        height: u32,
-    ) -> Result<Self, FrameError> {
+    pub fn new(planes: [&'a [u8]; 3], strides: [usize; 3], width: u32, height: u32) -> Result<Self, FrameError> {
         validate_size(width, height)?;
         let (cw, ch) = chroma_size(width, height);
-        validate_plane(
-            0,
-            planes[0].len(),
-            strides[0],
-            width as usize,
-            height as usize,
-        )?;
+        validate_plane(0, planes[0].len(), strides[0], width as usize, height as usize)?;
         validate_plane(1, planes[1].len(), strides[1], cw as usize, ch as usize)?;
         validate_plane(2, planes[2].len(), strides[2], cw as usize, ch as usize)?;
         Ok(I420Image {
@@ -345,18 +318,9 @@ impl Frame {
     }
 
     /// Changes format and size, reusing the buffer when it is large enough; marks everything damaged.
-    pub fn reshape(
-        &mut self,
-        format: PixelFormat,
-        width: u32,
-        height: u32,
-    ) -> Result<(), FrameError> {
+    pub fn reshape(&mut self, format: PixelFormat, width: u32, height: u32) -> Result<(), FrameError> {
         validate_size(width, height)?;
-        if format == self.format
-            && width == self.width
-            && height == self.height
-            && !self.data.is_empty()
-        {
+        if format == self.format && width == self.width && height == self.height && !self.data.is_empty() {
             return Ok(());
         }
         let (w, h) = (width as usize, height as usize);
@@ -543,10 +507,7 @@ mod tests {
     fn rejects_zero_and_huge_sizes() {
         assert_eq!(
             Frame::new(PixelFormat::I420, 0, 10).unwrap_err(),
-            FrameError::InvalidSize {
-                width: 0,
-                height: 10
-            }
+            FrameError::InvalidSize { width: 0, height: 10 }
         );
         assert!(matches!(
             Frame::new(PixelFormat::Bgra, 10, MAX_DIMENSION + 1),

@@ -3,14 +3,7 @@
 use crate::frame::{FrameError, I420Image};
 
 /// Peak signal-to-noise ratio of two 8-bit planes, in dB; `f64::INFINITY` when they are identical.
-pub fn psnr_plane(
-    a: &[u8],
-    a_stride: usize,
-    b: &[u8],
-    b_stride: usize,
-    width: usize,
-    height: usize,
-) -> f64 {
+pub fn psnr_plane(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: usize, height: usize) -> f64 {
     let mut sse: u64 = 0;
     for y in 0..height {
         let ra = &a[y * a_stride..y * a_stride + width];
@@ -44,12 +37,7 @@ pub fn psnr_from_sse(sse: u64, samples: u64) -> f64 {
 /// ```
 pub fn psnr_y(a: &I420Image<'_>, b: &I420Image<'_>) -> Result<f64, FrameError> {
     if a.width() != b.width() || a.height() != b.height() {
-        return Err(FrameError::SizeMismatch(
-            a.width(),
-            a.height(),
-            b.width(),
-            b.height(),
-        ));
+        return Err(FrameError::SizeMismatch(a.width(), a.height(), b.width(), b.height()));
     }
     Ok(psnr_plane(
         a.plane(0),

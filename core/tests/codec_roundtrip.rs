@@ -5,9 +5,7 @@ use peerdesk::capture::stamp;
 use peerdesk::capture::synthetic::{SyntheticConfig, SyntheticDesktop};
 use peerdesk::convert::bgra_to_i420;
 use peerdesk::decode::{DecodeError, Decoder, DecoderConfig};
-use peerdesk::encode::{
-    new_encoder, Backend, EncodeError, Encoder, EncoderConfig, FrameOptions, Packet,
-};
+use peerdesk::encode::{new_encoder, Backend, EncodeError, Encoder, EncoderConfig, FrameOptions, Packet};
 use peerdesk::frame::{Frame, FrameError, PixelFormat};
 use peerdesk::quality::psnr_y;
 use std::time::Duration;
@@ -67,35 +65,21 @@ fn decode_and_compare(packets: &[Packet], frames: &[Frame]) -> (f64, f64) {
             .unwrap()
             .unwrap_or_else(|| panic!("temporal unit {i} gave no picture"));
         let source = &frames[packet.frame_index as usize];
-        let psnr = psnr_y(
-            &picture.as_i420().unwrap(),
-            &source.as_i420_image().unwrap(),
-        )
-        .unwrap()
-        .min(99.0);
+        let psnr = psnr_y(&picture.as_i420().unwrap(), &source.as_i420_image().unwrap())
+            .unwrap()
+            .min(99.0);
         sum += psnr;
         min = min.min(psnr);
     }
     (sum / packets.len() as f64, min)
 }
 
-fn round_trip(
-    backend: Backend,
-    width: u32,
-    height: u32,
-    count: u64,
-    bitrate: u32,
-    min_mean_psnr: f64,
-) {
+fn round_trip(backend: Backend, width: u32, height: u32, count: u64, bitrate: u32, min_mean_psnr: f64) {
     let frames = desktop_frames(width, height, count);
     let config = EncoderConfig::new(width, height).bitrate(bitrate);
     let mut encoder = new_encoder(backend, &config).unwrap();
     let packets = encode_all(encoder.as_mut(), &frames, &[0]);
-    assert_eq!(
-        packets.len(),
-        frames.len(),
-        "{backend}: one temporal unit per frame"
-    );
+    assert_eq!(packets.len(), frames.len(), "{backend}: one temporal unit per frame");
     assert!(packets[0].keyframe, "{backend}: first frame is a keyframe");
     assert!(
         packets[1..].iter().all(|p| !p.keyframe),
@@ -103,10 +87,7 @@ fn round_trip(
     );
     for (i, p) in packets.iter().enumerate() {
         assert_eq!(p.frame_index, i as u64, "{backend}: packets in order");
-        assert_eq!(
-            p.timestamp, frames[i].timestamp,
-            "{backend}: timestamp carried"
-        );
+        assert_eq!(p.timestamp, frames[i].timestamp, "{backend}: timestamp carried");
     }
     let (mean, min) = decode_and_compare(&packets, &frames);
     eprintln!("{backend} {width}x{height}: mean PSNR-Y {mean:.2} dB, min {min:.2} dB");
@@ -137,13 +118,7 @@ fn odd_sizes_round_trip_with_every_backend() {
     round_trip(Backend::Aom, 17, 9, 6, 500_000, 35.0);
     let tiny = new_encoder(Backend::Rav1e, &EncoderConfig::new(17, 9));
     assert!(
-        matches!(
-            tiny,
-            Err(EncodeError::InvalidConfig {
-                field: "height",
-                ..
-            })
-        ),
+        matches!(tiny, Err(EncodeError::InvalidConfig { field: "height", .. })),
         "{:?}",
         tiny.err()
     );
@@ -155,19 +130,12 @@ fn keyframe_on_request_produces_a_keyframe() {
         let frames = desktop_frames(320, 240, 8);
         let mut encoder = new_encoder(backend, &EncoderConfig::new(320, 240)).unwrap();
         let packets = encode_all(encoder.as_mut(), &frames, &[0, 5]);
-        let keyframes: Vec<u64> = packets
-            .iter()
-            .filter(|p| p.keyframe)
-            .map(|p| p.frame_index)
-            .collect();
+        let keyframes: Vec<u64> = packets.iter().filter(|p| p.keyframe).map(|p| p.frame_index).collect();
         assert_eq!(keyframes, vec![0, 5], "{backend}");
         // A decoder that joins at the requested keyframe decodes from there on.
         let mut late = Decoder::new(DecoderConfig::default()).unwrap();
         for p in &packets[5..] {
-            assert!(
-                late.decode(p.data.clone(), p.timestamp).unwrap().is_some(),
-                "{backend}"
-            );
+            assert!(late.decode(p.data.clone(), p.timestamp).unwrap().is_some(), "{backend}");
         }
     }
 }
@@ -176,23 +144,15 @@ fn keyframe_on_request_produces_a_keyframe() {
 fn frame_stamp_survives_the_round_trip() {
     for backend in Backend::available() {
         let frames = desktop_frames(640, 360, 6);
-        let mut encoder =
-            new_encoder(backend, &EncoderConfig::new(640, 360).bitrate(800_000)).unwrap();
+        let mut encoder = new_encoder(backend, &EncoderConfig::new(640, 360).bitrate(800_000)).unwrap();
         let packets = encode_all(encoder.as_mut(), &frames, &[0]);
         let mut decoder = Decoder::new(DecoderConfig::default()).unwrap();
         for p in &packets {
-            let picture = decoder
-                .decode(p.data.clone(), p.timestamp)
-                .unwrap()
-                .unwrap();
+            let picture = decoder.decode(p.data.clone(), p.timestamp).unwrap().unwrap();
             let frame = picture.to_frame().unwrap();
             let read = stamp::read_i420(&frame).expect("stamp readable after decode");
             assert_eq!(read.frame_number as u64, p.frame_index, "{backend}");
-            assert_eq!(
-                read.capture_millis,
-                1_000 + p.frame_index as u32 * 33,
-                "{backend}"
-            );
+            assert_eq!(read.capture_millis, 1_000 + p.frame_index as u32 * 33, "{backend}");
         }
     }
 }
@@ -201,8 +161,7 @@ fn frame_stamp_survives_the_round_trip() {
 fn runtime_bitrate_change_takes_effect() {
     for backend in Backend::available() {
         let frames = desktop_frames(640, 360, 40);
-        let mut encoder =
-            new_encoder(backend, &EncoderConfig::new(640, 360).bitrate(250_000)).unwrap();
+        let mut encoder = new_encoder(backend, &EncoderConfig::new(640, 360).bitrate(250_000)).unwrap();
         let mut sizes = [0usize; 2];
         let mut decoder = Decoder::new(DecoderConfig::default()).unwrap();
         for (i, frame) in frames.iter().enumerate() {
@@ -261,10 +220,7 @@ fn encoders_refuse_wrong_frames_with_typed_errors() {
             EncoderConfig::new(64, 48).fps(0),
             EncoderConfig::new(64, 48).threads(0),
         ] {
-            assert!(
-                new_encoder(backend, &bad).is_err(),
-                "{backend}: {bad:?} accepted"
-            );
+            assert!(new_encoder(backend, &bad).is_err(), "{backend}: {bad:?} accepted");
         }
     }
 }
@@ -272,11 +228,7 @@ fn encoders_refuse_wrong_frames_with_typed_errors() {
 #[test]
 fn corrupt_and_truncated_av1_give_typed_errors_and_the_decoder_recovers() {
     let frames = desktop_frames(320, 240, 4);
-    let mut encoder = new_encoder(
-        Backend::default_interactive(),
-        &EncoderConfig::new(320, 240),
-    )
-    .unwrap();
+    let mut encoder = new_encoder(Backend::default_interactive(), &EncoderConfig::new(320, 240)).unwrap();
     let packets = encode_all(encoder.as_mut(), &frames, &[0, 3]);
     let key = packets[0].data.clone();
     let mut decoder = Decoder::new(DecoderConfig::default()).unwrap();
@@ -285,11 +237,7 @@ fn corrupt_and_truncated_av1_give_typed_errors_and_the_decoder_recovers() {
         decoder.decode(Bytes::new(), Duration::ZERO).unwrap_err(),
         DecodeError::Empty
     );
-    let garbage = Bytes::from(
-        (0..4000u32)
-            .map(|i| (i * 7919 % 251) as u8)
-            .collect::<Vec<_>>(),
-    );
+    let garbage = Bytes::from((0..4000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>());
     let truncated = key.slice(..key.len() / 3);
     let mut flipped = key.to_vec();
     for b in flipped.iter_mut().skip(40).step_by(13) {
@@ -314,10 +262,7 @@ fn corrupt_and_truncated_av1_give_typed_errors_and_the_decoder_recovers() {
         .unwrap()
         .unwrap();
     let mut fresh = Decoder::new(DecoderConfig::default()).unwrap();
-    let reference = fresh
-        .decode(packets[3].data.clone(), Duration::ZERO)
-        .unwrap()
-        .unwrap();
+    let reference = fresh.decode(packets[3].data.clone(), Duration::ZERO).unwrap().unwrap();
     assert_eq!(
         recovered.to_frame().unwrap().as_bytes(),
         reference.to_frame().unwrap().as_bytes()
@@ -327,8 +272,7 @@ fn corrupt_and_truncated_av1_give_typed_errors_and_the_decoder_recovers() {
 #[test]
 fn wrong_decoded_destination_is_a_typed_error() {
     let frames = desktop_frames(64, 48, 1);
-    let mut encoder =
-        new_encoder(Backend::default_interactive(), &EncoderConfig::new(64, 48)).unwrap();
+    let mut encoder = new_encoder(Backend::default_interactive(), &EncoderConfig::new(64, 48)).unwrap();
     let packets = encode_all(encoder.as_mut(), &frames, &[0]);
     let mut decoder = Decoder::new(DecoderConfig::default()).unwrap();
     let picture = decoder

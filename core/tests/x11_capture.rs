@@ -26,8 +26,7 @@ impl Painter {
         conn.create_gc(
             gc,
             root,
-            &CreateGCAux::new()
-                .subwindow_mode(x11rb::protocol::xproto::SubwindowMode::INCLUDE_INFERIORS),
+            &CreateGCAux::new().subwindow_mode(x11rb::protocol::xproto::SubwindowMode::INCLUDE_INFERIORS),
         )
         .unwrap();
         Painter { conn, root, gc }
@@ -44,9 +43,7 @@ impl Painter {
             width: rect.width as u16,
             height: rect.height as u16,
         };
-        self.conn
-            .poly_fill_rectangle(self.root, self.gc, &[r])
-            .unwrap();
+        self.conn.poly_fill_rectangle(self.root, self.gc, &[r]).unwrap();
         self.conn.get_input_focus().unwrap().reply().unwrap();
     }
 }
@@ -99,10 +96,7 @@ fn captures_drawn_pixels_and_damage_under_xvfb() {
     painter.fill(changed, 0x00ff00);
     let captured = source.capture().unwrap().expect("damage reported");
     assert_eq!(pixel(&captured.image, 510, 410), [0, 0xff, 0]);
-    let bounds = captured
-        .damage
-        .iter()
-        .fold(Rect::default(), |acc, r| acc.union(r));
+    let bounds = captured.damage.iter().fold(Rect::default(), |acc, r| acc.union(r));
     assert!(
         bounds.contains_rect(&changed),
         "damage {:?} misses {changed:?}",
@@ -116,10 +110,7 @@ fn captures_drawn_pixels_and_damage_under_xvfb() {
 
     assert!(source.capture().unwrap().is_none());
     source.invalidate();
-    let captured = source
-        .capture()
-        .unwrap()
-        .expect("invalidate forces a full picture");
+    let captured = source.capture().unwrap().expect("invalidate forces a full picture");
     assert_eq!(captured.damage, &[Rect::new(0, 0, 640, 480)]);
 }
 
@@ -150,13 +141,7 @@ fn monitors_cursor_and_monitor_errors() {
     let first = source.cursor().unwrap().expect("X11 has a cursor");
     assert_eq!((first.x, first.y), (123, 45));
     let image = first.image.expect("first call carries the image");
-    assert_eq!(
-        image.pixels.len(),
-        (image.width * image.height * 4) as usize
-    );
+    assert_eq!(image.pixels.len(), (image.width * image.height * 4) as usize);
     let second = source.cursor().unwrap().unwrap();
-    assert!(
-        second.image.is_none(),
-        "unchanged cursor image is not sent again"
-    );
+    assert!(second.image.is_none(), "unchanged cursor image is not sent again");
 }

@@ -10,10 +10,7 @@ use std::time::Duration;
 /// A binary of this workspace, built next to the test executable (`cargo test --workspace` builds them all).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target profile directory");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
     let path = dir.join(name);
     assert!(
         path.exists(),

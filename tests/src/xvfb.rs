@@ -34,9 +34,7 @@ impl Xvfb {
         let base = 100 + (std::process::id() % 300) * 8;
         for _ in 0..100 {
             let n = base + NEXT.fetch_add(1, Ordering::SeqCst);
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists() || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
                 continue;
             }
             let child = Command::new("Xvfb")
@@ -57,9 +55,7 @@ impl Xvfb {
             };
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(10) {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && x11rb::connect(Some(&xvfb.display)).is_ok()
-                {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && x11rb::connect(Some(&xvfb.display)).is_ok() {
                     return Some(xvfb);
                 }
                 if let Ok(Some(_)) = xvfb.child.try_wait() {

@@ -7,9 +7,7 @@ use peerdesk::convert::bgra_to_i420;
 use peerdesk::frame::{Frame, PixelFormat};
 use peerdesk::input::RecordingSink;
 use peerdesk::quality::psnr_y;
-use peerdesk::session::{
-    Consent, Host, HostConfig, HostEvent, SessionError, Viewer, ViewerConfig, ViewerEvent,
-};
+use peerdesk::session::{Consent, Host, HostConfig, HostEvent, SessionError, Viewer, ViewerConfig, ViewerEvent};
 use peerdesk::transport::TransportConfig;
 use peerdesk_e2e::SignalingServer;
 use std::time::Duration;
@@ -104,27 +102,14 @@ async fn viewer_receives_the_hosts_frames_in_order_and_intact() {
         let decoded = frame.to_frame().unwrap();
         let stamp = stamp::read_i420(&decoded).expect("frame stamp readable");
         if let Some(last) = last_number {
-            assert!(
-                stamp.frame_number > last,
-                "frame {} after {}",
-                stamp.frame_number,
-                last
-            );
+            assert!(stamp.frame_number > last, "frame {} after {}", stamp.frame_number, last);
         }
         last_number = Some(stamp.frame_number);
         let source = reference.render(u64::from(stamp.frame_number), stamp.capture_millis);
         let mut expected = Frame::new(PixelFormat::I420, W, H).unwrap();
         bgra_to_i420(&source.as_bgra_image().unwrap(), &mut expected, None).unwrap();
-        let psnr = psnr_y(
-            &decoded.as_i420_image().unwrap(),
-            &expected.as_i420_image().unwrap(),
-        )
-        .unwrap();
-        assert!(
-            psnr > 35.0,
-            "frame {}: PSNR-Y {psnr:.1} dB",
-            stamp.frame_number
-        );
+        let psnr = psnr_y(&decoded.as_i420_image().unwrap(), &expected.as_i420_image().unwrap()).unwrap();
+        assert!(psnr > 35.0, "frame {}: PSNR-Y {psnr:.1} dB", stamp.frame_number);
         checked += 1;
     }
     eprintln!("join to first frame: {:?}", first_frame.unwrap());
@@ -185,15 +170,11 @@ async fn guessed_code_floods_are_limited() {
         );
     }
     assert!(
-        outcomes[..5]
-            .iter()
-            .all(|e| *e == SessionError::InvalidCode),
+        outcomes[..5].iter().all(|e| *e == SessionError::InvalidCode),
         "{outcomes:?}"
     );
     assert!(
-        outcomes[5..]
-            .iter()
-            .all(|e| matches!(e, SessionError::RateLimited(_))),
+        outcomes[5..].iter().all(|e| matches!(e, SessionError::RateLimited(_))),
         "{outcomes:?}"
     );
     // Even the right code is refused from this address now: guessing cannot continue.
@@ -221,9 +202,7 @@ async fn host_event(
     pred: impl Fn(&HostEvent) -> bool,
 ) -> HostEvent {
     loop {
-        let event = timeout("host event", events.recv())
-            .await
-            .expect("host alive");
+        let event = timeout("host event", events.recv()).await.expect("host alive");
         if pred(&event) {
             return event;
         }
@@ -249,15 +228,10 @@ async fn permissions_are_enforced_by_the_host_and_revocable() {
     request.answer(Consent::Allow(Permissions::VIEW_ONLY));
     let mut viewer = timeout("join", join).await.unwrap().unwrap();
     let (mut events, stop, slot) = auto_answer(host, Consent::Deny("busy".into()));
-    host_event(&mut events, |e| {
-        matches!(e, HostEvent::ViewerConnected { .. })
-    })
-    .await;
+    host_event(&mut events, |e| matches!(e, HostEvent::ViewerConnected { .. })).await;
 
     // View only: input and clipboard are refused by the host, nothing reaches the sink.
-    viewer
-        .send_input(InputEvent::PointerMove { x: 0.5, y: 0.5 })
-        .unwrap();
+    viewer.send_input(InputEvent::PointerMove { x: 0.5, y: 0.5 }).unwrap();
     let refused = viewer_event(&mut viewer, |e| matches!(e, ViewerEvent::Refused { .. })).await;
     assert!(matches!(
         refused,
@@ -285,16 +259,11 @@ async fn permissions_are_enforced_by_the_host_and_revocable() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let host = slot.lock().await.take().unwrap();
     host.set_permissions(&viewer_id, Permissions::FULL);
-    let changed = viewer_event(&mut viewer, |e| {
-        matches!(e, ViewerEvent::PermissionsChanged(_))
-    })
-    .await;
+    let changed = viewer_event(&mut viewer, |e| matches!(e, ViewerEvent::PermissionsChanged(_))).await;
     assert_eq!(changed, ViewerEvent::PermissionsChanged(Permissions::FULL));
     assert_eq!(viewer.permissions(), Permissions::FULL);
     let (mut events, stop, slot) = auto_answer(host, Consent::Deny("busy".into()));
-    viewer
-        .send_input(InputEvent::PointerMove { x: 0.25, y: 0.75 })
-        .unwrap();
+    viewer.send_input(InputEvent::PointerMove { x: 0.25, y: 0.75 }).unwrap();
     viewer
         .send_input(InputEvent::PointerButton {
             button: MouseButton::Left,
@@ -378,11 +347,7 @@ async fn two_viewers_watch_one_host() {
     for viewer in [&a, &b] {
         let mut numbers = Vec::new();
         for _ in 0..10 {
-            let frame = timeout("frame", viewer.next_frame())
-                .await
-                .unwrap()
-                .to_frame()
-                .unwrap();
+            let frame = timeout("frame", viewer.next_frame()).await.unwrap().to_frame().unwrap();
             numbers.push(stamp::read_i420(&frame).expect("stamp").frame_number);
         }
         assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(server: &SignalingServer) -> Socket {
     tokio_tungstenite::connect_async(&server.url)
@@ -68,7 +67,11 @@ async fn paired(server: &SignalingServer) -> (Socket, Socket, String, String) {
 }
 
 async fn relay_works(host: &mut Socket, viewer: &mut Socket, viewer_id: &str) {
-    send(host, json!({"type": "signal", "v": 1, "to": viewer_id, "payload": {"kind": "offer", "sdp": "v=0"}}).to_string()).await;
+    send(
+        host,
+        json!({"type": "signal", "v": 1, "to": viewer_id, "payload": {"kind": "offer", "sdp": "v=0"}}).to_string(),
+    )
+    .await;
     let relayed = recv(viewer).await;
     assert_eq!(relayed["type"], "signal");
     assert_eq!(relayed["payload"]["sdp"], "v=0");
@@ -90,19 +93,24 @@ async fn bad_clients_get_errors_while_another_session_carries_on() {
     expect_error(&mut bad, "malformed").await;
     send(
         &mut bad,
-        format!(
-            r#"{{"type":"join","v":1,"code":"1","name":"{}"}}"#,
-            "x".repeat(70_000)
-        ),
+        format!(r#"{{"type":"join","v":1,"code":"1","name":"{}"}}"#, "x".repeat(70_000)),
     )
     .await;
     expect_error(&mut bad, "too_large").await;
     bad.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     expect_error(&mut bad, "malformed").await;
     // Out of order: signal and accept before any session, to a peer it is not paired with.
-    send(&mut bad, json!({"type": "signal", "v": 1, "to": viewer_id, "payload": {"kind": "answer", "sdp": "x"}}).to_string()).await;
+    send(
+        &mut bad,
+        json!({"type": "signal", "v": 1, "to": viewer_id, "payload": {"kind": "answer", "sdp": "x"}}).to_string(),
+    )
+    .await;
     expect_error(&mut bad, "not_allowed").await;
-    send(&mut bad, json!({"type": "signal", "v": 1, "to": "nobody", "payload": {"kind": "answer", "sdp": "x"}}).to_string()).await;
+    send(
+        &mut bad,
+        json!({"type": "signal", "v": 1, "to": "nobody", "payload": {"kind": "answer", "sdp": "x"}}).to_string(),
+    )
+    .await;
     expect_error(&mut bad, "unknown_peer").await;
     send(
         &mut bad,
@@ -110,7 +118,11 @@ async fn bad_clients_get_errors_while_another_session_carries_on() {
     )
     .await;
     expect_error(&mut bad, "not_allowed").await;
-    send(&mut bad, json!({"type": "signal", "v": 1, "to": viewer_id, "payload": {"kind": "chat", "text": "hi"}}).to_string()).await;
+    send(
+        &mut bad,
+        json!({"type": "signal", "v": 1, "to": viewer_id, "payload": {"kind": "chat", "text": "hi"}}).to_string(),
+    )
+    .await;
     expect_error(&mut bad, "malformed").await;
     send(
         &mut bad,
@@ -146,10 +158,7 @@ async fn health(server: &SignalingServer) -> Value {
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
-        .write_all(
-            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut response = String::new();

@@ -11,8 +11,7 @@ use peerdesk_e2e::SignalingServer;
 use std::time::Duration;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
-    ChangeGCAux, ConnectionExt, CreateGCAux, CreateWindowAux, EventMask, InputFocus, Rectangle,
-    WindowClass,
+    ChangeGCAux, ConnectionExt, CreateGCAux, CreateWindowAux, EventMask, InputFocus, Rectangle, WindowClass,
 };
 use x11rb::protocol::Event;
 
@@ -53,8 +52,7 @@ async fn viewer_sees_the_x_screen_and_controls_it_through_xtest() {
         .unwrap();
     let gc = conn.generate_id().unwrap();
     conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
-    conn.change_gc(gc, &ChangeGCAux::new().foreground(0xf0c000))
-        .unwrap();
+    conn.change_gc(gc, &ChangeGCAux::new().foreground(0xf0c000)).unwrap();
     conn.poly_fill_rectangle(
         window,
         gc,
@@ -95,11 +93,7 @@ async fn viewer_sees_the_x_screen_and_controls_it_through_xtest() {
     let mut rgba = vec![0u8; 800 * 600 * 4];
     frame.write_rgba(&mut rgba, 800 * 4).unwrap();
     let px = |x: usize, y: usize| &rgba[(y * 800 + x) * 4..(y * 800 + x) * 4 + 3];
-    let near = |a: &[u8], b: [u8; 3]| {
-        a.iter()
-            .zip(b)
-            .all(|(&p, q)| (p as i32 - q as i32).abs() <= 12)
-    };
+    let near = |a: &[u8], b: [u8; 3]| a.iter().zip(b).all(|(&p, q)| (p as i32 - q as i32).abs() <= 12);
     assert!(
         near(px(500, 375), [0xf0, 0xc0, 0x00]),
         "rectangle colour {:?}",
@@ -113,13 +107,9 @@ async fn viewer_sees_the_x_screen_and_controls_it_through_xtest() {
 
     // View only: the pointer does not move.
     let before = conn.query_pointer(root).unwrap().reply().unwrap();
-    viewer
-        .send_input(InputEvent::PointerMove { x: 0.9, y: 0.9 })
-        .unwrap();
+    viewer.send_input(InputEvent::PointerMove { x: 0.9, y: 0.9 }).unwrap();
     loop {
-        if let ViewerEvent::Refused { code, .. } =
-            timeout("refusal", viewer.next_event()).await.unwrap()
-        {
+        if let ViewerEvent::Refused { code, .. } = timeout("refusal", viewer.next_event()).await.unwrap() {
             assert_eq!(code, ControlErrorCode::PermissionDenied);
             break;
         }
@@ -130,16 +120,12 @@ async fn viewer_sees_the_x_screen_and_controls_it_through_xtest() {
     // Control granted: pointer and key arrive on the display.
     host.set_permissions(&viewer_id, Permissions::CONTROL);
     loop {
-        if let ViewerEvent::PermissionsChanged(p) =
-            timeout("grant", viewer.next_event()).await.unwrap()
-        {
+        if let ViewerEvent::PermissionsChanged(p) = timeout("grant", viewer.next_event()).await.unwrap() {
             assert!(p.control);
             break;
         }
     }
-    viewer
-        .send_input(InputEvent::PointerMove { x: 0.5, y: 0.25 })
-        .unwrap();
+    viewer.send_input(InputEvent::PointerMove { x: 0.5, y: 0.25 }).unwrap();
     viewer
         .send_input(InputEvent::Key {
             code: "KeyA".into(),

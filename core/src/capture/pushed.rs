@@ -205,24 +205,10 @@ mod tests {
         let (pusher, mut source) = pushed_source(4, 4).unwrap();
         assert!(source.capture().unwrap().is_none());
         pusher
-            .push(
-                &picture(4, 4, 1),
-                4,
-                4,
-                16,
-                PixelFormat::Bgra,
-                Duration::from_millis(1),
-            )
+            .push(&picture(4, 4, 1), 4, 4, 16, PixelFormat::Bgra, Duration::from_millis(1))
             .unwrap();
         pusher
-            .push(
-                &picture(4, 4, 2),
-                4,
-                4,
-                16,
-                PixelFormat::Bgra,
-                Duration::from_millis(2),
-            )
+            .push(&picture(4, 4, 2), 4, 4, 16, PixelFormat::Bgra, Duration::from_millis(2))
             .unwrap();
         assert_eq!(pusher.replaced(), 1);
         let captured = source.capture().unwrap().unwrap();
@@ -235,31 +221,20 @@ mod tests {
     fn identical_picture_is_no_change_and_damage_is_row_exact() {
         let (pusher, mut source) = pushed_source(4, 4).unwrap();
         let mut data = picture(4, 4, 9);
-        pusher
-            .push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO)
-            .unwrap();
+        pusher.push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO).unwrap();
         source.capture().unwrap().unwrap();
-        pusher
-            .push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO)
-            .unwrap();
+        pusher.push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO).unwrap();
         assert!(source.capture().unwrap().is_none());
         data[2 * 16 + 5] = 0;
-        pusher
-            .push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO)
-            .unwrap();
-        assert_eq!(
-            source.capture().unwrap().unwrap().damage,
-            &[Rect::new(0, 2, 4, 1)]
-        );
+        pusher.push(&data, 4, 4, 16, PixelFormat::Bgra, Duration::ZERO).unwrap();
+        assert_eq!(source.capture().unwrap().unwrap().damage, &[Rect::new(0, 2, 4, 1)]);
     }
 
     #[test]
     fn rgba_is_swizzled_and_bad_input_is_refused() {
         let (pusher, mut source) = pushed_source(2, 1).unwrap();
         let rgba = [10, 20, 30, 255, 40, 50, 60, 255];
-        pusher
-            .push(&rgba, 2, 1, 8, PixelFormat::Rgba, Duration::ZERO)
-            .unwrap();
+        pusher.push(&rgba, 2, 1, 8, PixelFormat::Rgba, Duration::ZERO).unwrap();
         assert_eq!(
             source.capture().unwrap().unwrap().image.row(0),
             &[30, 20, 10, 255, 60, 50, 40, 255]
@@ -267,24 +242,15 @@ mod tests {
         let short = pusher
             .push(&rgba[..7], 2, 1, 8, PixelFormat::Bgra, Duration::ZERO)
             .unwrap_err();
-        assert!(matches!(
-            short,
-            CaptureError::Frame(FrameError::BufferTooShort { .. })
-        ));
+        assert!(matches!(short, CaptureError::Frame(FrameError::BufferTooShort { .. })));
         let zero = pusher
             .push(&rgba, 0, 1, 8, PixelFormat::Bgra, Duration::ZERO)
             .unwrap_err();
-        assert!(matches!(
-            zero,
-            CaptureError::Frame(FrameError::InvalidSize { .. })
-        ));
+        assert!(matches!(zero, CaptureError::Frame(FrameError::InvalidSize { .. })));
         let yuv = pusher
             .push(&rgba, 2, 1, 8, PixelFormat::I420, Duration::ZERO)
             .unwrap_err();
-        assert!(matches!(
-            yuv,
-            CaptureError::Frame(FrameError::WrongFormat { .. })
-        ));
+        assert!(matches!(yuv, CaptureError::Frame(FrameError::WrongFormat { .. })));
         // Nothing was lost: no fresh picture waits.
         assert!(source.capture().unwrap().is_none());
     }
@@ -293,43 +259,19 @@ mod tests {
     fn size_changes_damage_everything_and_close_ends() {
         let (pusher, mut source) = pushed_source(2, 2).unwrap();
         pusher
-            .push(
-                &picture(2, 2, 1),
-                2,
-                2,
-                8,
-                PixelFormat::Bgra,
-                Duration::ZERO,
-            )
+            .push(&picture(2, 2, 1), 2, 2, 8, PixelFormat::Bgra, Duration::ZERO)
             .unwrap();
         source.capture().unwrap().unwrap();
         pusher
-            .push(
-                &picture(3, 2, 1),
-                3,
-                2,
-                12,
-                PixelFormat::Bgra,
-                Duration::ZERO,
-            )
+            .push(&picture(3, 2, 1), 3, 2, 12, PixelFormat::Bgra, Duration::ZERO)
             .unwrap();
-        assert_eq!(
-            source.capture().unwrap().unwrap().damage,
-            &[Rect::new(0, 0, 3, 2)]
-        );
+        assert_eq!(source.capture().unwrap().unwrap().damage, &[Rect::new(0, 0, 3, 2)]);
         assert_eq!(source.size(), (3, 2));
         pusher.close();
         assert_eq!(source.capture().unwrap_err(), CaptureError::Closed);
         assert_eq!(
             pusher
-                .push(
-                    &picture(2, 2, 1),
-                    2,
-                    2,
-                    8,
-                    PixelFormat::Bgra,
-                    Duration::ZERO
-                )
+                .push(&picture(2, 2, 1), 2, 2, 8, PixelFormat::Bgra, Duration::ZERO)
                 .unwrap_err(),
             CaptureError::Closed
         );

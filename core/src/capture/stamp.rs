@@ -75,11 +75,7 @@ pub fn draw_bgra(frame: &mut Frame, stamp: FrameStamp) -> bool {
     let data = frame.plane_mut(0);
     for row in 0..ROWS {
         for col in 0..COLUMNS {
-            let value = if bit_at(code, row * COLUMNS + col) {
-                255
-            } else {
-                0
-            };
+            let value = if bit_at(code, row * COLUMNS + col) { 255 } else { 0 };
             for y in 0..cell {
                 let start = (row as usize * cell + y) * stride + col as usize * cell * 4;
                 for px in data[start..start + cell * 4].chunks_exact_mut(4) {
@@ -130,12 +126,7 @@ pub fn read_i420(frame: &Frame) -> Option<FrameStamp> {
     if frame.format() != PixelFormat::I420 {
         return None;
     }
-    read_luma(
-        frame.plane(0),
-        frame.stride(0),
-        frame.width(),
-        frame.height(),
-    )
+    read_luma(frame.plane(0), frame.stride(0), frame.width(), frame.height())
 }
 
 /// Milliseconds since the UNIX epoch, modulo 2³², the clock stamps use.

@@ -87,8 +87,7 @@ const WORDS: [&str; 24] = [
     "dtls",
     "rtp",
 ];
-const TYPED_TEXT: &str =
-    "Dear support team, the invoice export button does nothing when I click it. \
+const TYPED_TEXT: &str = "Dear support team, the invoice export button does nothing when I click it. \
     I tried twice after a restart. Could you take a look at my screen? Thanks, Alex.";
 
 fn mix(mut x: u64) -> u64 {
@@ -147,12 +146,7 @@ impl Layout {
         let editor = Rect::new(right_x, top, right_w, (body_bottom.saturating_sub(top)) / 2);
         let edit_text = inner(editor, title_h, scale);
         let viewer_y = editor.bottom() + 2 * scale;
-        let viewer = Rect::new(
-            right_x,
-            viewer_y,
-            right_w,
-            body_bottom.saturating_sub(viewer_y),
-        );
+        let viewer = Rect::new(right_x, viewer_y, right_w, body_bottom.saturating_sub(viewer_y));
         let clock_w = 8 * glyph + 4 * scale;
         let clock = Rect::new(
             w.saturating_sub(clock_w + 2 * scale),
@@ -242,8 +236,7 @@ impl SyntheticDesktop {
     fn state_at(&self, n: u64) -> DrawnState {
         let fps = u64::from(self.config.fps);
         let top_line = n * u64::from(self.config.scroll_lines_per_second) / fps;
-        let cycle =
-            TYPED_TEXT.len() as u64 + 2 * u64::from(self.config.typing_chars_per_second.max(1));
+        let cycle = TYPED_TEXT.len() as u64 + 2 * u64::from(self.config.typing_chars_per_second.max(1));
         let typed = (n * u64::from(self.config.typing_chars_per_second) / fps) % cycle;
         let typed = (typed as usize).min(TYPED_TEXT.len());
         let cursor_on = (n * 2 / fps) % 2 == 0 && self.config.typing_chars_per_second > 0;
@@ -385,11 +378,7 @@ impl SyntheticDesktop {
             }
         }
         let l = self.layout;
-        self.window(
-            l.terminal,
-            "alex@desk: ~/logs - tail -f service.log",
-            TERM_BG,
-        );
+        self.window(l.terminal, "alex@desk: ~/logs - tail -f service.log", TERM_BG);
         self.window(l.editor, "Support request - Editor", EDIT_BG);
         self.window(l.viewer, "screenshot.png - Viewer", TERM_BG);
         self.draw_picture(inner(l.viewer, l.title_h, l.scale));
@@ -412,8 +401,7 @@ impl SyntheticDesktop {
         for y in 0..area.height {
             for x in 0..area.width {
                 let (fx, fy) = (x * 255 / area.width.max(1), y * 255 / area.height.max(1));
-                let ring = ((x as i64 - area.width as i64 / 2).pow(2)
-                    + (y as i64 - area.height as i64 / 2).pow(2))
+                let ring = ((x as i64 - area.width as i64 / 2).pow(2) + (y as i64 - area.height as i64 / 2).pow(2))
                     / (area.height as i64 / 6 + 1).pow(2);
                 let i = (area.y + y) as usize * stride + (area.x + x) as usize * 4;
                 data[i] = (fx as u8).wrapping_add((ring * 40) as u8);
@@ -451,10 +439,7 @@ impl SyntheticDesktop {
         let mut line = std::mem::take(&mut self.line);
         for row in first_new..rows {
             let y = l.term_text.y + row as u32 * l.glyph;
-            self.fill(
-                Rect::new(l.term_text.x, y, l.term_text.width, l.glyph),
-                TERM_BG,
-            );
+            self.fill(Rect::new(l.term_text.x, y, l.term_text.width, l.glyph), TERM_BG);
             log_line(top + row, &mut line);
             self.text(l.term_text.x, y, &line, TERM_FG, TERM_BG, l.term_text);
         }
@@ -497,12 +482,7 @@ impl SyntheticDesktop {
 
     fn draw_clock(&mut self, secs: u64) {
         let l = self.layout;
-        let text = format!(
-            "{:02}:{:02}:{:02}",
-            (9 + secs / 3600) % 24,
-            secs / 60 % 60,
-            secs % 60
-        );
+        let text = format!("{:02}:{:02}:{:02}", (9 + secs / 3600) % 24, secs / 60 % 60, secs % 60);
         self.fill(l.clock, TASKBAR);
         self.text(l.clock.x, l.clock.y, &text, TITLE_TEXT, TASKBAR, l.clock);
     }

@@ -108,8 +108,8 @@ impl std::fmt::Debug for X11Source {
 impl X11Source {
     /// Opens `display` (or `$DISPLAY`) and captures monitor `monitor` (RandR order), or the whole screen for `None`.
     pub fn open(display: Option<&str>, monitor: Option<usize>) -> Result<Self, CaptureError> {
-        let (conn, screen_num) = RustConnection::connect(display)
-            .map_err(|e| CaptureError::Unavailable(e.to_string()))?;
+        let (conn, screen_num) =
+            RustConnection::connect(display).map_err(|e| CaptureError::Unavailable(e.to_string()))?;
         for (name, ext) in [
             ("MIT-SHM", shm::X11_EXTENSION_NAME),
             ("DAMAGE", damage::X11_EXTENSION_NAME),
@@ -119,18 +119,9 @@ impl X11Source {
                 return Err(CaptureError::MissingExtension(name));
             }
         }
-        conn.xfixes_query_version(5, 0)
-            .map_err(lost)?
-            .reply()
-            .map_err(lost)?;
-        conn.damage_query_version(1, 1)
-            .map_err(lost)?
-            .reply()
-            .map_err(lost)?;
-        conn.shm_query_version()
-            .map_err(lost)?
-            .reply()
-            .map_err(lost)?;
+        conn.xfixes_query_version(5, 0).map_err(lost)?.reply().map_err(lost)?;
+        conn.damage_query_version(1, 1).map_err(lost)?.reply().map_err(lost)?;
+        conn.shm_query_version().map_err(lost)?.reply().map_err(lost)?;
 
         let screen = &conn.setup().roots[screen_num];
         let root = screen.root;
@@ -224,12 +215,7 @@ impl X11Source {
             );
             let (x1, y1) = (x0 + i64::from(r.width), y0 + i64::from(r.height));
             let (w, h) = (i64::from(self.area.width), i64::from(self.area.height));
-            let (cx0, cy0, cx1, cy1) = (
-                x0.clamp(0, w),
-                y0.clamp(0, h),
-                x1.clamp(0, w),
-                y1.clamp(0, h),
-            );
+            let (cx0, cy0, cx1, cy1) = (x0.clamp(0, w), y0.clamp(0, h), x1.clamp(0, w), y1.clamp(0, h));
             if cx1 > cx0 && cy1 > cy0 {
                 self.damage_rects.push(Rect::new(
                     cx0 as u32,
@@ -243,11 +229,7 @@ impl X11Source {
     }
 }
 
-fn list_monitors(
-    conn: &RustConnection,
-    root: xproto::Window,
-    whole: Rect,
-) -> Result<Vec<Monitor>, CaptureError> {
+fn list_monitors(conn: &RustConnection, root: xproto::Window, whole: Rect) -> Result<Vec<Monitor>, CaptureError> {
     if conn
         .extension_information(x11rb::protocol::randr::X11_EXTENSION_NAME)
         .map_err(lost)?
@@ -259,10 +241,7 @@ fn list_monitors(
             primary: true,
         }]);
     }
-    conn.randr_query_version(1, 5)
-        .map_err(lost)?
-        .reply()
-        .map_err(lost)?;
+    conn.randr_query_version(1, 5).map_err(lost)?.reply().map_err(lost)?;
     let reply = conn
         .randr_get_monitors(root, true)
         .map_err(lost)?
@@ -333,12 +312,7 @@ impl ScreenSource for X11Source {
             .reply()
             .map_err(lost)?;
         let timestamp = wall_clock();
-        let image = BgraImage::new(
-            self.segment.bytes(),
-            a.width,
-            a.height,
-            a.width as usize * 4,
-        )?;
+        let image = BgraImage::new(self.segment.bytes(), a.width, a.height, a.width as usize * 4)?;
         Ok(Some(Captured {
             image,
             damage: &self.damage_rects,

@@ -64,9 +64,7 @@ impl ControlGate {
         };
         match &message {
             ViewerMessage::Input(_) if !self.permissions.control => Err(denied("control")),
-            ViewerMessage::Clipboard { .. } if !self.permissions.clipboard => {
-                Err(denied("clipboard access"))
-            }
+            ViewerMessage::Clipboard { .. } if !self.permissions.clipboard => Err(denied("clipboard access")),
             _ => Ok(message),
         }
     }
@@ -82,10 +80,7 @@ mod tests {
     fn view_only_refuses_input_and_clipboard_but_allows_chat() {
         let now = Instant::now();
         let mut gate = ControlGate::new(Permissions::VIEW_ONLY, now);
-        let input = encode(&ViewerMessage::Input(InputEvent::PointerMove {
-            x: 0.5,
-            y: 0.5,
-        }));
+        let input = encode(&ViewerMessage::Input(InputEvent::PointerMove { x: 0.5, y: 0.5 }));
         let clip = encode(&ViewerMessage::Clipboard { text: "x".into() });
         let chat = encode(&ViewerMessage::Chat { text: "hi".into() });
         assert_eq!(
@@ -117,15 +112,9 @@ mod tests {
     fn floods_are_rate_limited() {
         let now = Instant::now();
         let mut gate = ControlGate::new(Permissions::FULL, now);
-        let chat = encode(&ViewerMessage::Chat {
-            text: "spam".into(),
-        });
-        let passed = (0..2000)
-            .filter(|_| gate.check(chat.as_bytes(), now).is_ok())
-            .count();
+        let chat = encode(&ViewerMessage::Chat { text: "spam".into() });
+        let passed = (0..2000).filter(|_| gate.check(chat.as_bytes(), now).is_ok()).count();
         assert_eq!(passed, MESSAGE_BURST as usize);
-        assert!(gate
-            .check(chat.as_bytes(), now + Duration::from_secs(1))
-            .is_ok());
+        assert!(gate.check(chat.as_bytes(), now + Duration::from_secs(1)).is_ok());
     }
 }

@@ -265,10 +265,7 @@ pub fn encode<T: Serialize>(message: &T) -> String {
 
 fn check_version(bytes: &[u8]) -> Result<(), ControlParseError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(ControlParseError::TooLarge(format!(
-            "{} bytes",
-            bytes.len()
-        )));
+        return Err(ControlParseError::TooLarge(format!("{} bytes", bytes.len())));
     }
     #[derive(Deserialize)]
     struct Versioned {
@@ -300,11 +297,7 @@ pub fn parse_viewer_message(bytes: &[u8]) -> Result<ViewerMessage, ControlParseE
         serde_json::from_slice(bytes).map_err(|e| ControlParseError::Malformed(e.to_string()))?;
     match &message {
         ViewerMessage::Input(InputEvent::PointerMove { x, y }) => {
-            if !(x.is_finite()
-                && y.is_finite()
-                && (0.0..=1.0).contains(x)
-                && (0.0..=1.0).contains(y))
-            {
+            if !(x.is_finite() && y.is_finite() && (0.0..=1.0).contains(x) && (0.0..=1.0).contains(y)) {
                 return Err(ControlParseError::Malformed(
                     "pointer position must be within 0..=1".into(),
                 ));
@@ -318,18 +311,13 @@ pub fn parse_viewer_message(bytes: &[u8]) -> Result<ViewerMessage, ControlParseE
             }
         }
         ViewerMessage::Input(InputEvent::Key { code, .. }) => {
-            if code.is_empty()
-                || code.len() > 32
-                || !code.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
+            if code.is_empty() || code.len() > 32 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(ControlParseError::Malformed(
                     "key code must be a W3C KeyboardEvent.code".into(),
                 ));
             }
         }
-        ViewerMessage::Input(InputEvent::Text { text }) => {
-            text_limit("text", text, MAX_TEXT_BYTES)?
-        }
+        ViewerMessage::Input(InputEvent::Text { text }) => text_limit("text", text, MAX_TEXT_BYTES)?,
         ViewerMessage::Clipboard { text } => text_limit("clipboard", text, MAX_CLIPBOARD_BYTES)?,
         ViewerMessage::Chat { text } => text_limit("chat", text, MAX_TEXT_BYTES)?,
         ViewerMessage::Leave { reason } => text_limit("reason", reason, 256)?,
@@ -360,15 +348,9 @@ mod tests {
                 code: "KeyA".into(),
                 pressed: false,
             }),
-            ViewerMessage::Input(InputEvent::Text {
-                text: "héllo".into(),
-            }),
-            ViewerMessage::Clipboard {
-                text: "copied".into(),
-            },
-            ViewerMessage::Leave {
-                reason: "done".into(),
-            },
+            ViewerMessage::Input(InputEvent::Text { text: "héllo".into() }),
+            ViewerMessage::Clipboard { text: "copied".into() },
+            ViewerMessage::Leave { reason: "done".into() },
         ];
         for m in messages {
             let text = encode(&m);
@@ -376,10 +358,7 @@ mod tests {
             assert_eq!(parse_viewer_message(text.as_bytes()).unwrap(), m);
         }
         assert_eq!(
-            encode(&ViewerMessage::Input(InputEvent::PointerMove {
-                x: 0.5,
-                y: 0.5
-            })),
+            encode(&ViewerMessage::Input(InputEvent::PointerMove { x: 0.5, y: 0.5 })),
             r#"{"v":1,"type":"pointer_move","x":0.5,"y":0.5}"#
         );
     }

@@ -53,12 +53,9 @@ fn error_message(ctx: &ffi::aom_codec_ctx_t, what: &str) -> EncodeError {
 impl AomEncoder {
     pub(super) fn new(config: EncoderConfig) -> Result<Self, EncodeError> {
         // SAFETY: config_default fills the whole struct; we only read it after it returned OK.
-        let mut cfg: Box<ffi::aom_codec_enc_cfg_t> =
-            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let mut cfg: Box<ffi::aom_codec_enc_cfg_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         let iface = unsafe { ffi::aom_codec_av1_cx() };
-        let res = unsafe {
-            ffi::aom_codec_enc_config_default(iface, cfg.as_mut(), ffi::AOM_USAGE_REALTIME)
-        };
+        let res = unsafe { ffi::aom_codec_enc_config_default(iface, cfg.as_mut(), ffi::AOM_USAGE_REALTIME) };
         if res != ffi::AOM_CODEC_OK {
             return Err(EncodeError::Codec {
                 backend: Backend::Aom,
@@ -69,10 +66,7 @@ impl AomEncoder {
         cfg.g_h = config.height;
         cfg.g_threads = config.threads as u32;
         cfg.g_profile = 0;
-        cfg.g_timebase = ffi::aom_rational {
-            num: 1,
-            den: 90_000,
-        };
+        cfg.g_timebase = ffi::aom_rational { num: 1, den: 90_000 };
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = 0;
         cfg.rc_end_usage = ffi::AOM_CBR;
@@ -91,8 +85,7 @@ impl AomEncoder {
         cfg.kf_max_dist = u32::MAX >> 1;
 
         // SAFETY: a zeroed context is the documented initial state for enc_init.
-        let mut ctx: Box<ffi::aom_codec_ctx_t> =
-            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let mut ctx: Box<ffi::aom_codec_ctx_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         let res = unsafe {
             ffi::aom_codec_enc_init_ver(
                 ctx.as_mut(),
@@ -122,10 +115,7 @@ impl AomEncoder {
                     0
                 },
             ),
-            (
-                ffi::AV1E_SET_ENABLE_PALETTE,
-                c_int::from(config.screen_content),
-            ),
+            (ffi::AV1E_SET_ENABLE_PALETTE, c_int::from(config.screen_content)),
             (ffi::AV1E_SET_AQ_MODE, 3),
             (ffi::AV1E_SET_ROW_MT, 1),
             (ffi::AV1E_SET_TILE_COLUMNS, tile_columns_log2),
@@ -220,9 +210,7 @@ impl Encoder for AomEncoder {
             0
         };
         // SAFETY: ctx initialised, image describes valid planes of the configured size.
-        let res = unsafe {
-            ffi::aom_codec_encode(self.ctx.as_mut(), self.image.as_ref(), pts, duration, flags)
-        };
+        let res = unsafe { ffi::aom_codec_encode(self.ctx.as_mut(), self.image.as_ref(), pts, duration, flags) };
         if res != ffi::AOM_CODEC_OK {
             return Err(error_message(&self.ctx, "encode"));
         }
@@ -244,9 +232,7 @@ impl Encoder for AomEncoder {
             // SAFETY: kind says the union holds a frame; buf/sz describe libaom's output buffer.
             let f = unsafe { pkt.data.frame };
             if f.sz > 0 && !f.buf.is_null() {
-                data.extend_from_slice(unsafe {
-                    std::slice::from_raw_parts(f.buf as *const u8, f.sz)
-                });
+                data.extend_from_slice(unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz) });
             }
             keyframe |= f.flags & ffi::AOM_FRAME_IS_KEY != 0;
         }

@@ -28,6 +28,11 @@ pub struct Adaptation {
     pub downscale: bool,
 }
 
+/// Consecutive slow encodes (on the average) before load is reduced.
+const SLOW_STREAK: u32 = 20;
+/// Consecutive fast encodes before load is raised again.
+const FAST_STREAK: u32 = 90;
+
 const LEVELS: [Adaptation; 4] = [
     Adaptation {
         fps_divisor: 1,
@@ -187,9 +192,7 @@ impl EncodeController {
         if avg > budget * 0.9 {
             self.slow_streak += 1;
             self.fast_streak = 0;
-        } else if self.level > 0
-            && avg < interval * f64::from(LEVELS[self.level - 1].fps_divisor) * 0.5
-        {
+        } else if self.level > 0 && avg < interval * f64::from(LEVELS[self.level - 1].fps_divisor) * 0.5 {
             self.fast_streak += 1;
             self.slow_streak = 0;
         } else {
@@ -197,9 +200,9 @@ impl EncodeController {
             self.fast_streak = 0;
         }
         let before = self.level;
-        if self.slow_streak >= 10 && self.level + 1 < LEVELS.len() {
+        if self.slow_streak >= SLOW_STREAK && self.level + 1 < LEVELS.len() {
             self.level += 1;
-        } else if self.fast_streak >= 90 && self.level > 0 {
+        } else if self.fast_streak >= FAST_STREAK && self.level > 0 {
             self.level -= 1;
         } else {
             return None;
@@ -278,7 +281,7 @@ mod tests {
         });
         c.tick(ms(0), true);
         let mut changes = Vec::new();
-        for _ in 0..40 {
+        for _ in 0..80 {
             if let Some(a) = c.record_encode_time(ms(80)) {
                 changes.push(a);
             }
@@ -319,7 +322,7 @@ mod tests {
     fn a_skipped_change_is_encoded_on_a_later_tick() {
         let mut c = EncodeController::new(ControllerConfig::default());
         c.tick(ms(0), true);
-        for _ in 0..10 {
+        for _ in 0..SLOW_STREAK {
             c.record_encode_time(ms(40));
         }
         assert_eq!(c.adaptation().fps_divisor, 2);

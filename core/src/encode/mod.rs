@@ -238,10 +238,7 @@ pub trait Encoder: Send {
 }
 
 /// A new encoder of the given backend.
-pub fn new_encoder(
-    backend: Backend,
-    config: &EncoderConfig,
-) -> Result<Box<dyn Encoder>, EncodeError> {
+pub fn new_encoder(backend: Backend, config: &EncoderConfig) -> Result<Box<dyn Encoder>, EncodeError> {
     config.validate()?;
     match backend {
         #[cfg(feature = "aom")]
@@ -257,13 +254,7 @@ pub fn new_encoder(
 pub(crate) fn check_frame(frame: &Frame, config: &EncoderConfig) -> Result<(), EncodeError> {
     frame.as_i420_image()?;
     if frame.width() != config.width || frame.height() != config.height {
-        return Err(FrameError::SizeMismatch(
-            frame.width(),
-            frame.height(),
-            config.width,
-            config.height,
-        )
-        .into());
+        return Err(FrameError::SizeMismatch(frame.width(), frame.height(), config.width, config.height).into());
     }
     Ok(())
 }

@@ -10,8 +10,8 @@ use super::{check_frame, Backend, EncodeError, Encoder, EncoderConfig, FrameOpti
 use crate::frame::Frame;
 use bytes::Bytes;
 use rav1e::prelude::{
-    ChromaSampling, Config, Context, EncoderStatus, FrameParameters, FrameTypeOverride, Opaque,
-    Rational, SceneDetectionSpeed, SpeedSettings,
+    ChromaSampling, Config, Context, EncoderStatus, FrameParameters, FrameTypeOverride, Opaque, Rational,
+    SceneDetectionSpeed, SpeedSettings,
 };
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -41,10 +41,7 @@ impl RecordingSink {
     }
     /// The events injected so far.
     pub fn events(&self) -> Vec<InputEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

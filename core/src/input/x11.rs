@@ -20,9 +20,7 @@ pub struct XTestSink {
 
 impl std::fmt::Debug for XTestSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XTestSink")
-            .field("area", &self.area)
-            .finish()
+        f.debug_struct("XTestSink").field("area", &self.area).finish()
     }
 }
 
@@ -108,9 +106,7 @@ impl XTestSink {
             .map_err(unavailable)?
             .is_none()
         {
-            return Err(InputError::Unavailable(
-                "the X server lacks the XTEST extension".into(),
-            ));
+            return Err(InputError::Unavailable("the X server lacks the XTEST extension".into()));
         }
         conn.xtest_get_version(2, 2)
             .map_err(unavailable)?
@@ -169,9 +165,9 @@ impl XTestSink {
     }
 
     fn type_keysym(&self, keysym: u32) -> Result<(), InputError> {
-        let (keycode, shift) = self.keycode_for(keysym).ok_or_else(|| {
-            InputError::Unsupported(format!("no key types keysym {keysym:#x} on this keymap"))
-        })?;
+        let (keycode, shift) = self
+            .keycode_for(keysym)
+            .ok_or_else(|| InputError::Unsupported(format!("no key types keysym {keysym:#x} on this keymap")))?;
         let shift = if shift { self.shift_keycode } else { None };
         if let Some(s) = shift {
             self.fake(xproto::KEY_PRESS_EVENT, s, 0, 0)?;
@@ -189,16 +185,9 @@ impl InputSink for XTestSink {
     fn inject(&mut self, event: &InputEvent) -> Result<(), InputError> {
         match event {
             InputEvent::PointerMove { x, y } => {
-                let px = self.area.x as f32
-                    + x.clamp(0.0, 1.0) * (self.area.width.saturating_sub(1)) as f32;
-                let py = self.area.y as f32
-                    + y.clamp(0.0, 1.0) * (self.area.height.saturating_sub(1)) as f32;
-                self.fake(
-                    xproto::MOTION_NOTIFY_EVENT,
-                    0,
-                    px.round() as i16,
-                    py.round() as i16,
-                )?;
+                let px = self.area.x as f32 + x.clamp(0.0, 1.0) * (self.area.width.saturating_sub(1)) as f32;
+                let py = self.area.y as f32 + y.clamp(0.0, 1.0) * (self.area.height.saturating_sub(1)) as f32;
+                self.fake(xproto::MOTION_NOTIFY_EVENT, 0, px.round() as i16, py.round() as i16)?;
             }
             InputEvent::PointerButton { button, pressed } => {
                 let detail = match button {
@@ -225,11 +214,11 @@ impl InputSink for XTestSink {
                 }
             }
             InputEvent::Key { code, pressed } => {
-                let keysym = keysym_for_code(code)
-                    .ok_or_else(|| InputError::Unsupported(format!("unknown key code {code}")))?;
-                let (keycode, _) = self.keycode_for(keysym).ok_or_else(|| {
-                    InputError::Unsupported(format!("no keycode for {code} on this keymap"))
-                })?;
+                let keysym =
+                    keysym_for_code(code).ok_or_else(|| InputError::Unsupported(format!("unknown key code {code}")))?;
+                let (keycode, _) = self
+                    .keycode_for(keysym)
+                    .ok_or_else(|| InputError::Unsupported(format!("no keycode for {code} on this keymap")))?;
                 let kind = if *pressed {
                     xproto::KEY_PRESS_EVENT
                 } else {

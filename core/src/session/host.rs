@@ -27,9 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::StatsSelector;
-use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
-};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
 
 /// A viewer's identifier within a host (the signaling server's peer id).
 pub type ViewerId = String;
@@ -268,9 +266,7 @@ pub struct Host {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host")
-            .field("screen", &self.screen)
-            .finish()
+        f.debug_struct("Host").field("screen", &self.screen).finish()
     }
 }
 
@@ -295,25 +291,15 @@ impl Host {
             .validate()
             .map_err(|e| SessionError::InvalidArgument(e.to_string()))?;
         let mut client = SignalingClient::connect(&config.server_url).await?;
-        client
-            .send(ClientMessage::Register {
-                v: PROTOCOL_VERSION,
-            })
-            .await?;
+        client.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await?;
         let (code, ice_servers) = loop {
             let message = tokio::time::timeout(config.connect_timeout, client.recv())
                 .await
                 .map_err(timeout_err("the signaling server"))?
-                .ok_or(SessionError::Signaling(
-                    crate::signaling::SignalingError::Closed,
-                ))?;
+                .ok_or(SessionError::Signaling(crate::signaling::SignalingError::Closed))?;
             match message {
-                ServerMessage::Registered {
-                    code, ice_servers, ..
-                } => break (code, ice_servers),
-                ServerMessage::Error { code, message, .. } => {
-                    return Err(SessionError::from_server(code, message))
-                }
+                ServerMessage::Registered { code, ice_servers, .. } => break (code, ice_servers),
+                ServerMessage::Error { code, message, .. } => return Err(SessionError::from_server(code, message)),
                 _ => continue,
             }
         };
@@ -340,14 +326,8 @@ impl Host {
             let fps = config.fps;
             std::thread::Builder::new()
                 .name("peerdesk-encode".into())
-                .spawn(move || {
-                    encode_thread(
-                        source, pipeline, fps, encoder_rx, frames_tx, cursor_tx, counters,
-                    )
-                })
-                .map_err(|e| {
-                    SessionError::InvalidArgument(format!("cannot start the encode thread: {e}"))
-                })?;
+                .spawn(move || encode_thread(source, pipeline, fps, encoder_rx, frames_tx, cursor_tx, counters))
+                .map_err(|e| SessionError::InvalidArgument(format!("cannot start the encode thread: {e}")))?;
         }
         let input_tx = input.map(|sink| {
             let (tx, rx) = std::sync::mpsc::channel::<InputEvent>();
@@ -372,13 +352,7 @@ impl Host {
             counters: counters.clone(),
             max_bitrate: config.max_bitrate_bps,
         };
-        tokio::spawn(run_host(
-            shared,
-            incoming,
-            commands_rx,
-            commands_tx.clone(),
-            events_tx,
-        ));
+        tokio::spawn(run_host(shared, incoming, commands_rx, commands_tx.clone(), events_tx));
         tracing::info!(width, height, "hosting; session code issued");
         Ok(Host {
             code,
@@ -520,9 +494,7 @@ fn encode_thread(
                         tracing::warn!("bitrate change refused: {e}");
                     }
                 }
-                Ok(EncoderCommand::Stop) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return
-                }
+                Ok(EncoderCommand::Stop) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
         }
@@ -567,9 +539,7 @@ fn encode_thread(
         let encoded_at = Instant::now();
         for packet in packets.drain(..) {
             counters.frames.fetch_add(1, Ordering::Relaxed);
-            counters
-                .bytes
-                .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
+            counters.bytes.fetch_add(packet.data.len() as u64, Ordering::Relaxed);
             let _ = frames.send(OutFrame {
                 data: packet.data,
                 encoded_at,
@@ -577,17 +547,12 @@ fn encode_thread(
         }
         if tick % 2 == 0 {
             if let Ok(Some(state)) = source.cursor() {
-                let visible = state.x >= 0
-                    && state.y >= 0
-                    && (state.x as u32) < width
-                    && (state.y as u32) < height;
+                let visible = state.x >= 0 && state.y >= 0 && (state.x as u32) < width && (state.y as u32) < height;
                 let x = (state.x.max(0) as f32 / width.max(1) as f32).min(1.0);
                 let y = (state.y.max(0) as f32 / height.max(1) as f32).min(1.0);
                 cursor.send_if_modified(|current| {
                     let image = match (&state.image, &*current) {
-                        (Some(img), _)
-                            if img.width <= MAX_CURSOR_SIDE && img.height <= MAX_CURSOR_SIDE =>
-                        {
+                        (Some(img), _) if img.width <= MAX_CURSOR_SIDE && img.height <= MAX_CURSOR_SIDE => {
                             let mut rgba = img.pixels.clone();
                             for px in rgba.chunks_exact_mut(4) {
                                 px.swap(0, 2);
@@ -663,30 +628,12 @@ enum ToViewer {
 }
 
 enum FromViewer {
-    Connected {
-        viewer: ViewerId,
-        name: String,
-    },
-    Left {
-        viewer: ViewerId,
-        reason: String,
-    },
-    Clipboard {
-        viewer: ViewerId,
-        text: String,
-    },
-    Chat {
-        viewer: ViewerId,
-        text: String,
-    },
-    Refused {
-        viewer: ViewerId,
-        code: ControlErrorCode,
-    },
-    TargetBitrate {
-        viewer: ViewerId,
-        bps: f64,
-    },
+    Connected { viewer: ViewerId, name: String },
+    Left { viewer: ViewerId, reason: String },
+    Clipboard { viewer: ViewerId, text: String },
+    Chat { viewer: ViewerId, text: String },
+    Refused { viewer: ViewerId, code: ControlErrorCode },
+    TargetBitrate { viewer: ViewerId, bps: f64 },
 }
 
 async fn run_host(
@@ -697,10 +644,7 @@ async fn run_host(
     events: mpsc::UnboundedSender<HostEvent>,
 ) {
     let shared = Arc::new(shared);
-    let mut viewers: HashMap<
-        ViewerId,
-        (mpsc::UnboundedSender<ToViewer>, tokio::task::JoinHandle<()>),
-    > = HashMap::new();
+    let mut viewers: HashMap<ViewerId, (mpsc::UnboundedSender<ToViewer>, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut invites: VecDeque<oneshot::Sender<Result<String, SessionError>>> = VecDeque::new();
     let mut bitrates: HashMap<ViewerId, f64> = HashMap::new();
     let (from_viewers_tx, mut from_viewers) = mpsc::unbounded_channel::<FromViewer>();
@@ -820,9 +764,7 @@ async fn run_host(
     };
     let _ = shared
         .signaling
-        .send(ClientMessage::Leave {
-            v: PROTOCOL_VERSION,
-        })
+        .send(ClientMessage::Leave { v: PROTOCOL_VERSION })
         .await;
     let _ = shared.encoder.send(EncoderCommand::Stop);
     for (_, (tx, _)) in viewers.drain() {
@@ -853,14 +795,13 @@ async fn run_viewer(
     mut from_host: mpsc::UnboundedReceiver<ToViewer>,
     notes: mpsc::UnboundedSender<FromViewer>,
 ) {
-    let reason =
-        match viewer_session(&shared, &viewer, &name, permissions, &mut from_host, &notes).await {
-            Ok(reason) => reason,
-            Err(e) => {
-                tracing::warn!(%viewer, "viewer session failed: {e}");
-                e.to_string()
-            }
-        };
+    let reason = match viewer_session(&shared, &viewer, &name, permissions, &mut from_host, &notes).await {
+        Ok(reason) => reason,
+        Err(e) => {
+            tracing::warn!(%viewer, "viewer session failed: {e}");
+            e.to_string()
+        }
+    };
     let _ = notes.send(FromViewer::Left { viewer, reason });
 }
 
@@ -904,10 +845,7 @@ async fn viewer_loop(
         .create_data_channel(CHANNEL_LABEL, Some(init))
         .await
         .map_err(TransportError::webrtc)?;
-    let offer = connection
-        .create_offer(None)
-        .await
-        .map_err(TransportError::webrtc)?;
+    let offer = connection.create_offer(None).await.map_err(TransportError::webrtc)?;
     connection
         .set_local_description(offer.clone())
         .await
@@ -985,8 +923,8 @@ async fn viewer_loop(
         match input {
             ViewerInput::Host(ToViewer::Signal(payload)) => match payload {
                 SignalPayload::Answer { sdp } => {
-                    let answer = RTCSessionDescription::answer(sdp)
-                        .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    let answer =
+                        RTCSessionDescription::answer(sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
                     connection
                         .set_remote_description(answer)
                         .await
@@ -1030,17 +968,9 @@ async fn viewer_loop(
                     send_control(&channel, &HostMessage::Clipboard { text }).await;
                 }
             }
-            ViewerInput::Host(ToViewer::Chat(text)) => {
-                send_control(&channel, &HostMessage::Chat { text }).await
-            }
+            ViewerInput::Host(ToViewer::Chat(text)) => send_control(&channel, &HostMessage::Chat { text }).await,
             ViewerInput::Host(ToViewer::End(reason)) => {
-                send_control(
-                    &channel,
-                    &HostMessage::End {
-                        reason: reason.clone(),
-                    },
-                )
-                .await;
+                send_control(&channel, &HostMessage::End { reason: reason.clone() }).await;
                 // Give the message a moment to leave before the connection closes.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 break Ok(reason);
@@ -1125,9 +1055,7 @@ async fn viewer_loop(
                             text,
                         });
                     }
-                    Ok(ViewerMessage::Leave { reason }) => {
-                        break Ok(format!("viewer left: {reason}"))
-                    }
+                    Ok(ViewerMessage::Leave { reason }) => break Ok(format!("viewer left: {reason}")),
                     Err(e) => {
                         tracing::info!(%viewer, code = ?e.code, "control message refused: {}", e.message);
                         // Answer every refusal except floods, which get at most one answer per second.
@@ -1152,9 +1080,7 @@ async fn viewer_loop(
                     }
                 }
             }
-            ViewerInput::Channel(DataChannelEvent::OnClose) => {
-                break Ok("control channel closed".to_string())
-            }
+            ViewerInput::Channel(DataChannelEvent::OnClose) => break Ok("control channel closed".to_string()),
             ViewerInput::Channel(_) => {}
             ViewerInput::Rtcp(TrackLocalEvent::OnRtcpPacket(_)) => {
                 // Only keyframe requests are passed up (see transport::peer).

@@ -6,8 +6,7 @@ use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, H
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, Decoder, DecoderConfig};
 use crate::signaling::{
-    ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender,
-    PROTOCOL_VERSION,
+    ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, PROTOCOL_VERSION,
 };
 use crate::transport::assembler::{AssembledFrame, FrameAssembler};
 use crate::transport::peer::{new_peer, Peer, PeerEvent};
@@ -20,8 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
-    StatsSelector,
+    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
 };
 
 /// Settings of a [`Viewer`].
@@ -47,11 +45,7 @@ pub struct ViewerConfig {
 
 impl ViewerConfig {
     /// Defaults: a queue of 3 frames, 2 minutes for consent, 20 s to connect.
-    pub fn new(
-        server_url: impl Into<String>,
-        code: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
+    pub fn new(server_url: impl Into<String>, code: impl Into<String>, name: impl Into<String>) -> Self {
         ViewerConfig {
             server_url: server_url.into(),
             code: code.into(),
@@ -194,9 +188,7 @@ impl Viewer {
                     from,
                     ..
                 } if Some(&from) == host.as_ref() => break sdp,
-                ServerMessage::Error { code, message, .. } => {
-                    return Err(SessionError::from_server(code, message))
-                }
+                ServerMessage::Error { code, message, .. } => return Err(SessionError::from_server(code, message)),
                 ServerMessage::PeerLeft { reason, .. } => {
                     return Err(SessionError::Denied(format!("the host left ({reason})")))
                 }
@@ -207,8 +199,7 @@ impl Viewer {
         let mut transport = config.transport.clone();
         transport.ice_servers.extend(ice_servers);
         let peer = new_peer(&transport, &[]).await?;
-        let offer = RTCSessionDescription::offer(offer)
-            .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+        let offer = RTCSessionDescription::offer(offer).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
         peer.connection
             .set_remote_description(offer)
             .await
@@ -341,12 +332,9 @@ impl Viewer {
     /// Connection figures: RTT, loss, received bitrate and frame rate over the last second, frames decoded and
     /// dropped.
     pub fn stats(&self) -> ConnectionStats {
-        let mut stats = *self
-            .counters
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut stats = *self.counters.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.frames = self.counters.frames.load(Ordering::Relaxed);
+        stats.bytes = self.counters.bytes.load(Ordering::Relaxed);
         stats.frames_dropped = self.frames.dropped();
         stats
     }
@@ -354,11 +342,7 @@ impl Viewer {
     /// Leaves the session.
     pub async fn leave(self) {
         let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Leave("viewer left".into(), tx))
-            .is_ok()
-        {
+        if self.commands.send(Command::Leave("viewer left".into(), tx)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
         }
     }
@@ -390,12 +374,7 @@ async fn run_viewer(mut task: Task) {
             e.to_string()
         }
     };
-    let _ = task
-        .signaling
-        .send(ClientMessage::Leave {
-            v: PROTOCOL_VERSION,
-        })
-        .await;
+    let _ = task.signaling.send(ClientMessage::Leave { v: PROTOCOL_VERSION }).await;
     let _ = connection.close().await;
     task.frames.close();
     if let Some(welcome) = task.welcome.take() {
@@ -568,23 +547,22 @@ fn spawn_video_receiver(
         while let Some(event) = track.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
-                    counters
-                        .bytes
-                        .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    counters.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
                     let h = &packet.header;
-                    for frame in
-                        assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload)
-                    {
+                    for frame in assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload) {
                         if to_decoder.send(frame).is_err() {
                             return;
                         }
                     }
-                    let wants_keyframe = assembler.take_keyframe_request()
-                        | decode_failed.swap(false, Ordering::Relaxed);
+                    let wants_keyframe =
+                        assembler.take_keyframe_request() | decode_failed.swap(false, Ordering::Relaxed);
                     // At most a few requests per second: the host answers each with a whole keyframe.
                     if wants_keyframe && last_request.elapsed() >= Duration::from_millis(300) {
                         last_request = Instant::now();
-                        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc,
+                        };
                         if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
                             tracing::debug!("keyframe request not sent: {e}");
                         }

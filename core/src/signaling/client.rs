@@ -32,10 +32,7 @@ pub struct SignalingSender {
 impl SignalingSender {
     /// Queues a message for the server.
     pub async fn send(&self, message: ClientMessage) -> Result<(), SignalingError> {
-        self.tx
-            .send(message)
-            .await
-            .map_err(|_| SignalingError::Closed)
+        self.tx.send(message).await.map_err(|_| SignalingError::Closed)
     }
 }
 

@@ -7,6 +7,4 @@ pub mod client;
 pub mod protocol;
 
 pub use client::{SignalingClient, SignalingError, SignalingSender};
-pub use protocol::{
-    ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION,
-};
+pub use protocol::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION};

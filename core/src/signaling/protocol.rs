@@ -307,8 +307,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
     struct Versioned {
         v: Option<u32>,
     }
-    let versioned: Versioned =
-        serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    let versioned: Versioned = serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
     match versioned.v {
         Some(PROTOCOL_VERSION) => {}
         Some(other) => return Err(ParseError::UnsupportedVersion(other)),
@@ -360,10 +359,7 @@ mod tests {
 
     #[test]
     fn bad_messages_are_classified() {
-        assert!(matches!(
-            parse_client_message("{"),
-            Err(ParseError::Malformed(_))
-        ));
+        assert!(matches!(parse_client_message("{"), Err(ParseError::Malformed(_))));
         assert!(matches!(
             parse_client_message(r#"{"type":"register"}"#),
             Err(ParseError::Malformed(_))
@@ -377,22 +373,14 @@ mod tests {
             Err(ParseError::Malformed(_))
         ));
         assert!(matches!(
-            parse_client_message(
-                r#"{"type":"signal","v":1,"to":"x","payload":{"kind":"chat","text":"hi"}}"#
-            ),
+            parse_client_message(r#"{"type":"signal","v":1,"to":"x","payload":{"kind":"chat","text":"hi"}}"#),
             Err(ParseError::Malformed(_))
         ));
         let huge = format!(
             r#"{{"type":"join","v":1,"code":"1","name":"{}"}}"#,
             "a".repeat(MAX_MESSAGE_BYTES)
         );
-        assert!(matches!(
-            parse_client_message(&huge),
-            Err(ParseError::TooLarge(_))
-        ));
-        assert_eq!(
-            parse_client_message(&huge).unwrap_err().code(),
-            ErrorCode::TooLarge
-        );
+        assert!(matches!(parse_client_message(&huge), Err(ParseError::TooLarge(_))));
+        assert_eq!(parse_client_message(&huge).unwrap_err().code(), ErrorCode::TooLarge);
     }
 }

@@ -106,13 +106,7 @@ impl FrameAssembler {
     }
 
     /// Takes one RTP packet; returns the frames it completes, oldest first.
-    pub fn push(
-        &mut self,
-        sequence_number: u16,
-        timestamp: u32,
-        marker: bool,
-        payload: Bytes,
-    ) -> Vec<AssembledFrame> {
+    pub fn push(&mut self, sequence_number: u16, timestamp: u32, marker: bool, payload: Bytes) -> Vec<AssembledFrame> {
         let ext = self.extend(sequence_number);
         let mut out = Vec::new();
         if self.next_seq.is_some_and(|n| ext < n) {
@@ -141,10 +135,7 @@ impl FrameAssembler {
             if self.held.len() > REORDER_WINDOW {
                 // The missing packet is not coming: skip to the oldest held one and resync at a keyframe.
                 let oldest = *self.held.keys().next().expect("window is non-empty");
-                tracing::debug!(
-                    lost = oldest - next,
-                    "RTP packets lost; waiting for a keyframe"
-                );
+                tracing::debug!(lost = oldest - next, "RTP packets lost; waiting for a keyframe");
                 self.next_seq = Some(oldest);
                 self.lose_frame();
                 continue;
@@ -293,10 +284,7 @@ mod tests {
         let mut a = FrameAssembler::new();
         let mut ps = packets(&temporal_unit(true, 1, 4000), 100, 0);
         ps.swap(1, 2);
-        let frames: Vec<_> = ps
-            .into_iter()
-            .flat_map(|(s, t, m, p)| a.push(s, t, m, p))
-            .collect();
+        let frames: Vec<_> = ps.into_iter().flat_map(|(s, t, m, p)| a.push(s, t, m, p)).collect();
         assert_eq!(frames.len(), 1);
         assert_eq!(frame_obu(&frames[0]), &[1; 10]);
     }
@@ -317,21 +305,12 @@ mod tests {
             }
             out
         };
-        assert_eq!(
-            send(&mut a, &temporal_unit(true, 1, 3000), 0, false).len(),
-            1
-        );
+        assert_eq!(send(&mut a, &temporal_unit(true, 1, 3000), 0, false).len(), 1);
         // A delta frame loses a packet; then many delta frames follow.
         send(&mut a, &temporal_unit(false, 2, 3000), 3000, true);
         let mut delivered = 0;
         for i in 0..120 {
-            delivered += send(
-                &mut a,
-                &temporal_unit(false, 3, 3000),
-                6000 + i * 3000,
-                false,
-            )
-            .len();
+            delivered += send(&mut a, &temporal_unit(false, 3, 3000), 6000 + i * 3000, false).len();
         }
         assert!(a.take_keyframe_request(), "loss must ask for a keyframe");
         assert_eq!(delivered, 0, "no delta frame may be delivered after a loss");
@@ -347,12 +326,7 @@ mod tests {
         for i in 0..2000u16 {
             let len = (i as usize * 7) % 40;
             let payload: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j * 17) as u8).collect();
-            a.push(
-                i.wrapping_mul(3),
-                u32::from(i / 3),
-                i % 5 == 0,
-                Bytes::from(payload),
-            );
+            a.push(i.wrapping_mul(3), u32::from(i / 3), i % 5 == 0, Bytes::from(payload));
         }
     }
 }

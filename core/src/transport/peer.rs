@@ -2,15 +2,12 @@
 
 use super::{TransportConfig, TransportError};
 use crate::signaling::IceServer;
-use rtc::interceptor::{
-    Attribute, Gcc, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket,
-};
+use rtc::interceptor::{Attribute, Gcc, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_congestion_control, register_default_interceptors, CongestionFeedback,
+    configure_congestion_control, configure_nack, configure_rtcp_reports, register_default_interceptors,
+    CongestionFeedback,
 };
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_AV1, MIME_TYPE_RTX,
-};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_AV1, MIME_TYPE_RTX};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -24,8 +21,8 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
+    RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 
 /// The payload type peerdesk offers AV1 on (Chrome's choice too).
@@ -109,11 +106,7 @@ pub fn av1_codec() -> RTCRtpCodec {
         clock_rate: 90_000,
         channels: 0,
         sdp_fmtp_line: AV1_FMTP.to_owned(),
-        rtcp_feedback: vec![
-            feedback("nack", ""),
-            feedback("nack", "pli"),
-            feedback("ccm", "fir"),
-        ],
+        rtcp_feedback: vec![feedback("nack", ""), feedback("nack", "pli"), feedback("ccm", "fir")],
     }
 }
 
@@ -206,23 +199,21 @@ impl Interceptor for KeyframeRequestForwarder {
 
 /// Builds a peer connection with peerdesk's codecs, interceptors and network settings. `extra_ice_servers` come
 /// from the signaling server.
-pub async fn new_peer(
-    config: &TransportConfig,
-    extra_ice_servers: &[IceServer],
-) -> Result<Peer, TransportError> {
+pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer]) -> Result<Peer, TransportError> {
     let mut engine = media_engine()?;
-    let mut registry = register_default_interceptors(Registry::new(), &mut engine)
-        .map_err(TransportError::webrtc)?;
-    if config.congestion_control {
+    let registry = if config.congestion_control {
+        // NACK/RTX and RTCP reports as in the defaults; congestion control brings its own TWCC receiver.
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut engine));
         let gcc = Gcc::new(
             f64::from(config.start_bitrate_bps),
             f64::from(config.min_bitrate_bps),
             f64::from(config.max_bitrate_bps),
         );
-        registry =
-            configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut engine)
-                .map_err(TransportError::webrtc)?;
-    }
+        configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut engine)
+            .map_err(TransportError::webrtc)?
+    } else {
+        register_default_interceptors(Registry::new(), &mut engine).map_err(TransportError::webrtc)?
+    };
     let registry = registry.with(
         Slot::from(14_000),
         KeyframeRequestForwarder {
@@ -239,12 +230,9 @@ pub async fn new_peer(
             urls: s.urls.clone(),
             username: s.username.clone(),
             credential: s.credential.clone(),
-            ..Default::default()
         })
         .collect();
-    let rtc_config = RTCConfigurationBuilder::new()
-        .with_ice_servers(ice_servers)
-        .build();
+    let rtc_config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
     let (tx, rx) = mpsc::unbounded_channel();
     let connection = PeerConnectionBuilder::new()
         .with_configuration(rtc_config)

@@ -17,17 +17,13 @@ pub struct ConnectionStats {
     pub frames: u64,
     /// The congestion controller's target bitrate, bit/s (host side; 0 when unknown).
     pub target_bitrate_bps: f64,
+    /// Video payload bytes received (viewer) or sent (host) in total.
+    pub bytes: u64,
 }
 
 /// Reads RTT, loss and target bitrate from a webrtc-rs stats report into `stats`.
-pub fn fill_from_report(
-    report: &webrtc::peer_connection::RTCStatsReport,
-    stats: &mut ConnectionStats,
-) {
-    if let Some(pair) = report
-        .candidate_pairs()
-        .find(|p| p.current_round_trip_time > 0.0)
-    {
+pub fn fill_from_report(report: &webrtc::peer_connection::RTCStatsReport, stats: &mut ConnectionStats) {
+    if let Some(pair) = report.candidate_pairs().find(|p| p.current_round_trip_time > 0.0) {
         stats.rtt_ms = pair.current_round_trip_time * 1000.0;
     }
     let mut lost = 0i64;

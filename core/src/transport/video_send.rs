@@ -85,10 +85,7 @@ impl Av1RtpSender {
         ssrc: u32,
         sender: &Arc<dyn RtpSender>,
     ) -> Result<Self, TransportError> {
-        let parameters = sender
-            .get_parameters()
-            .await
-            .map_err(TransportError::webrtc)?;
+        let parameters = sender.get_parameters().await.map_err(TransportError::webrtc)?;
         let payload_type = parameters
             .rtp_parameters
             .codecs
@@ -130,11 +127,7 @@ impl Av1RtpSender {
     }
 
     /// Sends one temporal unit that left the encoder at `encoded_at`. Returns the number of packets.
-    pub async fn send(
-        &mut self,
-        temporal_unit: &Bytes,
-        encoded_at: Instant,
-    ) -> Result<usize, TransportError> {
+    pub async fn send(&mut self, temporal_unit: &Bytes, encoded_at: Instant) -> Result<usize, TransportError> {
         let elapsed = encoded_at.saturating_duration_since(self.clock_origin);
         let mut timestamp = self
             .timestamp_offset

@@ -53,10 +53,7 @@ fn open_source(args: &DemoArgs) -> anyhow::Result<(Box<dyn ScreenSource>, String
     if !args.synthetic && std::env::var_os("DISPLAY").is_some() {
         match peerdesk::capture::x11::X11Source::open(None, None) {
             Ok(source) => {
-                let name = format!(
-                    "X11 display {}",
-                    std::env::var("DISPLAY").unwrap_or_default()
-                );
+                let name = format!("X11 display {}", std::env::var("DISPLAY").unwrap_or_default());
                 return Ok((Box::new(source), name));
             }
             Err(e) => tracing::warn!("X11 capture unavailable ({e}); using the synthetic desktop"),
@@ -69,10 +66,7 @@ fn open_source(args: &DemoArgs) -> anyhow::Result<(Box<dyn ScreenSource>, String
         fps: args.fps,
         ..Default::default()
     };
-    Ok((
-        Box::new(SyntheticSource::new(config)?),
-        "synthetic desktop".to_string(),
-    ))
+    Ok((Box::new(SyntheticSource::new(config)?), "synthetic desktop".to_string()))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -86,9 +80,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (mut source, source_name) = open_source(&args)?;
     let (width, height) = source.size();
-    let encoder_config = EncoderConfig::new(width, height)
-        .fps(args.fps)
-        .bitrate(args.bitrate);
+    let encoder_config = EncoderConfig::new(width, height).fps(args.fps).bitrate(args.bitrate);
     let controller = ControllerConfig {
         fps: args.fps,
         ..Default::default()
@@ -180,10 +172,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  delivered      {:.1} fps ({decoded} pictures; {encodes} encodes, {skips} ticks skipped)",
         decoded as f64 / elapsed
     );
-    println!(
-        "  bitrate        {:.0} kbit/s",
-        bytes as f64 * 8.0 / elapsed / 1000.0
-    );
+    println!("  bitrate        {:.0} kbit/s", bytes as f64 * 8.0 / elapsed / 1000.0);
     println!(
         "  PSNR-Y         {:.2} dB mean over {} sampled pictures",
         mean(&finite),
@@ -201,10 +190,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         mean(&encode_ms),
         mean(&decode_ms)
     );
-    println!(
-        "  CPU            {:.0} % of one core",
-        cpu / elapsed * 100.0
-    );
+    println!("  CPU            {:.0} % of one core", cpu / elapsed * 100.0);
     let adaptation = pipeline.controller().adaptation();
     if adaptation.fps_divisor > 1 || adaptation.downscale {
         println!("  adaptation     {adaptation:?} (the encoder could not keep up)");

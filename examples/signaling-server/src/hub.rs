@@ -7,9 +7,7 @@
 use crate::rooms::{new_code, RedeemError, Relation, RoomStore};
 use peerdesk::ratelimit::FailureWindow;
 use peerdesk::signaling::protocol::{parse_client_message, MAX_NAME_CHARS};
-use peerdesk::signaling::{
-    ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION,
-};
+use peerdesk::signaling::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -173,9 +171,7 @@ impl Hub {
             ClientMessage::Join { code, name, .. } => self.join(peer, addr, &code, &name, now),
             ClientMessage::Accept { peer: viewer, .. } => self.accept(peer, &viewer),
             ClientMessage::Reject {
-                peer: viewer,
-                reason,
-                ..
+                peer: viewer, reason, ..
             } => self.reject(peer, &viewer, &reason),
             ClientMessage::Signal { to, payload, .. } => {
                 if self.paired(peer, &to) {
@@ -206,8 +202,7 @@ impl Hub {
     }
 
     fn paired(&self, a: &PeerId, b: &PeerId) -> bool {
-        self.store.relation(a, b) == Relation::Admitted
-            || self.store.relation(b, a) == Relation::Admitted
+        self.store.relation(a, b) == Relation::Admitted || self.store.relation(b, a) == Relation::Admitted
     }
 
     fn register(&self, peer: &PeerId, now: Instant) {
@@ -226,21 +221,14 @@ impl Hub {
             }
             if entry.codes_issued >= self.config.codes_per_host {
                 drop(peers);
-                return self.reply_error(
-                    peer,
-                    ErrorCode::RateLimited,
-                    "this host holds the most codes allowed",
-                );
+                return self.reply_error(peer, ErrorCode::RateLimited, "this host holds the most codes allowed");
             }
             entry.role = Role::Host;
             entry.codes_issued += 1;
         }
         let code = loop {
             let code = new_code(self.config.code_digits);
-            if self
-                .store
-                .insert_code(&code, peer, now, self.config.code_ttl)
-            {
+            if self.store.insert_code(&code, peer, now, self.config.code_ttl) {
                 break code;
             }
         };
@@ -260,13 +248,7 @@ impl Hub {
     fn join(&self, peer: &PeerId, addr: IpAddr, code: &str, name: &str, now: Instant) {
         match self.role(peer) {
             Some(Role::Unassigned) => {}
-            Some(_) => {
-                return self.reply_error(
-                    peer,
-                    ErrorCode::NotAllowed,
-                    "this connection already has a role",
-                )
-            }
+            Some(_) => return self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role"),
             None => return,
         }
         let Some(name) = clean_name(name) else {
@@ -278,12 +260,7 @@ impl Hub {
         };
         let allowed = lock(&self.join_failures)
             .entry(addr)
-            .or_insert_with(|| {
-                FailureWindow::new(
-                    self.config.join_failures_per_addr,
-                    self.config.join_failure_window,
-                )
-            })
+            .or_insert_with(|| FailureWindow::new(self.config.join_failures_per_addr, self.config.join_failure_window))
             .allows(now)
             && lock(&self.global_join_failures).allows(now);
         if !allowed {
@@ -293,8 +270,7 @@ impl Hub {
                 "too many failed join attempts; try again later",
             );
         }
-        let well_formed =
-            code.len() == self.config.code_digits && code.bytes().all(|b| b.is_ascii_digit());
+        let well_formed = code.len() == self.config.code_digits && code.bytes().all(|b| b.is_ascii_digit());
         let result = if well_formed {
             self.store.redeem(code, now)
         } else {
@@ -306,10 +282,7 @@ impl Hub {
                 lock(&self.join_failures)
                     .entry(addr)
                     .or_insert_with(|| {
-                        FailureWindow::new(
-                            self.config.join_failures_per_addr,
-                            self.config.join_failure_window,
-                        )
+                        FailureWindow::new(self.config.join_failures_per_addr, self.config.join_failure_window)
                     })
                     .record_failure(now);
                 lock(&self.global_join_failures).record_failure(now);
@@ -324,11 +297,7 @@ impl Hub {
             let mut peers = lock(&self.peers);
             if !peers.contains_key(&host) {
                 drop(peers);
-                return self.reply_error(
-                    peer,
-                    ErrorCode::InvalidCode,
-                    "the host of this code has gone",
-                );
+                return self.reply_error(peer, ErrorCode::InvalidCode, "the host of this code has gone");
             }
             if let Some(entry) = peers.get_mut(peer) {
                 entry.role = Role::Viewer;
@@ -373,14 +342,8 @@ impl Hub {
                     },
                 );
             }
-            Relation::Admitted => {
-                self.reply_error(host, ErrorCode::NotAllowed, "viewer already accepted")
-            }
-            Relation::None => self.reply_error(
-                host,
-                ErrorCode::UnknownPeer,
-                format!("no pending viewer {viewer}"),
-            ),
+            Relation::Admitted => self.reply_error(host, ErrorCode::NotAllowed, "viewer already accepted"),
+            Relation::None => self.reply_error(host, ErrorCode::UnknownPeer, format!("no pending viewer {viewer}")),
         }
     }
 
@@ -392,11 +355,7 @@ impl Hub {
             return self.reply_error(host, ErrorCode::UnknownPeer, format!("no viewer {viewer}"));
         }
         self.store.unpair(host, viewer);
-        let reason: String = reason
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
+        let reason: String = reason.chars().filter(|c| !c.is_control()).take(200).collect();
         tracing::info!(host = %host, viewer = %viewer, "viewer rejected");
         self.send(
             viewer,
@@ -465,9 +424,7 @@ mod tests {
         };
         assert_eq!(code.len(), 10);
         // Signal before admission is refused.
-        let early = format!(
-            r#"{{"type":"signal","v":1,"to":"{host}","payload":{{"kind":"answer","sdp":"x"}}}}"#
-        );
+        let early = format!(r#"{{"type":"signal","v":1,"to":"{host}","payload":{{"kind":"answer","sdp":"x"}}}}"#);
         hub.handle(&viewer, ADDR, &early, now);
         assert_eq!(error_code(next(&mut viewer_rx)), ErrorCode::NotAllowed);
         hub.handle(
@@ -476,26 +433,16 @@ mod tests {
             &format!(r#"{{"type":"join","v":1,"code":"{code}","name":"Tech"}}"#),
             now,
         );
-        assert!(matches!(
-            next(&mut viewer_rx),
-            ServerMessage::JoinPending { .. }
-        ));
-        assert!(
-            matches!(next(&mut host_rx), ServerMessage::JoinRequest { name, .. } if name == "Tech")
-        );
+        assert!(matches!(next(&mut viewer_rx), ServerMessage::JoinPending { .. }));
+        assert!(matches!(next(&mut host_rx), ServerMessage::JoinRequest { name, .. } if name == "Tech"));
         hub.handle(
             &host,
             ADDR,
             &format!(r#"{{"type":"accept","v":1,"peer":"{viewer}"}}"#),
             now,
         );
-        assert!(matches!(
-            next(&mut viewer_rx),
-            ServerMessage::Accepted { .. }
-        ));
-        let offer = format!(
-            r#"{{"type":"signal","v":1,"to":"{viewer}","payload":{{"kind":"offer","sdp":"v=0"}}}}"#
-        );
+        assert!(matches!(next(&mut viewer_rx), ServerMessage::Accepted { .. }));
+        let offer = format!(r#"{{"type":"signal","v":1,"to":"{viewer}","payload":{{"kind":"offer","sdp":"v=0"}}}}"#);
         hub.handle(&host, ADDR, &offer, now);
         assert!(matches!(next(&mut viewer_rx), ServerMessage::Signal { from, .. } if from == host));
         // The code was single use.
@@ -508,10 +455,7 @@ mod tests {
         );
         assert_eq!(error_code(next(&mut other_rx)), ErrorCode::InvalidCode);
         hub.disconnect(&host);
-        assert!(matches!(
-            next(&mut viewer_rx),
-            ServerMessage::PeerLeft { .. }
-        ));
+        assert!(matches!(next(&mut viewer_rx), ServerMessage::PeerLeft { .. }));
     }
 
     #[test]

@@ -126,9 +126,7 @@ impl RoomStore for MemoryRoomStore {
     }
 
     fn set_pending(&self, host: &PeerId, viewer: &PeerId) {
-        self.lock()
-            .pairs
-            .insert((host.clone(), viewer.clone()), false);
+        self.lock().pairs.insert((host.clone(), viewer.clone()), false);
     }
 
     fn admit(&self, host: &PeerId, viewer: &PeerId) -> bool {

@@ -1,0 +1,219 @@
+//! `peerdesk share`: shares this screen (X11, or the synthetic desktop) and asks on the terminal before anyone
+//! may watch or control.
+
+use crate::pipeline_demo::parse_size;
+use anyhow::Context as _;
+use peerdesk::capture::synthetic::{SyntheticConfig, SyntheticSource};
+use peerdesk::capture::{CaptureError, Captured, CursorState, Monitor, ScreenSource};
+use peerdesk::control::Permissions;
+use peerdesk::encode::Backend;
+use peerdesk::input::InputSink;
+use peerdesk::session::{Consent, Host, HostConfig, HostEvent};
+use peerdesk::transport::TransportConfig;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncBufReadExt;
+
+/// How `share` answers join requests without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutoAnswer {
+    /// Refuse everyone.
+    Deny,
+    /// Admit to view only.
+    View,
+    /// Admit with mouse and keyboard.
+    Control,
+    /// Admit with control and clipboard.
+    Full,
+}
+
+/// Options of `peerdesk share`.
+#[derive(clap::Args, Debug)]
+pub struct ShareArgs {
+    /// Signaling server WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub server: String,
+    /// Share the synthetic desktop even when an X display is available.
+    #[arg(long)]
+    pub synthetic: bool,
+    /// Size of the synthetic desktop, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1920x1080", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Capture rate.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Encoder backend.
+    #[arg(long, default_value_t = Backend::default_interactive())]
+    pub backend: Backend,
+    /// Highest bitrate, bit/s.
+    #[arg(long, default_value_t = 4_000_000)]
+    pub bitrate: u32,
+    /// Answer join requests without asking (for scripts and tests); commands then come on stdin:
+    /// `still` freezes the picture, `quit` ends the session.
+    #[arg(long, value_enum)]
+    pub auto_accept: Option<AutoAnswer>,
+    /// Bind ICE to 127.0.0.1 only (sessions on this machine).
+    #[arg(long)]
+    pub loopback: bool,
+    /// Name shown to viewers.
+    #[arg(long, default_value = "peerdesk share")]
+    pub name: String,
+}
+
+/// A source that can be frozen from outside: while frozen it reports no change.
+struct Freezable {
+    inner: Box<dyn ScreenSource>,
+    frozen: Arc<AtomicBool>,
+}
+
+impl ScreenSource for Freezable {
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+    fn capture(&mut self) -> Result<Option<Captured<'_>>, CaptureError> {
+        if self.frozen.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        self.inner.capture()
+    }
+    fn invalidate(&mut self) {
+        self.inner.invalidate()
+    }
+    fn cursor(&mut self) -> Result<Option<CursorState>, CaptureError> {
+        self.inner.cursor()
+    }
+    fn monitors(&self) -> Vec<Monitor> {
+        self.inner.monitors()
+    }
+}
+
+/// What is shared: the source, its input sink (if input can be injected), and a description.
+type Shared = (Box<dyn ScreenSource>, Option<Box<dyn InputSink>>, String);
+
+fn open_source(args: &ShareArgs) -> anyhow::Result<Shared> {
+    if !args.synthetic && std::env::var_os("DISPLAY").is_some() {
+        match peerdesk::capture::x11::X11Source::open(None, None) {
+            Ok(source) => {
+                let sink = peerdesk::input::x11::XTestSink::open(None, Some(source.area()))
+                    .map(|s| Box::new(s) as Box<dyn InputSink>)
+                    .map_err(|e| tracing::warn!("no input injection: {e}"))
+                    .ok();
+                let name = format!("X11 display {}", std::env::var("DISPLAY").unwrap_or_default());
+                return Ok((Box::new(source), sink, name));
+            }
+            Err(e) => tracing::warn!("X11 capture unavailable ({e}); sharing the synthetic desktop"),
+        }
+    }
+    let (width, height) = args.size;
+    let source = SyntheticSource::new(SyntheticConfig {
+        width,
+        height,
+        fps: args.fps,
+        ..Default::default()
+    })?;
+    Ok((Box::new(source), None, "synthetic desktop".into()))
+}
+
+fn consent_for(answer: AutoAnswer) -> Consent {
+    match answer {
+        AutoAnswer::Deny => Consent::Deny("the host does not accept viewers".into()),
+        AutoAnswer::View => Consent::Allow(Permissions::VIEW_ONLY),
+        AutoAnswer::Control => Consent::Allow(Permissions::CONTROL),
+        AutoAnswer::Full => Consent::Allow(Permissions::FULL),
+    }
+}
+
+fn parse_consent(line: &str) -> Option<Consent> {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "v" | "view" => Some(Consent::Allow(Permissions::VIEW_ONLY)),
+        "c" | "control" => Some(Consent::Allow(Permissions::CONTROL)),
+        "f" | "full" => Some(Consent::Allow(Permissions::FULL)),
+        "n" | "no" | "" => Some(Consent::Deny("the host declined".into())),
+        _ => None,
+    }
+}
+
+/// Runs `peerdesk share`.
+pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
+    let (source, sink, source_name) = open_source(&args)?;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let source = Box::new(Freezable {
+        inner: source,
+        frozen: frozen.clone(),
+    });
+    let transport = if args.loopback {
+        TransportConfig::loopback()
+    } else {
+        TransportConfig::default()
+    };
+    let config = HostConfig::new(&args.server)
+        .name(&args.name)
+        .transport(transport)
+        .backend(args.backend)
+        .fps(args.fps)
+        .max_bitrate(args.bitrate);
+    let mut host = Host::start(config, source, sink).await.context("starting the host")?;
+    println!("code: {}", host.code());
+    println!(
+        "sharing {source_name} ({}x{}); tell your technician the code above",
+        host.screen_size().0,
+        host.screen_size().1
+    );
+    std::io::stdout().flush()?;
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut waiting: Option<peerdesk::session::JoinRequest> = None;
+    loop {
+        tokio::select! {
+            event = host.next_event() => match event {
+                None => break,
+                Some(HostEvent::JoinRequest(request)) => match args.auto_accept {
+                    Some(answer) => {
+                        println!("{} asks to join: answering {answer:?}", request.name);
+                        request.answer(consent_for(answer));
+                    }
+                    None => {
+                        print!("{} asks to join. Allow (v)iew, (c)ontrol, (f)ull control + clipboard, or (n)o? ", request.name);
+                        std::io::stdout().flush()?;
+                        waiting = Some(request);
+                    }
+                },
+                Some(HostEvent::ViewerConnected { name, .. }) => println!("{name} is watching"),
+                Some(HostEvent::ViewerLeft { viewer, reason }) => println!("viewer {viewer} left: {reason}"),
+                Some(HostEvent::Clipboard { text, .. }) => println!("clipboard from viewer: {text}"),
+                Some(HostEvent::Chat { text, .. }) => println!("chat: {text}"),
+                Some(HostEvent::Ended { reason }) => { println!("session ended: {reason}"); break; }
+                Some(_) => {}
+            },
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => {
+                    if let Some(request) = waiting.take() {
+                        match parse_consent(&line) {
+                            Some(consent) => request.answer(consent),
+                            None => {
+                                print!("Answer v, c, f or n: ");
+                                std::io::stdout().flush()?;
+                                waiting = Some(request);
+                            }
+                        }
+                    } else {
+                        match line.trim() {
+                            "still" => { frozen.store(true, Ordering::Relaxed); println!("picture frozen"); }
+                            "move" => { frozen.store(false, Ordering::Relaxed); println!("picture live"); }
+                            "quit" => break,
+                            "" => {}
+                            other => println!("unknown command `{other}` (still, move, quit)"),
+                        }
+                    }
+                    std::io::stdout().flush()?;
+                }
+                _ => stdin_open = false,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    host.end("the host stopped sharing").await;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! `peerdesk view`: joins a shared screen by code, reports what it receives and saves frames as PNG on request.
+
+use anyhow::Context as _;
+use peerdesk::decode::DecodedFrame;
+use peerdesk::session::{Viewer, ViewerConfig, ViewerEvent};
+use peerdesk::transport::TransportConfig;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Options of `peerdesk view`.
+#[derive(clap::Args, Debug)]
+pub struct ViewArgs {
+    /// Signaling server WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub server: String,
+    /// The session code the host's user read out.
+    #[arg(long)]
+    pub code: String,
+    /// Your name, shown to the host's user.
+    #[arg(long, default_value = "peerdesk viewer")]
+    pub name: String,
+    /// Save every Nth frame as PNG into this folder.
+    #[arg(long)]
+    pub save_frames: Option<PathBuf>,
+    /// With --save-frames: save one frame in this many.
+    #[arg(long, default_value_t = 30)]
+    pub every: u64,
+    /// Leave after this many seconds.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Bind ICE to 127.0.0.1 only (sessions on this machine).
+    #[arg(long)]
+    pub loopback: bool,
+}
+
+/// Writes a decoded frame as an RGBA PNG.
+pub fn save_png(frame: &DecodedFrame, path: &Path) -> anyhow::Result<()> {
+    let (w, h) = (frame.width(), frame.height());
+    let mut rgba = vec![0u8; (w * h * 4) as usize];
+    frame.write_rgba(&mut rgba, w as usize * 4)?;
+    image::save_buffer(path, &rgba, w, h, image::ColorType::Rgba8)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `peerdesk view`.
+pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
+    let transport = if args.loopback {
+        TransportConfig::loopback()
+    } else {
+        TransportConfig::default()
+    };
+    let config = ViewerConfig::new(&args.server, &args.code, &args.name).transport(transport);
+    println!("asking the host to let you in...");
+    let mut viewer = Viewer::join(config).await.context("joining")?;
+    let (w, h) = viewer.screen_size();
+    println!(
+        "connected to {} ({w}x{h}), permissions {:?}",
+        viewer.host_name(),
+        viewer.permissions()
+    );
+    if let Some(dir) = &args.save_frames {
+        std::fs::create_dir_all(dir)?;
+    }
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut count = 0u64;
+    let end = args.seconds.map(|s| started + Duration::from_secs_f64(s));
+    let frames = viewer.frame_queue();
+    loop {
+        let deadline = end.map_or(Duration::from_secs(3600), |e| {
+            e.saturating_duration_since(Instant::now())
+        });
+        tokio::select! {
+            frame = frames.pop() => {
+                let Some(frame) = frame else { break };
+                count += 1;
+                if let Some(dir) = &args.save_frames {
+                    if count % args.every.max(1) == 1 || args.every <= 1 {
+                        save_png(&frame, &dir.join(format!("frame-{count:06}.png")))?;
+                    }
+                }
+            }
+            event = viewer.next_event() => match event {
+                Some(ViewerEvent::Ended { reason }) => { println!("session ended: {reason}"); break; }
+                Some(ViewerEvent::PermissionsChanged(p)) => println!("permissions now {p:?}"),
+                Some(ViewerEvent::Clipboard(text)) => println!("clipboard from host: {text}"),
+                Some(ViewerEvent::Chat(text)) => println!("chat: {text}"),
+                Some(ViewerEvent::Refused { message, .. }) => println!("refused: {message}"),
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep(deadline) => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            let s = viewer.stats();
+            println!(
+                "{:.1} fps, {:.0} kbit/s, RTT {:.1} ms, {} frames, {} dropped",
+                s.fps, s.bitrate_kbps, s.rtt_ms, s.frames, s.frames_dropped
+            );
+        }
+    }
+    println!("received {count} frames");
+    viewer.leave().await;
+    Ok(())
+}
