@@ -82,6 +82,7 @@ async fn viewer_receives_the_hosts_frames_in_order_and_intact() {
         .await
         .unwrap();
     assert_eq!(viewer.screen_size(), (W, H));
+    eprintln!("join returned after {:?}", started.elapsed());
     assert_eq!(viewer.host_name(), "test desk");
     assert_eq!(viewer.permissions(), Permissions::VIEW_ONLY);
 
