@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints, the Rust unit, integration and doc tests (X11 capture under
-# a private Xvfb included). Installs what it needs first (scripts/setup.sh).
+# Runs every test of the project: formatting, lints, the Rust unit, integration, doc and end-to-end tests (a
+# signaling server process, real WebRTC on loopback, X11 capture and XTest input under a private Xvfb).
+# Installs what it needs first (scripts/setup.sh). Ends with one summary line: "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,10 +10,18 @@ scripts/setup.sh
 # Tests that need Xvfb fail instead of skipping when it is missing.
 export PEERDESK_REQUIRE_XVFB=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --profile ci --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --profile ci --workspace
+status=0
+cargo test --profile ci --workspace 2>&1 | tee "$log" || status=$?
+
+read -r passed failed < <(awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+if [ "$status" -ne 0 ]; then exit "$status"; fi
+if [ "${passed:-0}" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi
