@@ -17,6 +17,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --profile ci --workspace --all-targets -- -D warnings
+echo "== cargo build (binaries the end-to-end tests start as processes)"
+cargo build --profile ci --workspace --bins
 echo "== cargo test"
 status=0
 cargo test --profile ci --workspace 2>&1 | tee "$log" || status=$?
