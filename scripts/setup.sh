@@ -54,6 +54,15 @@ else
     log "system packages present"
 fi
 
+# Python's venv module (Debian splits it out), for the Python bindings' tests.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt_update_once
+    pyver="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    log "installing python${pyver}-venv"
+    $SUDO apt-get install -y -qq --no-install-recommends "python${pyver}-venv" >/dev/null \
+        || $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+
 # libdav1d >= 1.3 (the dav1d crate's floor).
 dav1d_ok() {
     local v

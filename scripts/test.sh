@@ -24,6 +24,18 @@ status=0
 cargo test --profile ci --workspace 2>&1 | tee "$log" || status=$?
 
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
-echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+rust_passed=$passed
+rust_failed=$failed
+
+echo "== Python bindings (pytest)"
+py_status=0
+bindings/python/test.sh 2>&1 | tee "$log" || py_status=$?
+read -r py_passed py_failed < <(awk '/ passed| failed/ { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
+if [ "$py_status" -ne 0 ] && [ "$py_failed" -eq 0 ]; then py_failed=1; fi
+
+passed=$((rust_passed + py_passed))
+failed=$((rust_failed + py_failed))
+echo "tests: ${passed} passed, ${failed} failed"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
-if [ "${passed:-0}" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi
+if [ "$py_status" -ne 0 ]; then exit "$py_status"; fi
+if [ "${passed}" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi

@@ -259,7 +259,7 @@ struct CursorUpdate {
 pub struct Host {
     code: String,
     commands: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedReceiver<HostEvent>,
+    events: Option<mpsc::UnboundedReceiver<HostEvent>>,
     counters: Arc<Counters>,
     screen: (u32, u32),
 }
@@ -357,7 +357,7 @@ impl Host {
         Ok(Host {
             code,
             commands: commands_tx,
-            events: events_rx,
+            events: Some(events_rx),
             counters,
             screen: (width, height),
         })
@@ -375,19 +375,33 @@ impl Host {
 
     /// Issues another one-time code, for another viewer.
     pub async fn invite(&self) -> Result<String, SessionError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Invite(tx))
-            .map_err(|_| SessionError::Ended("host stopped".into()))?;
-        tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .map_err(timeout_err("a new code"))?
-            .map_err(|_| SessionError::Ended("host stopped".into()))?
+        self.invite_future().await
     }
 
-    /// The next event; `None` after the session ended.
+    /// Like [`Host::invite`], as a future that does not borrow the host.
+    pub fn invite_future(&self) -> impl std::future::Future<Output = Result<String, SessionError>> + Send + 'static {
+        let commands = self.commands.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            commands
+                .send(Command::Invite(tx))
+                .map_err(|_| SessionError::Ended("host stopped".into()))?;
+            tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .map_err(timeout_err("a new code"))?
+                .map_err(|_| SessionError::Ended("host stopped".into()))?
+        }
+    }
+
+    /// The next event; `None` after the session ended (or once the events were taken).
     pub async fn next_event(&mut self) -> Option<HostEvent> {
-        self.events.recv().await
+        self.events.as_mut()?.recv().await
+    }
+
+    /// Takes the event stream, for an app that consumes events on a task of its own while it keeps calling the
+    /// host's other methods. Later calls (and `next_event`) get `None`.
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<HostEvent>> {
+        self.events.take()
     }
 
     /// Changes a viewer's permissions; they apply to the next message it sends.

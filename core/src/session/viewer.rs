@@ -114,7 +114,7 @@ enum Command {
 /// A joined session.
 pub struct Viewer {
     commands: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedReceiver<ViewerEvent>,
+    events: Option<mpsc::UnboundedReceiver<ViewerEvent>>,
     frames: Arc<FrameQueue<DecodedFrame>>,
     permissions: watch::Receiver<Permissions>,
     screen: (u32, u32),
@@ -258,7 +258,7 @@ impl Viewer {
         let _ = permissions_rx.has_changed();
         Ok(Viewer {
             commands: commands_tx,
-            events: events_rx,
+            events: Some(events_rx),
             frames,
             permissions: permissions_rx,
             screen: (welcome.width, welcome.height),
@@ -282,14 +282,19 @@ impl Viewer {
         self.frames.clone()
     }
 
-    /// The next event; `None` after the session ended.
+    /// The next event; `None` after the session ended (or once the events were taken).
     pub async fn next_event(&mut self) -> Option<ViewerEvent> {
-        self.events.recv().await
+        self.events.as_mut()?.recv().await
     }
 
     /// An event if one is waiting.
     pub fn try_next_event(&mut self) -> Option<ViewerEvent> {
-        self.events.try_recv().ok()
+        self.events.as_mut()?.try_recv().ok()
+    }
+
+    /// Takes the event stream, for an app that consumes events on a task of its own.
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<ViewerEvent>> {
+        self.events.take()
     }
 
     /// The permissions the host granted (updated as the host changes them).

@@ -1,0 +1,274 @@
+"""peerdesk: peer-to-peer remote support from Python.
+
+A customer's app shares its screen (``Host``); a technician joins by code (``Viewer``), sees decoded frames and,
+with consent, sends input. The generated bindings live in ``peerdesk._ffi``; this module re-exports them with a
+few Python conveniences: listeners as plain callables, frames as iterators, context managers, and zero-copy
+plane buffers (``memoryview``, numpy-friendly).
+
+    import asyncio, peerdesk
+
+    async def main():
+        async with await peerdesk.join("ws://127.0.0.1:8080/ws", "1234567890", loopback=True) as viewer:
+            for frame in viewer.frames(count=10):
+                print(frame.width, frame.height)
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Callable, Iterator, Optional
+
+from ._ffi.peerdesk_ffi import (  # noqa: F401  (re-exported API)
+    CallbackError,
+    FrameError,
+    FrameListener,
+    FrameStamp,
+    Host,
+    HostListener,
+    HostOptions,
+    HostStats,
+    InputEvent,
+    JoinRequest,
+    MouseButton,
+    Permissions,
+    PushFormat,
+    ScreenSource,
+    SessionError,
+    VideoFrame,
+    Viewer,
+    ViewerListener,
+    ViewerOptions,
+    ViewerStats,
+    peerdesk_version,
+)
+
+__all__ = [
+    "Frame", "HostSession", "ViewerSession", "join", "share", "plane_view",
+    "Host", "Viewer", "HostOptions", "ViewerOptions", "Permissions", "ScreenSource", "InputEvent", "MouseButton",
+    "PushFormat", "SessionError", "FrameError", "VideoFrame", "FrameStamp", "peerdesk_version",
+]
+
+VIEW_ONLY = Permissions(control=False, clipboard=False)
+CONTROL = Permissions(control=True, clipboard=False)
+FULL = Permissions(control=True, clipboard=True)
+
+
+def plane_view(frame: VideoFrame, plane: int) -> memoryview:
+    """A zero-copy, read-only view of one plane (0 = Y, 1 = U, 2 = V), valid until ``frame.close()``."""
+    length = frame.data_length(plane)
+    pointer = frame.data_pointer(plane)
+    if length == 0 or pointer == 0:
+        return memoryview(b"")
+    buffer = (ctypes.c_ubyte * length).from_address(pointer)
+    return memoryview(buffer).cast("B").toreadonly()
+
+
+class Frame:
+    """A decoded I420 frame with zero-copy plane access; use as a context manager to release it promptly."""
+
+    def __init__(self, inner: VideoFrame):
+        self._inner = inner
+        self.width: int = inner.width()
+        self.height: int = inner.height()
+
+    def plane(self, index: int) -> memoryview:
+        """Plane ``index`` (0 = Y, 1 = U, 2 = V) without copying; rows are ``stride(index)`` bytes apart."""
+        return plane_view(self._inner, index)
+
+    def stride(self, index: int) -> int:
+        return self._inner.stride(index)
+
+    def y_array(self):
+        """The luma plane as a ``height x width`` numpy array view (no copy)."""
+        import numpy as np
+
+        data = np.frombuffer(self.plane(0), dtype=np.uint8)
+        return data.reshape(-1, self.stride(0))[: self.height, : self.width]
+
+    def rgba(self) -> bytes:
+        """A packed RGBA copy (``width * 4`` bytes a row)."""
+        return bytes(self._inner.to_rgba())
+
+    def stamp(self) -> Optional[FrameStamp]:
+        """The synthetic desktop's frame stamp, if present."""
+        return self._inner.stamp()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> "Frame":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _ViewerEvents(ViewerListener):
+    def __init__(self, on_event: Optional[Callable[[str, tuple], None]]):
+        self._on_event = on_event
+
+    def _emit(self, name: str, *args) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(name, args)
+            except Exception:  # a listener must never raise into Rust
+                pass
+
+    def on_cursor(self, x, y, visible):
+        self._emit("cursor", x, y, visible)
+
+    def on_clipboard(self, text):
+        self._emit("clipboard", text)
+
+    def on_chat(self, text):
+        self._emit("chat", text)
+
+    def on_permissions_changed(self, permissions):
+        self._emit("permissions", permissions)
+
+    def on_refused(self, code, message):
+        self._emit("refused", code, message)
+
+    def on_ended(self, reason):
+        self._emit("ended", reason)
+
+
+class ViewerSession:
+    """A joined session: iterate ``frames()``, send input, ``leave()`` (or use ``async with``)."""
+
+    def __init__(self, viewer: Viewer):
+        self.viewer = viewer
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.viewer.width(), self.viewer.height()
+
+    def frames(self, count: Optional[int] = None, timeout: float = 5.0) -> Iterator[Frame]:
+        """Yields decoded frames until ``count`` are delivered, the session ends, or none comes within ``timeout``."""
+        delivered = 0
+        while count is None or delivered < count:
+            inner = self.viewer.next_frame(int(timeout * 1000))
+            if inner is None:
+                return
+            delivered += 1
+            yield Frame(inner)
+
+    def send_input(self, event: InputEvent) -> None:
+        self.viewer.send_input(event)
+
+    def move_pointer(self, x: float, y: float) -> None:
+        self.viewer.send_input(InputEvent.POINTER_MOVE(x=x, y=y))
+
+    def send_clipboard(self, text: str) -> None:
+        self.viewer.send_clipboard(text)
+
+    def stats(self) -> ViewerStats:
+        return self.viewer.stats()
+
+    async def leave(self) -> None:
+        await self.viewer.leave()
+
+    async def __aenter__(self) -> "ViewerSession":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.leave()
+
+
+async def join(
+    server_url: str,
+    code: str,
+    name: str = "peerdesk viewer",
+    *,
+    loopback: bool = False,
+    frame_queue: int = 3,
+    on_event: Optional[Callable[[str, tuple], None]] = None,
+) -> ViewerSession:
+    """Joins the host owning ``code``; raises ``SessionError.Denied`` / ``InvalidCode`` / ``ExpiredCode``."""
+    options = ViewerOptions(server_url=server_url, code=code, name=name, loopback=loopback,
+                            frame_queue=frame_queue, ice_servers=[])
+    return ViewerSession(await Viewer.join(options, _ViewerEvents(on_event)))
+
+
+class _HostEvents(HostListener):
+    def __init__(self, consent: Callable[[str, str], Optional[Permissions]], on_event):
+        self._consent = consent
+        self._on_event = on_event
+
+    def _emit(self, name: str, *args) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(name, args)
+            except Exception:
+                pass
+
+    def on_join_request(self, request):
+        try:
+            permissions = self._consent(request.viewer(), request.name())
+        except Exception:
+            permissions = None
+        if permissions is None:
+            request.deny("the host declined")
+        else:
+            request.allow(permissions)
+
+    def on_viewer_connected(self, viewer, name):
+        self._emit("connected", viewer, name)
+
+    def on_viewer_left(self, viewer, reason):
+        self._emit("left", viewer, reason)
+
+    def on_clipboard(self, viewer, text):
+        self._emit("clipboard", viewer, text)
+
+    def on_chat(self, viewer, text):
+        self._emit("chat", viewer, text)
+
+    def on_refused(self, viewer, reason):
+        self._emit("refused", viewer, reason)
+
+    def on_ended(self, reason):
+        self._emit("ended", reason)
+
+
+class HostSession:
+    """A shared screen: ``code``, permissions, pushed frames, ``end()`` (or use ``async with``)."""
+
+    def __init__(self, host: Host):
+        self.host = host
+
+    @property
+    def code(self) -> str:
+        return self.host.code()
+
+    def push_frame(self, data, width: int, height: int, stride: int, rgba: bool = False, timestamp_us: int = 0) -> None:
+        """Hands in a BGRA (or RGBA) frame from any bytes-like object (bytes, memoryview, numpy array)."""
+        self.host.push_frame(bytes(data) if not isinstance(data, bytes) else data, width, height, stride,
+                             PushFormat.RGBA if rgba else PushFormat.BGRA, timestamp_us)
+
+    async def end(self, reason: str = "the host stopped sharing") -> None:
+        await self.host.end(reason)
+
+    async def __aenter__(self) -> "HostSession":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.end()
+
+
+async def share(
+    server_url: str,
+    source: ScreenSource,
+    consent: Callable[[str, str], Optional[Permissions]],
+    *,
+    name: str = "peerdesk host",
+    fps: int = 30,
+    loopback: bool = False,
+    on_event=None,
+) -> HostSession:
+    """Starts sharing ``source``; ``consent(viewer_id, name)`` returns permissions to admit, or None to deny."""
+    options = HostOptions(server_url=server_url, name=name, fps=fps, max_bitrate_bps=4_000_000,
+                          loopback=loopback, ice_servers=[])
+    return HostSession(await Host.start(options, source, _HostEvents(consent, on_event)))

@@ -1,0 +1,30 @@
+"""Fixtures: the signaling server as a real process on a free loopback port."""
+
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def _server_binary() -> pathlib.Path:
+    for profile in ("ci", "release", "debug"):
+        path = ROOT / "target" / profile / "peerdesk-signaling-server"
+        if path.exists():
+            return path
+    raise RuntimeError("build the signaling server first: cargo build --profile ci -p peerdesk-signaling-server")
+
+
+@pytest.fixture()
+def server():
+    args = [str(_server_binary()), "--listen", "127.0.0.1:0"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "RUST_LOG": "warn"})
+    line = proc.stdout.readline()
+    assert line.startswith("listening on "), line
+    url = f"ws://{line.split()[-1]}/ws"
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

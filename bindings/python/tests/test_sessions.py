@@ -1,0 +1,119 @@
+"""A real host and viewer through the Python bindings, over loopback WebRTC with the signaling server process."""
+
+import asyncio
+import threading
+
+import pytest
+
+import peerdesk
+from peerdesk import FrameError, InputEvent, Permissions, ScreenSource, SessionError
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_viewer_frames_follow_the_synthetic_desktop(server):
+    async def scenario():
+        host = await peerdesk.share(server, ScreenSource.SYNTHETIC(width=640, height=360),
+                                    consent=lambda viewer, name: peerdesk.VIEW_ONLY, loopback=True)
+        assert len(host.code) == 10
+        viewer = await peerdesk.join(server, host.code, "pytest", loopback=True)
+        assert viewer.size == (640, 360)
+        numbers = []
+        for frame in viewer.frames(count=15):
+            with frame:
+                stamp = frame.stamp()
+                assert stamp is not None, "the frame stamp must survive encode and decode"
+                numbers.append(stamp.frame_number)
+                y = frame.plane(0)
+                assert len(y) >= frame.stride(0) * (frame.height - 1) + frame.width
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
+        stats = viewer.stats()
+        assert stats.frames >= 15
+        await viewer.leave()
+        await host.end()
+
+    run(scenario())
+
+
+def test_pushed_frames_arrive_with_their_pixels(server):
+    width, height = 320, 240
+    # Left half red, right half blue, BGRA.
+    row = bytes([0, 0, 255, 255]) * (width // 2) + bytes([255, 0, 0, 255]) * (width // 2)
+    picture = row * height
+
+    async def scenario():
+        host = await peerdesk.share(server, ScreenSource.PUSHED(width=width, height=height),
+                                    consent=lambda viewer, name: peerdesk.VIEW_ONLY, loopback=True)
+        stop = threading.Event()
+
+        def pusher():
+            t = 0
+            while not stop.is_set():
+                host.push_frame(picture, width, height, width * 4, timestamp_us=t)
+                t += 33_000
+                stop.wait(0.033)
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        try:
+            viewer = await peerdesk.join(server, host.code, "pytest", loopback=True)
+            frame = next(viewer.frames(count=1))
+            rgba = frame.rgba()
+            left = rgba[(120 * width + 40) * 4:(120 * width + 40) * 4 + 3]
+            right = rgba[(120 * width + 280) * 4:(120 * width + 280) * 4 + 3]
+            assert abs(left[0] - 255) < 20 and left[2] < 30, left
+            assert abs(right[2] - 255) < 20 and right[0] < 30, right
+            await viewer.leave()
+        finally:
+            stop.set()
+            thread.join()
+        # Bad buffers are typed errors, never crashes.
+        with pytest.raises(FrameError.BadBuffer):
+            host.push_frame(picture[:100], width, height, width * 4)
+        with pytest.raises(FrameError.InvalidSize):
+            host.push_frame(picture, 0, height, width * 4)
+        await host.end()
+
+    run(scenario())
+
+
+def test_consent_denied_raises_denied(server):
+    async def scenario():
+        host = await peerdesk.share(server, ScreenSource.SYNTHETIC(width=320, height=240),
+                                    consent=lambda viewer, name: None, loopback=True)
+        with pytest.raises(SessionError.Denied):
+            await peerdesk.join(server, host.code, "pytest", loopback=True)
+        await host.end()
+
+    run(scenario())
+
+
+def test_view_only_input_is_refused_by_the_host(server):
+    async def scenario():
+        refused = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+
+        def on_event(name, args):
+            if name == "refused" and not refused.done():
+                loop.call_soon_threadsafe(refused.set_result, args)
+
+        host = await peerdesk.share(server, ScreenSource.SYNTHETIC(width=320, height=240),
+                                    consent=lambda viewer, name: Permissions(control=False, clipboard=False),
+                                    loopback=True)
+        viewer = await peerdesk.join(server, host.code, "pytest", loopback=True, on_event=on_event)
+        viewer.send_input(InputEvent.POINTER_MOVE(x=0.5, y=0.5))
+        code, message = await asyncio.wait_for(refused, 20)
+        assert code == "PermissionDenied", (code, message)
+        await viewer.leave()
+        await host.end()
+
+    run(scenario())
+
+
+def test_errors_map_to_exceptions(server):
+    with pytest.raises(SessionError.InvalidCode):
+        run(peerdesk.join(server, "0000000000", "pytest", loopback=True))
+    with pytest.raises(SessionError.Connection):
+        run(peerdesk.join("ws://127.0.0.1:9/ws", "0000000000", "pytest", loopback=True))

@@ -1,0 +1,124 @@
+//! Errors crossing the boundary: one enum per area, mapped to exceptions (Kotlin, Python) and errors (Swift).
+
+/// Errors of sessions (joining, hosting, sending).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum SessionError {
+    /// The host refused the viewer.
+    #[error("the host declined: {reason}")]
+    Denied {
+        /// Why.
+        reason: String,
+    },
+    /// The code is unknown, used or revoked.
+    #[error("invalid session code")]
+    InvalidCode,
+    /// The code has expired.
+    #[error("the session code has expired")]
+    ExpiredCode,
+    /// Too many attempts.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// Details.
+        message: String,
+    },
+    /// Signaling or the peer connection failed.
+    #[error("connection failed: {message}")]
+    Connection {
+        /// Details.
+        message: String,
+    },
+    /// The session has ended.
+    #[error("the session has ended: {reason}")]
+    Ended {
+        /// Why.
+        reason: String,
+    },
+    /// A step took too long.
+    #[error("timed out waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+    },
+    /// A bad argument or configuration.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// Details.
+        message: String,
+    },
+}
+
+impl From<peerdesk::session::SessionError> for SessionError {
+    fn from(e: peerdesk::session::SessionError) -> Self {
+        use peerdesk::session::SessionError as E;
+        match e {
+            E::Denied(reason) => SessionError::Denied { reason },
+            E::InvalidCode => SessionError::InvalidCode,
+            E::ExpiredCode => SessionError::ExpiredCode,
+            E::RateLimited(message) => SessionError::RateLimited { message },
+            E::Ended(reason) => SessionError::Ended { reason },
+            E::Timeout(what) => SessionError::Timeout { what: what.to_string() },
+            E::InvalidArgument(message) => SessionError::InvalidArgument { message },
+            other => SessionError::Connection {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Errors of frames handed in or read out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum FrameError {
+    /// Width or height out of range.
+    #[error("invalid frame size {width}x{height}")]
+    InvalidSize {
+        /// Width given.
+        width: u32,
+        /// Height given.
+        height: u32,
+    },
+    /// Stride or buffer length does not fit the size.
+    #[error("buffer does not fit: {message}")]
+    BadBuffer {
+        /// Details.
+        message: String,
+    },
+    /// The host does not take pushed frames (it captures a screen itself), or the session ended.
+    #[error("not accepted: {message}")]
+    NotAccepted {
+        /// Details.
+        message: String,
+    },
+}
+
+impl From<peerdesk::capture::CaptureError> for FrameError {
+    fn from(e: peerdesk::capture::CaptureError) -> Self {
+        use peerdesk::capture::CaptureError as C;
+        use peerdesk::frame::FrameError as F;
+        match e {
+            C::Frame(F::InvalidSize { width, height }) => FrameError::InvalidSize { width, height },
+            C::Frame(other) => FrameError::BadBuffer {
+                message: other.to_string(),
+            },
+            other => FrameError::NotAccepted {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Returned by a foreign callback that failed; logged and ignored on the Rust side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum CallbackError {
+    /// The callback raised or threw.
+    #[error("callback failed: {message}")]
+    Failed {
+        /// Details.
+        message: String,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for CallbackError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        CallbackError::Failed { message: e.reason }
+    }
+}

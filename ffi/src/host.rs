@@ -1,0 +1,254 @@
+//! The host across the boundary: start, code, consent through a listener, permissions, pushed frames, end.
+
+use crate::errors::{CallbackError, FrameError, SessionError};
+use crate::runtime::{dispatch_thread, run};
+use crate::types::{transport, HostOptions, HostStats, Permissions, PushFormat, ScreenSource};
+use peerdesk::capture::pushed::{pushed_source, FramePusher};
+use peerdesk::session::{self as core, Consent};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Receives host events, on one dedicated thread (never an async worker). Return an error rather than throwing.
+#[uniffi::export(foreign)]
+pub trait HostListener: Send + Sync {
+    /// A viewer asks to join: answer with `request.allow(...)` or `request.deny(...)`, now or later.
+    fn on_join_request(&self, request: Arc<JoinRequest>) -> Result<(), CallbackError>;
+    /// An admitted viewer's connection is up.
+    fn on_viewer_connected(&self, viewer: String, name: String) -> Result<(), CallbackError>;
+    /// A viewer left.
+    fn on_viewer_left(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
+    /// Clipboard text from a viewer holding the clipboard permission.
+    fn on_clipboard(&self, viewer: String, text: String) -> Result<(), CallbackError>;
+    /// A chat line from a viewer.
+    fn on_chat(&self, viewer: String, text: String) -> Result<(), CallbackError>;
+    /// A viewer's message was refused (e.g. input without the control permission).
+    fn on_refused(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
+    /// The session ended.
+    fn on_ended(&self, reason: String) -> Result<(), CallbackError>;
+}
+
+/// A viewer's request to join. Unanswered requests are denied when dropped.
+#[derive(uniffi::Object)]
+pub struct JoinRequest {
+    viewer: String,
+    name: String,
+    inner: Mutex<Option<core::JoinRequest>>,
+}
+
+#[uniffi::export]
+impl JoinRequest {
+    /// The viewer's id.
+    pub fn viewer(&self) -> String {
+        self.viewer.clone()
+    }
+    /// The name the viewer gave.
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+    /// Admits the viewer with these permissions.
+    pub fn allow(&self, permissions: Permissions) {
+        if let Some(request) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            request.answer(Consent::Allow(permissions.into()));
+        }
+    }
+    /// Refuses the viewer; `reason` is shown to them.
+    pub fn deny(&self, reason: String) {
+        if let Some(request) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            request.answer(Consent::Deny(reason));
+        }
+    }
+}
+
+/// A shared screen.
+#[derive(uniffi::Object)]
+pub struct Host {
+    inner: Mutex<Option<core::Host>>,
+    code: String,
+    size: (u32, u32),
+    pusher: Option<FramePusher>,
+}
+
+fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<(), CallbackError> {
+    use core::HostEvent as E;
+    match event {
+        E::JoinRequest(request) => {
+            let (viewer, name) = (request.viewer.clone(), request.name.clone());
+            listener.on_join_request(Arc::new(JoinRequest {
+                viewer,
+                name,
+                inner: Mutex::new(Some(request)),
+            }))
+        }
+        E::ViewerConnected { viewer, name } => listener.on_viewer_connected(viewer, name),
+        E::ViewerLeft { viewer, reason } => listener.on_viewer_left(viewer, reason),
+        E::Clipboard { viewer, text } => listener.on_clipboard(viewer, text),
+        E::Chat { viewer, text } => listener.on_chat(viewer, text),
+        E::Refused { viewer, code } => listener.on_refused(viewer, format!("{code:?}")),
+        E::Ended { reason } => listener.on_ended(reason),
+        _ => Ok(()),
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Host {
+    /// Connects to the signaling server, gets a session code and starts sharing `source`. Events go to
+    /// `listener` on a dedicated thread.
+    #[uniffi::constructor]
+    pub async fn start(
+        options: HostOptions,
+        source: ScreenSource,
+        listener: Arc<dyn HostListener>,
+    ) -> Result<Arc<Host>, SessionError> {
+        let config = peerdesk::session::HostConfig::new(&options.server_url)
+            .name(&options.name)
+            .fps(options.fps)
+            .max_bitrate(options.max_bitrate_bps)
+            .transport(transport(options.loopback, &options.ice_servers));
+        let invalid = |e: &dyn std::fmt::Display| SessionError::InvalidArgument { message: e.to_string() };
+        let (source, input, pusher): (
+            Box<dyn peerdesk::capture::ScreenSource>,
+            Option<Box<dyn peerdesk::input::InputSink>>,
+            _,
+        ) = match source {
+            ScreenSource::Synthetic { width, height } => {
+                let config = peerdesk::capture::synthetic::SyntheticConfig {
+                    width,
+                    height,
+                    fps: options.fps,
+                    ..Default::default()
+                };
+                (
+                    Box::new(peerdesk::capture::synthetic::SyntheticSource::new(config).map_err(|e| invalid(&e))?),
+                    None,
+                    None,
+                )
+            }
+            ScreenSource::X11 { display } => {
+                let source =
+                    peerdesk::capture::x11::X11Source::open(display.as_deref(), None).map_err(|e| invalid(&e))?;
+                let sink = peerdesk::input::x11::XTestSink::open(display.as_deref(), Some(source.area()))
+                    .ok()
+                    .map(|s| Box::new(s) as Box<dyn peerdesk::input::InputSink>);
+                (Box::new(source), sink, None)
+            }
+            ScreenSource::Pushed { width, height } => {
+                let (pusher, source) = pushed_source(width, height).map_err(|e| invalid(&e))?;
+                (Box::new(source), None, Some(pusher))
+            }
+        };
+        let mut host = run(core::Host::start(config, source, input)).await?;
+        let events = host.take_events();
+        let (code, size) = (host.code().to_string(), host.screen_size());
+        if let Some(events) = events {
+            dispatch_thread("peerdesk-host-events", events, move |event| dispatch(&listener, event));
+        }
+        Ok(Arc::new(Host {
+            inner: Mutex::new(Some(host)),
+            code,
+            size,
+            pusher,
+        }))
+    }
+
+    /// The one-time code to tell the viewer.
+    pub fn code(&self) -> String {
+        self.code.clone()
+    }
+
+    /// Width of the shared screen.
+    pub fn width(&self) -> u32 {
+        self.size.0
+    }
+
+    /// Height of the shared screen.
+    pub fn height(&self) -> u32 {
+        self.size.1
+    }
+
+    /// Issues another one-time code for another viewer.
+    pub async fn invite(&self) -> Result<String, SessionError> {
+        let invitation = self.with(|h| h.invite_future())?;
+        Ok(run(invitation).await?)
+    }
+
+    /// Changes a viewer's permissions (revocation applies to its next message).
+    pub fn set_permissions(&self, viewer: String, permissions: Permissions) -> Result<(), SessionError> {
+        self.with(|h| h.set_permissions(&viewer, permissions.into()))
+    }
+
+    /// Disconnects one viewer.
+    pub fn disconnect(&self, viewer: String, reason: String) -> Result<(), SessionError> {
+        self.with(|h| h.disconnect(&viewer, reason))
+    }
+
+    /// Sends clipboard text to viewers holding the clipboard permission.
+    pub fn send_clipboard(&self, text: String) -> Result<(), SessionError> {
+        self.with(|h| h.send_clipboard(text))?.map_err(Into::into)
+    }
+
+    /// Sends a chat line to every viewer.
+    pub fn send_chat(&self, text: String) -> Result<(), SessionError> {
+        self.with(|h| h.send_chat(text))?.map_err(Into::into)
+    }
+
+    /// Hands in a captured frame (for `ScreenSource.Pushed` hosts): `stride` bytes a row, BGRA or RGBA,
+    /// `timestamp_us` on the app's clock. The bytes are read, not kept; bad sizes are refused with an error.
+    pub fn push_frame(
+        &self,
+        data: &[u8],
+        width: u32,
+        height: u32,
+        stride: u32,
+        format: PushFormat,
+        timestamp_us: u64,
+    ) -> Result<(), FrameError> {
+        let pusher = self.pusher.as_ref().ok_or_else(|| FrameError::NotAccepted {
+            message: "this host captures its screen itself; start it with ScreenSource.Pushed".into(),
+        })?;
+        let format = match format {
+            PushFormat::Bgra => peerdesk::frame::PixelFormat::Bgra,
+            PushFormat::Rgba => peerdesk::frame::PixelFormat::Rgba,
+        };
+        pusher.push(
+            data,
+            width,
+            height,
+            stride as usize,
+            format,
+            Duration::from_micros(timestamp_us),
+        )?;
+        Ok(())
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> HostStats {
+        let stats = self.with(|h| h.stats()).unwrap_or_default();
+        HostStats {
+            viewers: stats.viewers as u64,
+            frames_encoded: stats.frames_encoded,
+            bytes_encoded: stats.bytes_encoded,
+            target_bitrate_bps: stats.target_bitrate_bps,
+            frames_replaced: self.pusher.as_ref().map_or(0, |p| p.replaced()),
+        }
+    }
+
+    /// Ends the session for everyone.
+    pub async fn end(&self, reason: String) {
+        let host = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(pusher) = &self.pusher {
+            pusher.close();
+        }
+        if let Some(host) = host {
+            run(async move { host.end(reason).await }).await;
+        }
+    }
+}
+
+impl Host {
+    fn with<T>(&self, f: impl FnOnce(&core::Host) -> T) -> Result<T, SessionError> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(f).ok_or(SessionError::Ended {
+            reason: "the host has ended the session".into(),
+        })
+    }
+}

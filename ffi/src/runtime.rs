@@ -1,0 +1,63 @@
+//! One tokio runtime for everything behind the boundary, and the dedicated threads that call foreign listeners.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use tokio::sync::mpsc;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("peerdesk-worker")
+            .enable_all()
+            .build()
+            .expect("the peerdesk runtime starts")
+    })
+}
+
+/// Runs `future` on peerdesk's runtime and waits for it (from any executor the foreign side uses).
+pub(crate) async fn run<F>(future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match runtime().spawn(future).await {
+        Ok(output) => output,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Spawns `future` on peerdesk's runtime without waiting.
+pub(crate) fn spawn<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    runtime().spawn(future);
+}
+
+/// Forwards every event from `events` to `call` on one dedicated thread, in order. A failing callback is logged
+/// and skipped; a panicking one is contained.
+pub(crate) fn dispatch_thread<E, F>(name: &str, mut events: mpsc::UnboundedReceiver<E>, call: F)
+where
+    E: Send + 'static,
+    F: Fn(E) -> Result<(), crate::errors::CallbackError> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel::<E>();
+    spawn(async move {
+        while let Some(event) = events.recv().await {
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let _ = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        while let Ok(event) = rx.recv() {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(event))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("listener failed: {e}"),
+                Err(_) => tracing::error!("listener panicked; event dropped"),
+            }
+        }
+    });
+}

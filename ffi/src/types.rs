@@ -1,0 +1,240 @@
+//! Plain data crossing the boundary: configuration records with defaults, permissions, input, statistics, and
+//! the conversions to and from the core's types.
+
+use peerdesk::control as core_control;
+
+/// What a viewer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Permissions {
+    /// Pointer and keyboard input.
+    #[uniffi(default = false)]
+    pub control: bool,
+    /// Clipboard text in both directions.
+    #[uniffi(default = false)]
+    pub clipboard: bool,
+}
+
+impl From<Permissions> for core_control::Permissions {
+    fn from(p: Permissions) -> Self {
+        core_control::Permissions {
+            control: p.control,
+            clipboard: p.clipboard,
+        }
+    }
+}
+
+impl From<core_control::Permissions> for Permissions {
+    fn from(p: core_control::Permissions) -> Self {
+        Permissions {
+            control: p.control,
+            clipboard: p.clipboard,
+        }
+    }
+}
+
+/// What the host shares.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ScreenSource {
+    /// The deterministic synthetic desktop (demos, tests).
+    Synthetic {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+    /// An X11 display (`None`: `$DISPLAY`), with XTest input.
+    X11 {
+        /// Display name, e.g. `":0"`.
+        display: Option<String>,
+    },
+    /// Frames the app pushes with `Host.push_frame` (iOS ReplayKit, Android MediaProjection).
+    Pushed {
+        /// Initial width.
+        width: u32,
+        /// Initial height.
+        height: u32,
+    },
+}
+
+/// Settings of a host.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HostOptions {
+    /// Signaling server WebSocket URL.
+    pub server_url: String,
+    /// Shown to viewers.
+    #[uniffi(default = "peerdesk host")]
+    pub name: String,
+    /// Capture rate.
+    #[uniffi(default = 30)]
+    pub fps: u32,
+    /// Highest bitrate, bit/s.
+    #[uniffi(default = 4000000)]
+    pub max_bitrate_bps: u32,
+    /// Bind ICE to 127.0.0.1 only (sessions on one machine).
+    #[uniffi(default = false)]
+    pub loopback: bool,
+    /// STUN/TURN URLs you operate (none by default).
+    #[uniffi(default = [])]
+    pub ice_servers: Vec<String>,
+}
+
+/// Settings of a viewer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ViewerOptions {
+    /// Signaling server WebSocket URL.
+    pub server_url: String,
+    /// The session code.
+    pub code: String,
+    /// Shown to the host's user.
+    #[uniffi(default = "peerdesk viewer")]
+    pub name: String,
+    /// Bind ICE to 127.0.0.1 only (sessions on one machine).
+    #[uniffi(default = false)]
+    pub loopback: bool,
+    /// Decoded frames kept for a slow app (older ones are dropped and counted).
+    #[uniffi(default = 3)]
+    pub frame_queue: u32,
+    /// STUN/TURN URLs you operate (none by default).
+    #[uniffi(default = [])]
+    pub ice_servers: Vec<String>,
+}
+
+pub(crate) fn transport(loopback: bool, ice_servers: &[String]) -> peerdesk::transport::TransportConfig {
+    let mut config = if loopback {
+        peerdesk::transport::TransportConfig::loopback()
+    } else {
+        peerdesk::transport::TransportConfig::default()
+    };
+    if !ice_servers.is_empty() {
+        config.ice_servers.push(peerdesk::signaling::IceServer {
+            urls: ice_servers.to_vec(),
+            ..Default::default()
+        });
+    }
+    config
+}
+
+/// A mouse button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum MouseButton {
+    /// Primary.
+    Left,
+    /// Wheel click.
+    Middle,
+    /// Secondary.
+    Right,
+    /// Back.
+    Back,
+    /// Forward.
+    Forward,
+}
+
+/// Input from the viewer.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum InputEvent {
+    /// Pointer to a position, as fractions (0..=1) of the shared screen.
+    PointerMove {
+        /// Horizontal.
+        x: f32,
+        /// Vertical.
+        y: f32,
+    },
+    /// A button pressed or released.
+    PointerButton {
+        /// Which.
+        button: MouseButton,
+        /// Pressed or released.
+        pressed: bool,
+    },
+    /// Wheel notches.
+    Wheel {
+        /// Horizontal.
+        dx: f32,
+        /// Vertical.
+        dy: f32,
+    },
+    /// A key by W3C `KeyboardEvent.code`.
+    Key {
+        /// e.g. `"KeyA"`.
+        code: String,
+        /// Pressed or released.
+        pressed: bool,
+    },
+    /// Text to type.
+    Text {
+        /// The text.
+        text: String,
+    },
+}
+
+impl From<InputEvent> for core_control::InputEvent {
+    fn from(e: InputEvent) -> Self {
+        use core_control::MouseButton as B;
+        match e {
+            InputEvent::PointerMove { x, y } => core_control::InputEvent::PointerMove { x, y },
+            InputEvent::PointerButton { button, pressed } => core_control::InputEvent::PointerButton {
+                button: match button {
+                    MouseButton::Left => B::Left,
+                    MouseButton::Middle => B::Middle,
+                    MouseButton::Right => B::Right,
+                    MouseButton::Back => B::Back,
+                    MouseButton::Forward => B::Forward,
+                },
+                pressed,
+            },
+            InputEvent::Wheel { dx, dy } => core_control::InputEvent::Wheel { dx, dy },
+            InputEvent::Key { code, pressed } => core_control::InputEvent::Key { code, pressed },
+            InputEvent::Text { text } => core_control::InputEvent::Text { text },
+        }
+    }
+}
+
+/// Connection figures of a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct ViewerStats {
+    /// Round-trip time, ms.
+    pub rtt_ms: f64,
+    /// Received video bitrate over the last second, kbit/s.
+    pub bitrate_kbps: f64,
+    /// Decoded frames per second over the last second.
+    pub fps: f64,
+    /// Frames decoded in total.
+    pub frames: u64,
+    /// Frames dropped because the app was slow.
+    pub frames_dropped: u64,
+    /// Video bytes received.
+    pub bytes: u64,
+}
+
+/// Host-side figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct HostStats {
+    /// Viewers receiving video.
+    pub viewers: u64,
+    /// Frames encoded.
+    pub frames_encoded: u64,
+    /// Encoded bytes.
+    pub bytes_encoded: u64,
+    /// Target bitrate (slowest viewer), bit/s.
+    pub target_bitrate_bps: u64,
+    /// Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
+    pub frames_replaced: u64,
+}
+
+/// The frame stamp the synthetic desktop draws, read back from a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct FrameStamp {
+    /// Frame number at the source.
+    pub frame_number: u32,
+    /// Capture time, ms since the UNIX epoch modulo 2^32.
+    pub capture_millis: u32,
+}
+
+/// Pixel layout of a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PushFormat {
+    /// Blue, green, red, alpha.
+    Bgra,
+    /// Red, green, blue, alpha.
+    Rgba,
+}

@@ -1,0 +1,187 @@
+//! The viewer across the boundary: join, frames (pulled, or pushed to a listener from one thread), events,
+//! input, clipboard, leave.
+
+use crate::errors::{CallbackError, SessionError};
+use crate::frame::VideoFrame;
+use crate::runtime::{dispatch_thread, run};
+use crate::types::{transport, InputEvent, Permissions, ViewerOptions, ViewerStats};
+use peerdesk::decode::DecodedFrame;
+use peerdesk::session::{self as core, FrameQueue, ViewerEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Receives viewer events, on one dedicated thread. Return an error rather than throwing.
+#[uniffi::export(foreign)]
+pub trait ViewerListener: Send + Sync {
+    /// The host's cursor moved (fractions of the screen).
+    fn on_cursor(&self, x: f32, y: f32, visible: bool) -> Result<(), CallbackError>;
+    /// Clipboard text from the host.
+    fn on_clipboard(&self, text: String) -> Result<(), CallbackError>;
+    /// A chat line from the host.
+    fn on_chat(&self, text: String) -> Result<(), CallbackError>;
+    /// The host changed this viewer's permissions.
+    fn on_permissions_changed(&self, permissions: Permissions) -> Result<(), CallbackError>;
+    /// The host refused a message (`code` e.g. `"PermissionDenied"`).
+    fn on_refused(&self, code: String, message: String) -> Result<(), CallbackError>;
+    /// The session ended.
+    fn on_ended(&self, reason: String) -> Result<(), CallbackError>;
+}
+
+/// Receives decoded frames on one dedicated thread.
+#[uniffi::export(foreign)]
+pub trait FrameListener: Send + Sync {
+    /// A new frame; older ones were dropped if this call was slow (see `ViewerStats.frames_dropped`).
+    fn on_frame(&self, frame: Arc<VideoFrame>) -> Result<(), CallbackError>;
+}
+
+/// A joined session.
+#[derive(uniffi::Object)]
+pub struct Viewer {
+    inner: Mutex<Option<core::Viewer>>,
+    frames: Arc<FrameQueue<DecodedFrame>>,
+    size: (u32, u32),
+    host_name: String,
+    listening: AtomicBool,
+}
+
+fn dispatch(listener: &Arc<dyn ViewerListener>, event: ViewerEvent) -> Result<(), CallbackError> {
+    match event {
+        ViewerEvent::Cursor { x, y, visible, .. } => listener.on_cursor(x, y, visible),
+        ViewerEvent::Clipboard(text) => listener.on_clipboard(text),
+        ViewerEvent::Chat(text) => listener.on_chat(text),
+        ViewerEvent::PermissionsChanged(p) => listener.on_permissions_changed(p.into()),
+        ViewerEvent::Refused { code, message } => listener.on_refused(format!("{code:?}"), message),
+        ViewerEvent::Ended { reason } => listener.on_ended(reason),
+        _ => Ok(()),
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Viewer {
+    /// Joins the host owning `options.code`; returns once the host consented and the connection is up.
+    #[uniffi::constructor]
+    pub async fn join(options: ViewerOptions, listener: Arc<dyn ViewerListener>) -> Result<Arc<Viewer>, SessionError> {
+        let mut config = core::ViewerConfig::new(&options.server_url, &options.code, &options.name)
+            .transport(transport(options.loopback, &options.ice_servers));
+        config.frame_queue = options.frame_queue.clamp(1, 64) as usize;
+        let mut viewer = run(core::Viewer::join(config)).await?;
+        if let Some(events) = viewer.take_events() {
+            dispatch_thread("peerdesk-viewer-events", events, move |event| {
+                dispatch(&listener, event)
+            });
+        }
+        Ok(Arc::new(Viewer {
+            frames: viewer.frame_queue(),
+            size: viewer.screen_size(),
+            host_name: viewer.host_name().to_string(),
+            inner: Mutex::new(Some(viewer)),
+            listening: AtomicBool::new(false),
+        }))
+    }
+
+    /// Width of the host's screen.
+    pub fn width(&self) -> u32 {
+        self.size.0
+    }
+
+    /// Height of the host's screen.
+    pub fn height(&self) -> u32 {
+        self.size.1
+    }
+
+    /// The host's display name.
+    pub fn host_name(&self) -> String {
+        self.host_name.clone()
+    }
+
+    /// Waits up to `timeout_ms` for the next decoded frame (blocking the calling thread; call it from a thread
+    /// of your own). `None` on timeout or once the session ended.
+    pub fn next_frame(&self, timeout_ms: u32) -> Option<Arc<VideoFrame>> {
+        self.frames
+            .pop_blocking(Duration::from_millis(u64::from(timeout_ms)))
+            .map(|f| Arc::new(VideoFrame::new(f)))
+    }
+
+    /// Delivers every decoded frame to `listener` on one dedicated thread, until the session ends. Only one
+    /// listener can be set.
+    pub fn set_frame_listener(&self, listener: Arc<dyn FrameListener>) -> Result<(), SessionError> {
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return Err(SessionError::InvalidArgument {
+                message: "a frame listener is already set".into(),
+            });
+        }
+        let frames = self.frames.clone();
+        std::thread::Builder::new()
+            .name("peerdesk-frames".into())
+            .spawn(move || loop {
+                match frames.pop_blocking(Duration::from_millis(250)) {
+                    Some(frame) => {
+                        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            listener.on_frame(Arc::new(VideoFrame::new(frame)))
+                        }));
+                        if !matches!(call, Ok(Ok(()))) {
+                            tracing::warn!("frame listener failed");
+                        }
+                    }
+                    None if frames.is_closed() => break,
+                    None => {}
+                }
+            })
+            .map_err(|e| SessionError::InvalidArgument { message: e.to_string() })?;
+        Ok(())
+    }
+
+    /// The permissions the host granted.
+    pub fn permissions(&self) -> Permissions {
+        self.with(|v| v.permissions().into()).unwrap_or(Permissions {
+            control: false,
+            clipboard: false,
+        })
+    }
+
+    /// Sends input; the host checks permissions and reports refusals through `on_refused`.
+    pub fn send_input(&self, event: InputEvent) -> Result<(), SessionError> {
+        self.with(|v| v.send_input(event.into()))?.map_err(Into::into)
+    }
+
+    /// Sends clipboard text (needs the clipboard permission).
+    pub fn send_clipboard(&self, text: String) -> Result<(), SessionError> {
+        self.with(|v| v.send_clipboard(text))?.map_err(Into::into)
+    }
+
+    /// Sends a chat line.
+    pub fn send_chat(&self, text: String) -> Result<(), SessionError> {
+        self.with(|v| v.send_chat(text))?.map_err(Into::into)
+    }
+
+    /// Connection figures.
+    pub fn stats(&self) -> ViewerStats {
+        let s = self.with(|v| v.stats()).unwrap_or_default();
+        ViewerStats {
+            rtt_ms: s.rtt_ms,
+            bitrate_kbps: s.bitrate_kbps,
+            fps: s.fps,
+            frames: s.frames,
+            frames_dropped: s.frames_dropped,
+            bytes: s.bytes,
+        }
+    }
+
+    /// Leaves the session.
+    pub async fn leave(&self) {
+        let viewer = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(viewer) = viewer {
+            run(async move { viewer.leave().await }).await;
+        }
+    }
+}
+
+impl Viewer {
+    fn with<T>(&self, f: impl FnOnce(&core::Viewer) -> T) -> Result<T, SessionError> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(f).ok_or(SessionError::Ended {
+            reason: "left the session".into(),
+        })
+    }
+}
