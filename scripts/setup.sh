@@ -30,6 +30,8 @@ PACKAGES=(
     "x11-utils:/usr/bin/xdpyinfo"
     "x11-xserver-utils:/usr/bin/xrandr"
     "ffmpeg:/usr/bin/ffmpeg"
+    "maven:/usr/bin/mvn"
+    "binutils:/usr/bin/nm"
 )
 
 missing=()

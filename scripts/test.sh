@@ -33,9 +33,25 @@ bindings/python/test.sh 2>&1 | tee "$log" || py_status=$?
 read -r py_passed py_failed < <(awk '/ passed| failed/ { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 if [ "$py_status" -ne 0 ] && [ "$py_failed" -eq 0 ]; then py_failed=1; fi
 
-passed=$((rust_passed + py_passed))
-failed=$((rust_failed + py_failed))
+echo "== Kotlin bindings (mvn test)"
+kt_status=0
+bindings/kotlin/test.sh || kt_status=$?
+read -r kt_passed kt_failed < <(cat bindings/kotlin/target/surefire-reports/TEST-*.xml 2>/dev/null | awk '
+    /<testsuite / { for (i = 1; i <= NF; i++) { if ($i ~ /^tests=/) { gsub(/[^0-9]/, "", $i); t += $i }
+                                                 if ($i ~ /^(failures|errors)=/) { gsub(/[^0-9]/, "", $i); f += $i } } }
+    END { print t - f, f + 0 }')
+echo "Kotlin: ${kt_passed} passed, ${kt_failed} failed"
+if [ "$kt_status" -ne 0 ] && [ "$kt_failed" -eq 0 ]; then kt_failed=1; fi
+
+echo "== Swift bindings"
+sw_status=0
+bindings/swift/test.sh || sw_status=$?
+
+passed=$((rust_passed + py_passed + kt_passed))
+failed=$((rust_failed + py_failed + kt_failed))
 echo "tests: ${passed} passed, ${failed} failed"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 if [ "$py_status" -ne 0 ]; then exit "$py_status"; fi
+if [ "$kt_status" -ne 0 ]; then exit "$kt_status"; fi
+if [ "$sw_status" -ne 0 ]; then exit "$sw_status"; fi
 if [ "${passed}" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi

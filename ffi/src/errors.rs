@@ -16,16 +16,16 @@ pub enum SessionError {
     #[error("the session code has expired")]
     ExpiredCode,
     /// Too many attempts.
-    #[error("rate limited: {message}")]
+    #[error("rate limited: {details}")]
     RateLimited {
         /// Details.
-        message: String,
+        details: String,
     },
     /// Signaling or the peer connection failed.
-    #[error("connection failed: {message}")]
+    #[error("connection failed: {details}")]
     Connection {
         /// Details.
-        message: String,
+        details: String,
     },
     /// The session has ended.
     #[error("the session has ended: {reason}")]
@@ -40,10 +40,10 @@ pub enum SessionError {
         what: String,
     },
     /// A bad argument or configuration.
-    #[error("invalid argument: {message}")]
+    #[error("invalid argument: {details}")]
     InvalidArgument {
         /// Details.
-        message: String,
+        details: String,
     },
 }
 
@@ -54,12 +54,12 @@ impl From<peerdesk::session::SessionError> for SessionError {
             E::Denied(reason) => SessionError::Denied { reason },
             E::InvalidCode => SessionError::InvalidCode,
             E::ExpiredCode => SessionError::ExpiredCode,
-            E::RateLimited(message) => SessionError::RateLimited { message },
+            E::RateLimited(message) => SessionError::RateLimited { details: message },
             E::Ended(reason) => SessionError::Ended { reason },
             E::Timeout(what) => SessionError::Timeout { what: what.to_string() },
-            E::InvalidArgument(message) => SessionError::InvalidArgument { message },
+            E::InvalidArgument(message) => SessionError::InvalidArgument { details: message },
             other => SessionError::Connection {
-                message: other.to_string(),
+                details: other.to_string(),
             },
         }
     }
@@ -77,16 +77,16 @@ pub enum FrameError {
         height: u32,
     },
     /// Stride or buffer length does not fit the size.
-    #[error("buffer does not fit: {message}")]
+    #[error("buffer does not fit: {details}")]
     BadBuffer {
         /// Details.
-        message: String,
+        details: String,
     },
     /// The host does not take pushed frames (it captures a screen itself), or the session ended.
-    #[error("not accepted: {message}")]
+    #[error("not accepted: {details}")]
     NotAccepted {
         /// Details.
-        message: String,
+        details: String,
     },
 }
 
@@ -97,10 +97,10 @@ impl From<peerdesk::capture::CaptureError> for FrameError {
         match e {
             C::Frame(F::InvalidSize { width, height }) => FrameError::InvalidSize { width, height },
             C::Frame(other) => FrameError::BadBuffer {
-                message: other.to_string(),
+                details: other.to_string(),
             },
             other => FrameError::NotAccepted {
-                message: other.to_string(),
+                details: other.to_string(),
             },
         }
     }
@@ -110,15 +110,15 @@ impl From<peerdesk::capture::CaptureError> for FrameError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum CallbackError {
     /// The callback raised or threw.
-    #[error("callback failed: {message}")]
+    #[error("callback failed: {details}")]
     Failed {
         /// Details.
-        message: String,
+        details: String,
     },
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for CallbackError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        CallbackError::Failed { message: e.reason }
+        CallbackError::Failed { details: e.reason }
     }
 }

@@ -1,5 +1,5 @@
 //! Decoded frames handed to the app without copying: width, height, stride and a pointer + length per plane,
-//! valid until `close()` (or until the object is released).
+//! valid until `release()` (or until the object is released).
 
 use peerdesk::capture::stamp;
 use peerdesk::decode::DecodedFrame;
@@ -48,14 +48,14 @@ impl VideoFrame {
     pub fn format(&self) -> String {
         "I420".into()
     }
-    /// Bytes from one row of `plane` (0 = Y, 1 = U, 2 = V) to the next; 0 after `close()` or for a bad plane.
+    /// Bytes from one row of `plane` (0 = Y, 1 = U, 2 = V) to the next; 0 after `release()` or for a bad plane.
     pub fn stride(&self, plane: u32) -> u32 {
         if plane > 2 {
             return 0;
         }
         self.with(0, |f| f.stride(plane as usize) as u32)
     }
-    /// Address of `plane`'s first byte, valid until `close()`; 0 after `close()` or for a bad plane.
+    /// Address of `plane`'s first byte, valid until `release()`; 0 after `release()` or for a bad plane.
     pub fn data_pointer(&self, plane: u32) -> u64 {
         if plane > 2 {
             return 0;
@@ -89,7 +89,7 @@ impl VideoFrame {
         })
     }
     /// Releases the picture now; pointers from `data_pointer` are invalid afterwards.
-    pub fn close(&self) {
+    pub fn release(&self) {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }

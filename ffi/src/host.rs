@@ -104,7 +104,7 @@ impl Host {
             .fps(options.fps)
             .max_bitrate(options.max_bitrate_bps)
             .transport(transport(options.loopback, &options.ice_servers));
-        let invalid = |e: &dyn std::fmt::Display| SessionError::InvalidArgument { message: e.to_string() };
+        let invalid = |e: &dyn std::fmt::Display| SessionError::InvalidArgument { details: e.to_string() };
         let (source, input, pusher): (
             Box<dyn peerdesk::capture::ScreenSource>,
             Option<Box<dyn peerdesk::input::InputSink>>,
@@ -203,7 +203,7 @@ impl Host {
         timestamp_us: u64,
     ) -> Result<(), FrameError> {
         let pusher = self.pusher.as_ref().ok_or_else(|| FrameError::NotAccepted {
-            message: "this host captures its screen itself; start it with ScreenSource.Pushed".into(),
+            details: "this host captures its screen itself; start it with ScreenSource.Pushed".into(),
         })?;
         let format = match format {
             PushFormat::Bgra => peerdesk::frame::PixelFormat::Bgra,

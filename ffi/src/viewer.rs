@@ -108,7 +108,7 @@ impl Viewer {
     pub fn set_frame_listener(&self, listener: Arc<dyn FrameListener>) -> Result<(), SessionError> {
         if self.listening.swap(true, Ordering::SeqCst) {
             return Err(SessionError::InvalidArgument {
-                message: "a frame listener is already set".into(),
+                details: "a frame listener is already set".into(),
             });
         }
         let frames = self.frames.clone();
@@ -128,7 +128,7 @@ impl Viewer {
                     None => {}
                 }
             })
-            .map_err(|e| SessionError::InvalidArgument { message: e.to_string() })?;
+            .map_err(|e| SessionError::InvalidArgument { details: e.to_string() })?;
         Ok(())
     }
 

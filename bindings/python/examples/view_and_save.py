@@ -13,7 +13,7 @@ async def main(server: str, code: str) -> None:
             from PIL import Image
 
             Image.frombytes("RGBA", (frame.width, frame.height), frame.rgba()).save(f"frame-{i:03}.png")
-        frame.close()
+        frame.release()
     await viewer.leave()
 
 

@@ -56,7 +56,7 @@ FULL = Permissions(control=True, clipboard=True)
 
 
 def plane_view(frame: VideoFrame, plane: int) -> memoryview:
-    """A zero-copy, read-only view of one plane (0 = Y, 1 = U, 2 = V), valid until ``frame.close()``."""
+    """A zero-copy, read-only view of one plane (0 = Y, 1 = U, 2 = V), valid until ``frame.release()``."""
     length = frame.data_length(plane)
     pointer = frame.data_pointer(plane)
     if length == 0 or pointer == 0:
@@ -96,7 +96,7 @@ class Frame:
         return self._inner.stamp()
 
     def close(self) -> None:
-        self._inner.close()
+        self._inner.release()
 
     def __enter__(self) -> "Frame":
         return self

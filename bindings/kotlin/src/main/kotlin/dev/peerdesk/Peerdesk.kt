@@ -1,0 +1,59 @@
+// A thin idiomatic layer over the generated bindings (dev.peerdesk.*): lambdas for listeners, frame sequences,
+// zero-copy plane buffers.
+package dev.peerdesk
+
+import com.sun.jna.Pointer
+import java.nio.ByteBuffer
+
+/** View only: see the screen. */
+val VIEW_ONLY = Permissions(control = false, clipboard = false)
+
+/** See and control with mouse and keyboard. */
+val CONTROL = Permissions(control = true, clipboard = false)
+
+/** Control and clipboard. */
+val FULL = Permissions(control = true, clipboard = true)
+
+/** A zero-copy, read-only view of plane [index] (0 = Y, 1 = U, 2 = V), valid until [VideoFrame.release]. */
+fun VideoFrame.plane(index: Int): ByteBuffer {
+    val length = dataLength(index.toUInt()).toLong()
+    val pointer = dataPointer(index.toUInt()).toLong()
+    if (length == 0L || pointer == 0L) return ByteBuffer.allocate(0).asReadOnlyBuffer()
+    return Pointer(pointer).getByteBuffer(0, length).asReadOnlyBuffer()
+}
+
+/** Decoded frames as they arrive, until the session ends or none comes within [timeoutMs]. */
+fun Viewer.frames(timeoutMs: UInt = 5000u): Sequence<VideoFrame> = generateSequence { nextFrame(timeoutMs) }
+
+/** Host events as lambdas; [consent] returns the permissions to admit a viewer with, or null to deny. */
+class HostCallbacks(
+    private val consent: (viewer: String, name: String) -> Permissions?,
+    private val onEvent: (name: String, args: List<Any>) -> Unit = { _, _ -> },
+) : HostListener {
+    override fun onJoinRequest(request: JoinRequest) {
+        val permissions = runCatching { consent(request.viewer(), request.name()) }.getOrNull()
+        if (permissions == null) request.deny("the host declined") else request.allow(permissions)
+    }
+    override fun onViewerConnected(viewer: String, name: String) = emit("connected", viewer, name)
+    override fun onViewerLeft(viewer: String, reason: String) = emit("left", viewer, reason)
+    override fun onClipboard(viewer: String, text: String) = emit("clipboard", viewer, text)
+    override fun onChat(viewer: String, text: String) = emit("chat", viewer, text)
+    override fun onRefused(viewer: String, reason: String) = emit("refused", viewer, reason)
+    override fun onEnded(reason: String) = emit("ended", reason)
+    private fun emit(name: String, vararg args: Any) {
+        runCatching { onEvent(name, args.toList()) }
+    }
+}
+
+/** Viewer events as one lambda: `cursor`, `clipboard`, `chat`, `permissions`, `refused`, `ended`. */
+class ViewerCallbacks(private val onEvent: (name: String, args: List<Any>) -> Unit = { _, _ -> }) : ViewerListener {
+    override fun onCursor(x: Float, y: Float, visible: Boolean) = emit("cursor", x, y, visible)
+    override fun onClipboard(text: String) = emit("clipboard", text)
+    override fun onChat(text: String) = emit("chat", text)
+    override fun onPermissionsChanged(permissions: Permissions) = emit("permissions", permissions)
+    override fun onRefused(code: String, message: String) = emit("refused", code, message)
+    override fun onEnded(reason: String) = emit("ended", reason)
+    private fun emit(name: String, vararg args: Any) {
+        runCatching { onEvent(name, args.toList()) }
+    }
+}

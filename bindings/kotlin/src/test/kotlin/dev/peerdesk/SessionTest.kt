@@ -1,0 +1,93 @@
+package dev.peerdesk
+
+import kotlinx.coroutines.CompletableDeferred
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import org.junit.jupiter.api.AfterEach
+import org.junit.jupiter.api.BeforeEach
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import kotlin.test.assertEquals
+import kotlin.test.assertNotNull
+import kotlin.test.assertTrue
+
+/** A real host and viewer through the Kotlin bindings, over loopback WebRTC with the signaling server process. */
+class SessionTest {
+    private lateinit var server: Process
+    private lateinit var url: String
+
+    @BeforeEach
+    fun startServer() {
+        val binary = System.getProperty("peerdesk.server") ?: error("peerdesk.server not set")
+        server = ProcessBuilder(binary, "--listen", "127.0.0.1:0").redirectError(ProcessBuilder.Redirect.DISCARD).start()
+        val line = server.inputStream.bufferedReader().readLine()
+        assertTrue(line.startsWith("listening on "), line)
+        url = "ws://${line.removePrefix("listening on ").trim()}/ws"
+    }
+
+    @AfterEach
+    fun stopServer() {
+        server.destroy()
+        server.waitFor()
+    }
+
+    private suspend fun host(consent: (String, String) -> Permissions?, onEvent: (String, List<Any>) -> Unit = { _, _ -> }): Host =
+        Host.start(
+            HostOptions(serverUrl = url, name = "kotlin host", loopback = true),
+            ScreenSource.Synthetic(640u, 360u),
+            HostCallbacks(consent, onEvent),
+        )
+
+    private fun viewerOptions(code: String) = ViewerOptions(serverUrl = url, code = code, name = "junit", loopback = true)
+
+    @Test
+    fun viewerReceivesStampedFramesInOrder() = runBlocking {
+        val host = host({ _, _ -> VIEW_ONLY })
+        assertEquals(10, host.code().length)
+        val viewer = withTimeout(30_000) { Viewer.join(viewerOptions(host.code()), ViewerCallbacks()) }
+        assertEquals(640u, viewer.width())
+        val numbers = viewer.frames().take(15).map { frame ->
+            frame.use {
+                assertEquals(it.height().toInt() * it.stride(0u).toInt(), it.plane(0).remaining())
+                assertNotNull(it.stamp(), "frame stamp must survive encode and decode").frameNumber
+            }
+        }.toList()
+        assertEquals(15, numbers.size)
+        assertEquals(numbers.sorted(), numbers)
+        assertEquals(numbers.size, numbers.toSet().size)
+        assertTrue(viewer.stats().frames >= 15u)
+        viewer.leave()
+        host.end("done")
+    }
+
+    @Test
+    fun consentDeniedThrowsDenied() = runBlocking {
+        val host = host({ _, _ -> null })
+        val error = assertThrows<SessionException.Denied> { runBlocking { Viewer.join(viewerOptions(host.code()), ViewerCallbacks()) } }
+        assertEquals("the host declined", error.reason)
+        host.end("done")
+    }
+
+    @Test
+    fun viewOnlyInputIsRefusedByTheHost() = runBlocking {
+        val hostRefused = CompletableDeferred<String>()
+        val viewerRefused = CompletableDeferred<String>()
+        val host = host({ _, _ -> VIEW_ONLY }) { name, _ -> if (name == "refused") hostRefused.complete(name) }
+        val viewer = Viewer.join(viewerOptions(host.code()), ViewerCallbacks { name, args ->
+            if (name == "refused") viewerRefused.complete(args[0] as String)
+        })
+        viewer.sendInput(InputEvent.PointerMove(0.5f, 0.5f))
+        assertEquals("PermissionDenied", withTimeout(20_000) { viewerRefused.await() })
+        withTimeout(20_000) { hostRefused.await() }
+        viewer.leave()
+        host.end("done")
+    }
+
+    @Test
+    fun errorsMapToTypedExceptions() = runBlocking {
+        assertThrows<SessionException.InvalidCode> { runBlocking { Viewer.join(viewerOptions("0000000000"), ViewerCallbacks()) } }
+        val host = host({ _, _ -> VIEW_ONLY })
+        assertThrows<FrameException.NotAccepted> { host.pushFrame(java.nio.ByteBuffer.allocateDirect(16), 2u, 2u, 8u, PushFormat.BGRA, 0uL) }
+        host.end("done")
+    }
+}

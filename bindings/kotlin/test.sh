@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds libpeerdesk_ffi and the signaling server, generates the Kotlin bindings from the library (uniffi library
+# mode) and runs `mvn test` (JUnit 5 against a real signaling server process). Needs Java 17+ and Maven; Maven
+# fetches its dependencies from Maven Central the first time.
+set -euo pipefail
+cd "$(dirname "$0")"
+root="$(cd ../.. && pwd)"
+cargo build --profile ci -p peerdesk-ffi -p peerdesk-signaling-server
+rm -rf target/generated-sources/uniffi
+"$root/target/ci/uniffi-bindgen" generate --no-format --library "$root/target/ci/libpeerdesk_ffi.so" \
+    --language kotlin --out-dir target/generated-sources/uniffi
+mvn -B -q -Dpeerdesk.lib.dir="$root/target/ci" test "$@"
