@@ -38,8 +38,9 @@ kt_status=0
 bindings/kotlin/test.sh || kt_status=$?
 read -r kt_passed kt_failed < <(cat bindings/kotlin/target/surefire-reports/TEST-*.xml 2>/dev/null | awk '
     /<testsuite / { for (i = 1; i <= NF; i++) { if ($i ~ /^tests=/) { gsub(/[^0-9]/, "", $i); t += $i }
-                                                 if ($i ~ /^(failures|errors)=/) { gsub(/[^0-9]/, "", $i); f += $i } } }
-    END { print t - f, f + 0 }')
+                                                 if ($i ~ /^(failures|errors)=/) { gsub(/[^0-9]/, "", $i); f += $i }
+                                                 if ($i ~ /^skipped=/) { gsub(/[^0-9]/, "", $i); s += $i } } }
+    END { print t - f - s, f + 0 }')
 echo "Kotlin: ${kt_passed} passed, ${kt_failed} failed"
 if [ "$kt_status" -ne 0 ] && [ "$kt_failed" -eq 0 ]; then kt_failed=1; fi
 

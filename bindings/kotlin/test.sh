@@ -9,4 +9,5 @@ cargo build --profile ci -p peerdesk-ffi -p peerdesk-signaling-server
 rm -rf target/generated-sources/uniffi
 "$root/target/ci/uniffi-bindgen" generate --no-format --library "$root/target/ci/libpeerdesk_ffi.so" \
     --language kotlin --out-dir target/generated-sources/uniffi
+rm -rf target/surefire-reports
 mvn -B -q -Dpeerdesk.lib.dir="$root/target/ci" test "$@"
