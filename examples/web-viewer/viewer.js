@@ -1,0 +1,289 @@
+// peerdesk web viewer: joins a session by code through the signaling server (protocol v1, see
+// core/src/signaling/protocol.rs), answers the host's WebRTC offer, shows the AV1 screen in a <video>, draws the
+// remote cursor, and — when the host grants control — sends mouse, wheel and keyboard input, clipboard and chat
+// on the control channel (protocol v1, see core/src/control/protocol.rs). No framework, no build step.
+
+const V = 1;
+const $ = (id) => document.getElementById(id);
+const state = {
+  phase: "idle", // idle → waiting → connecting → connected → ended
+  permissions: { control: false, clipboard: false },
+  screen: null,
+  lastError: null,
+  endedReason: null,
+  stats: {},
+  pc: null,
+  ws: null,
+  channel: null,
+  host: null,
+  messages: [],
+};
+window.peerdesk = state; // for tests and debugging
+
+function status(text, isError = false) {
+  const el = $("status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+const ERRORS = {
+  denied: (m) => `The customer declined: ${m}`,
+  invalid_code: () => "That code is not valid. Ask the customer to read it again.",
+  expired_code: () => "That code has expired. Ask the customer for a new one.",
+  rate_limited: () => "Too many attempts. Wait a minute and try again.",
+};
+
+function fail(code, message) {
+  state.lastError = { code, message };
+  state.phase = "ended";
+  status((ERRORS[code] || ((m) => `Error: ${m}`))(message), true);
+}
+
+function send(message) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ v: V, ...message }));
+}
+
+function control(message) {
+  if (state.channel && state.channel.readyState === "open") state.channel.send(JSON.stringify({ v: V, ...message }));
+}
+
+function join(code, name) {
+  const url = new URL("/ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  state.phase = "waiting";
+  status("Connecting…");
+  ws.onopen = () => send({ type: "join", code, name });
+  ws.onclose = () => { if (state.phase === "waiting") fail("closed", "the signaling server closed the connection"); };
+  ws.onmessage = async (event) => {
+    let m;
+    try { m = JSON.parse(event.data); } catch { return; }
+    switch (m.type) {
+      case "join_pending":
+        state.host = m.host;
+        state.iceServers = m.ice_servers || [];
+        status("Waiting for the customer to accept…");
+        break;
+      case "accepted":
+        state.phase = "connecting";
+        status("Accepted. Connecting…");
+        break;
+      case "signal":
+        await onSignal(m.payload);
+        break;
+      case "peer_left":
+        if (state.phase !== "ended") end(`the customer left (${m.reason})`);
+        break;
+      case "error":
+        if (state.phase === "waiting" || state.phase === "connecting") fail(m.code, m.message);
+        else console.warn("signaling error", m);
+        break;
+    }
+  };
+}
+
+async function onSignal(payload) {
+  if (payload.kind === "offer") {
+    const pc = new RTCPeerConnection({ iceServers: (state.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })) });
+    state.pc = pc;
+    pc.onicecandidate = (e) => {
+      if (e.candidate) send({ type: "signal", to: state.host, payload: { kind: "candidate", candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_mline_index: e.candidate.sdpMLineIndex } });
+    };
+    pc.ontrack = (e) => {
+      const video = $("screen");
+      video.srcObject = e.streams[0] || new MediaStream([e.track]);
+      video.play().catch(() => {});
+    };
+    pc.ondatachannel = (e) => setupChannel(e.channel);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed") end("the connection failed");
+    };
+    await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    send({ type: "signal", to: state.host, payload: { kind: "answer", sdp: answer.sdp } });
+    for (const c of state.pendingCandidates || []) await pc.addIceCandidate(c).catch(() => {});
+  } else if (payload.kind === "candidate") {
+    const c = { candidate: payload.candidate, sdpMid: payload.sdp_mid, sdpMLineIndex: payload.sdp_mline_index };
+    if (state.pc) await state.pc.addIceCandidate(c).catch(() => {});
+    else (state.pendingCandidates ||= []).push(c);
+  }
+}
+
+function setupChannel(channel) {
+  state.channel = channel;
+  channel.onmessage = (e) => {
+    let m;
+    try { m = JSON.parse(e.data); } catch { return; }
+    state.messages.push(m.type);
+    switch (m.type) {
+      case "welcome":
+        state.phase = "connected";
+        state.screen = { width: m.width, height: m.height };
+        setPermissions(m.permissions);
+        $("stage").hidden = false;
+        $("side").hidden = false;
+        status(`Connected to ${m.host_name} (${m.width}×${m.height}).`);
+        break;
+      case "permissions":
+        setPermissions(m.permissions);
+        status(m.permissions.control ? "The customer gave you control." : "The customer took back control: view only.");
+        break;
+      case "cursor":
+        moveCursor(m);
+        break;
+      case "clipboard":
+        $("clipboard").value = m.text;
+        break;
+      case "chat":
+        appendChat(`customer: ${m.text}`);
+        break;
+      case "error":
+        state.lastError = { code: m.code, message: m.message };
+        status(m.code === "permission_denied" ? `Not allowed: ${m.message}` : `Refused: ${m.message}`, true);
+        break;
+      case "end":
+        end(m.reason);
+        break;
+    }
+  };
+  channel.onclose = () => { if (state.phase !== "ended") end("the connection closed"); };
+}
+
+function end(reason) {
+  state.phase = "ended";
+  state.endedReason = reason;
+  status(`Session ended: ${reason}`, true);
+  $("stage").classList.remove("control");
+  if (state.pc) state.pc.close();
+  if (state.ws) state.ws.close();
+}
+
+function setPermissions(p) {
+  state.permissions = p;
+  $("permissions").textContent = `You may ${p.control ? "control the screen" : "view only"}${p.clipboard ? " and share the clipboard" : ""}.`;
+  $("stage").classList.toggle("control", p.control);
+  $("send-clipboard").disabled = !p.clipboard;
+}
+
+function moveCursor(m) {
+  const cursor = $("cursor");
+  const video = $("screen");
+  cursor.hidden = !m.visible;
+  cursor.style.left = `${m.x * video.clientWidth}px`;
+  cursor.style.top = `${m.y * video.clientHeight}px`;
+  if (m.image) {
+    const { width, height, rgba } = m.image;
+    const bytes = Uint8ClampedArray.from(atob(rgba), (c) => c.charCodeAt(0));
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    canvas.getContext("2d").putImageData(new ImageData(bytes, width, height), 0, 0);
+    cursor.style.backgroundImage = `url(${canvas.toDataURL()})`;
+    cursor.style.width = `${width}px`;
+    cursor.style.height = `${height}px`;
+    cursor.style.marginLeft = `${-m.image.hotspot_x}px`;
+    cursor.style.marginTop = `${-m.image.hotspot_y}px`;
+  }
+}
+
+function appendChat(line) {
+  const div = document.createElement("div");
+  div.textContent = line;
+  $("chat-log").append(div);
+}
+
+// Input: only while the host grants control (the host enforces it regardless).
+function position(e) {
+  const r = $("screen").getBoundingClientRect();
+  return { x: Math.min(1, Math.max(0, (e.clientX - r.left) / r.width)), y: Math.min(1, Math.max(0, (e.clientY - r.top) / r.height)) };
+}
+const BUTTONS = ["left", "middle", "right", "back", "forward"];
+let pendingMove = null;
+function wireInput() {
+  const video = $("screen");
+  video.addEventListener("mousemove", (e) => {
+    if (!state.permissions.control) return;
+    if (!pendingMove) requestAnimationFrame(() => { control({ type: "pointer_move", ...pendingMove }); pendingMove = null; });
+    pendingMove = position(e);
+  });
+  for (const [event, pressed] of [["mousedown", true], ["mouseup", false]]) {
+    video.addEventListener(event, (e) => {
+      video.focus();
+      if (!state.permissions.control) return;
+      e.preventDefault();
+      control({ type: "pointer_move", ...position(e) });
+      control({ type: "pointer_button", button: BUTTONS[e.button] || "left", pressed });
+    });
+  }
+  video.addEventListener("contextmenu", (e) => { if (state.permissions.control) e.preventDefault(); });
+  video.addEventListener("wheel", (e) => {
+    if (!state.permissions.control) return;
+    e.preventDefault();
+    const scale = e.deltaMode === 1 ? 1 / 3 : 1 / 100;
+    control({ type: "wheel", dx: Math.max(-100, Math.min(100, e.deltaX * scale)), dy: Math.max(-100, Math.min(100, e.deltaY * scale)) });
+  }, { passive: false });
+  for (const [event, pressed] of [["keydown", true], ["keyup", false]]) {
+    video.addEventListener(event, (e) => {
+      if (!state.permissions.control || !/^[A-Za-z0-9]{1,32}$/.test(e.code)) return;
+      e.preventDefault();
+      control({ type: "key", code: e.code, pressed });
+    });
+  }
+}
+
+// Statistics overlay: fps, kbit/s, RTT, codec, frames decoded, and — for stamped screens — latency.
+let lastBytes = 0;
+let lastTime = 0;
+async function updateStats() {
+  if (!state.pc) return;
+  const report = await state.pc.getStats();
+  let inbound, pair, codecs = {};
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+    if (s.type === "codec") codecs[s.id] = s.mimeType;
+  });
+  if (!inbound) return;
+  const now = inbound.timestamp;
+  const kbps = lastTime ? ((inbound.bytesReceived - lastBytes) * 8) / (now - lastTime) : 0;
+  lastBytes = inbound.bytesReceived;
+  lastTime = now;
+  state.stats = {
+    codec: codecs[inbound.codecId] || "",
+    framesDecoded: inbound.framesDecoded || 0,
+    fps: inbound.framesPerSecond || 0,
+    kbps,
+    rttMs: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
+    pliCount: inbound.pliCount || 0,
+  };
+  const s = state.stats;
+  $("overlay").textContent = `${s.codec}  ${s.fps.toFixed(0)} fps  ${s.kbps.toFixed(0)} kbit/s\nRTT ${s.rttMs === null ? "–" : s.rttMs.toFixed(1)} ms  frames ${s.framesDecoded}`;
+}
+setInterval(updateStats, 1000);
+
+$("join").addEventListener("submit", (e) => {
+  e.preventDefault();
+  join($("code").value.trim(), $("name").value.trim());
+});
+$("send-clipboard").addEventListener("click", () => control({ type: "clipboard", text: $("clipboard").value }));
+$("chat").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("chat-text").value.trim();
+  if (!text) return;
+  control({ type: "chat", text });
+  appendChat(`you: ${text}`);
+  $("chat-text").value = "";
+});
+$("leave").addEventListener("click", () => {
+  control({ type: "leave", reason: "the technician left" });
+  end("you left");
+});
+wireInput();
+
+// ?code=...&name=...&autojoin=1 joins at once (links from a ticket system; tests).
+const params = new URLSearchParams(location.search);
+if (params.get("code")) $("code").value = params.get("code");
+if (params.get("name")) $("name").value = params.get("name");
+if (params.get("autojoin") === "1" && params.get("code")) join($("code").value, $("name").value);
