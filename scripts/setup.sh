@@ -32,6 +32,8 @@ PACKAGES=(
     "ffmpeg:/usr/bin/ffmpeg"
     "maven:/usr/bin/mvn"
     "binutils:/usr/bin/nm"
+    "chromium:/usr/bin/chromium"
+    "xdotool:/usr/bin/xdotool"
 )
 
 missing=()

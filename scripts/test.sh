@@ -44,15 +44,22 @@ read -r kt_passed kt_failed < <(cat bindings/kotlin/target/surefire-reports/TEST
 echo "Kotlin: ${kt_passed} passed, ${kt_failed} failed"
 if [ "$kt_status" -ne 0 ] && [ "$kt_failed" -eq 0 ]; then kt_failed=1; fi
 
+echo "== Browser interop (headless Chromium)"
+web_status=0
+tests/web/test.sh 2>&1 | tee "$log" || web_status=$?
+read -r web_passed web_failed < <(awk '/^# pass / { p += $3 } /^# fail / { f += $3 } END { print p + 0, f + 0 }' "$log")
+if [ "$web_status" -ne 0 ] && [ "$web_failed" -eq 0 ]; then web_failed=1; fi
+
 echo "== Swift bindings"
 sw_status=0
 bindings/swift/test.sh || sw_status=$?
 
-passed=$((rust_passed + py_passed + kt_passed))
-failed=$((rust_failed + py_failed + kt_failed))
+passed=$((rust_passed + py_passed + kt_passed + web_passed))
+failed=$((rust_failed + py_failed + kt_failed + web_failed))
 echo "tests: ${passed} passed, ${failed} failed"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 if [ "$py_status" -ne 0 ]; then exit "$py_status"; fi
 if [ "$kt_status" -ne 0 ]; then exit "$kt_status"; fi
+if [ "$web_status" -ne 0 ]; then exit "$web_status"; fi
 if [ "$sw_status" -ne 0 ]; then exit "$sw_status"; fi
 if [ "${passed}" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi

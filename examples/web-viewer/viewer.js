@@ -257,6 +257,7 @@ async function updateStats() {
     kbps,
     rttMs: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
     pliCount: inbound.pliCount || 0,
+    jitterMsPerFrame: inbound.jitterBufferEmittedCount ? (inbound.jitterBufferDelay / inbound.jitterBufferEmittedCount) * 1000 : 0,
   };
   const s = state.stats;
   $("overlay").textContent = `${s.codec}  ${s.fps.toFixed(0)} fps  ${s.kbps.toFixed(0)} kbit/s\nRTT ${s.rttMs === null ? "–" : s.rttMs.toFixed(1)} ms  frames ${s.framesDecoded}`;
