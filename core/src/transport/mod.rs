@@ -67,9 +67,9 @@ impl Default for TransportConfig {
             ice_servers: Vec::new(),
             bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             congestion_control: true,
-            start_bitrate_bps: 2_500_000,
+            start_bitrate_bps: 10_000_000,
             min_bitrate_bps: 150_000,
-            max_bitrate_bps: 8_000_000,
+            max_bitrate_bps: 50_000_000,
         }
     }
 }
