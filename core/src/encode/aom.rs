@@ -4,7 +4,7 @@
 //! 10, screen-content tune with palette, CBR, no lag, no automatic keyframes, cyclic-refresh AQ, row-mt and one
 //! tile column per thread. A quality refresh lowers the quantiser ceiling for one frame.
 
-use super::{check_frame, Backend, EncodeError, Encoder, EncoderConfig, FrameOptions, Packet};
+use super::{check_bitrate, check_frame, Backend, EncodeError, Encoder, EncoderConfig, FrameOptions, Packet};
 use crate::frame::Frame;
 use bytes::Bytes;
 use libaom_sys as ffi;
@@ -252,11 +252,7 @@ impl Encoder for AomEncoder {
     }
 
     fn set_bitrate(&mut self, bps: u32) -> Result<(), EncodeError> {
-        let candidate = EncoderConfig {
-            bitrate_bps: bps,
-            ..self.config.clone()
-        };
-        candidate.validate()?;
+        check_bitrate(&self.config, bps)?;
         self.cfg.rc_target_bitrate = (bps / 1000).max(1);
         self.apply_config()?;
         self.config.bitrate_bps = bps;

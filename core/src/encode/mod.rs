@@ -250,6 +250,15 @@ pub fn new_encoder(backend: Backend, config: &EncoderConfig) -> Result<Box<dyn E
     }
 }
 
+/// Checks a new target bitrate against the rest of `config`.
+pub(crate) fn check_bitrate(config: &EncoderConfig, bps: u32) -> Result<(), EncodeError> {
+    EncoderConfig {
+        bitrate_bps: bps,
+        ..config.clone()
+    }
+    .validate()
+}
+
 /// Checks that `frame` is I420 of the configured size.
 pub(crate) fn check_frame(frame: &Frame, config: &EncoderConfig) -> Result<(), EncodeError> {
     frame.as_i420_image()?;

@@ -6,7 +6,7 @@
 //! picture again (each repeat costs one encode of an unchanged frame). rav1e cannot change its bitrate in place:
 //! a change of more than 10 % drains the context and starts a new one, which begins with a keyframe.
 
-use super::{check_frame, Backend, EncodeError, Encoder, EncoderConfig, FrameOptions, Packet};
+use super::{check_bitrate, check_frame, Backend, EncodeError, Encoder, EncoderConfig, FrameOptions, Packet};
 use crate::frame::Frame;
 use bytes::Bytes;
 use rav1e::prelude::{
@@ -174,11 +174,7 @@ impl Encoder for Rav1eEncoder {
     }
 
     fn set_bitrate(&mut self, bps: u32) -> Result<(), EncodeError> {
-        let candidate = EncoderConfig {
-            bitrate_bps: bps,
-            ..self.config.clone()
-        };
-        candidate.validate()?;
+        check_bitrate(&self.config, bps)?;
         self.config.bitrate_bps = bps;
         Ok(())
     }

@@ -1,13 +1,9 @@
 //! X11 capture under a private Xvfb: pixels the test draws come back exactly, damage covers what changed,
 //! a still screen is not grabbed, the cursor and monitors are reported.
-#![cfg(feature = "x11")]
-
-mod support;
-
 use peerdesk::capture::x11::X11Source;
 use peerdesk::capture::{CaptureError, ScreenSource};
 use peerdesk::frame::Rect;
-use support::Xvfb;
+use peerdesk_e2e::xvfb::Xvfb;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ChangeGCAux, ConnectionExt, CreateGCAux, Rectangle};
 use x11rb::rust_connection::RustConnection;
