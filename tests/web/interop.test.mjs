@@ -234,3 +234,22 @@ test("browser input reaches an X display through the host only while control is 
   }
   xvfb.kill("SIGTERM");
 });
+
+test("browser host → rust viewer: Chromium's AV1 encoder and packetizer decode in peerdesk, stamps in order", async () => {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e));
+  await page.goto(`${server.http}/host.html?source=canvas&autostart=1&autoaccept=1`);
+  await page.waitForFunction(() => window.peerdesk.code, null, { timeout: 30_000 });
+  const code = await page.evaluate(() => window.peerdesk.code);
+  const viewer = start(join(BIN, "peerdesk"), ["view", "--server", server.ws, "--code", code, "--loopback", "--seconds", "6", "--print-stamps", "--name", "rust viewer"]);
+  const stamps = [];
+  createInterface({ input: viewer.stdout }).on("line", (line) => {
+    const m = line.match(/^stamp (\d+)$/);
+    if (m) stamps.push(Number(m[1]));
+  });
+  const exitCode = await new Promise((r) => viewer.on("exit", r));
+  assert.equal(exitCode, 0, "the viewer exits cleanly");
+  assert.ok(stamps.length >= 30, `stamped frames decoded by the Rust viewer: ${stamps.length}`);
+  for (let i = 1; i < stamps.length; i++) assert.ok(stamps[i] > stamps[i - 1], `in order: ${stamps.slice(0, 20)}`);
+  await page.close();
+});

@@ -31,6 +31,9 @@ pub struct ViewArgs {
     /// Bind ICE to 127.0.0.1 only (sessions on this machine).
     #[arg(long)]
     pub loopback: bool,
+    /// Print `stamp N` for every frame carrying a frame stamp (synthetic or test-pattern hosts).
+    #[arg(long)]
+    pub print_stamps: bool,
 }
 
 /// Writes a decoded frame as an RGBA PNG.
@@ -74,6 +77,12 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
             frame = frames.pop() => {
                 let Some(frame) = frame else { break };
                 count += 1;
+                if args.print_stamps {
+                    let (w, h) = (frame.width(), frame.height());
+                    if let Some(s) = peerdesk::capture::stamp::read_luma(frame.plane(0), frame.stride(0), w, h) {
+                        println!("stamp {}", s.frame_number);
+                    }
+                }
                 if let Some(dir) = &args.save_frames {
                     if count % args.every.max(1) == 1 || args.every <= 1 {
                         save_png(&frame, &dir.join(format!("frame-{count:06}.png")))?;

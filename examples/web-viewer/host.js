@@ -1,0 +1,96 @@
+// peerdesk browser host: shares this screen (getDisplayMedia) — or, with ?source=canvas, a test pattern carrying
+// the frame stamp — as AV1 to a peerdesk viewer. Speaks the signaling protocol v1 as a host and the control
+// protocol v1 (welcome, end). View only: a browser cannot inject input into the desktop.
+
+const V = 1;
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = { phase: "idle", code: null, viewers: 0, framesDrawn: 0 };
+window.peerdesk = state;
+
+function status(text) { $("status").textContent = text; }
+
+// The frame stamp (see core/src/capture/stamp.rs): 10×8 cells, sync 1010, frame number, capture ms, checksum.
+function stampBits(frameNumber, captureMillis) {
+  const M = (1n << 64n) - 1n;
+  const payload = (BigInt(frameNumber) << 32n) | BigInt(captureMillis >>> 0);
+  let x = (payload * 0x9E3779B97F4A7C15n) & M;
+  x ^= x >> 29n;
+  x = (x * 0xBF58476D1CE4E5B9n) & M;
+  return (0b1010n << 76n) | (payload << 12n) | ((x >> 52n) & 0xFFFn);
+}
+
+function drawTestPattern(ctx, n) {
+  const { width: w, height: h } = ctx.canvas;
+  ctx.fillStyle = "#1d4f6b";
+  ctx.fillRect(0, 0, w, h);
+  ctx.fillStyle = "#f0c000";
+  ctx.fillRect((n * 4) % w, h / 2, 80, 60);
+  const cell = Math.max(4, Math.floor(w / 120));
+  const bits = stampBits(n, Date.now() % 2 ** 32);
+  for (let i = 0; i < 80; i++) {
+    const on = (bits >> BigInt(79 - i)) & 1n;
+    ctx.fillStyle = on ? "#fff" : "#000";
+    ctx.fillRect((i % 10) * cell, Math.floor(i / 10) * cell, cell, cell);
+  }
+}
+
+async function captureStream() {
+  if (params.get("source") === "canvas") {
+    const canvas = $("canvas");
+    canvas.hidden = false;
+    const ctx = canvas.getContext("2d");
+    let n = 0;
+    setInterval(() => { drawTestPattern(ctx, n++); state.framesDrawn = n; }, 1000 / 30);
+    return canvas.captureStream(30);
+  }
+  return navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
+}
+
+async function start() {
+  const stream = await captureStream();
+  const [track] = stream.getVideoTracks();
+  const url = new URL("/ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
+  const send = (m) => ws.send(JSON.stringify({ v: V, ...m }));
+  const peers = new Map();
+  ws.onopen = () => send({ type: "register" });
+  ws.onmessage = async (event) => {
+    const m = JSON.parse(event.data);
+    if (m.type === "registered") {
+      state.code = m.code;
+      state.phase = "waiting";
+      status(`Your code: ${m.code} — read it to your technician.`);
+    } else if (m.type === "join_request") {
+      const ok = params.get("autoaccept") === "1" || confirm(`${m.name} asks to see your screen. Allow (view only)?`);
+      if (!ok) { send({ type: "reject", peer: m.peer, reason: "the customer declined" }); return; }
+      send({ type: "accept", peer: m.peer });
+      const pc = new RTCPeerConnection();
+      peers.set(m.peer, pc);
+      const channel = pc.createDataChannel("peerdesk-control", { ordered: true });
+      channel.onopen = () => channel.send(JSON.stringify({ v: V, type: "welcome", permissions: { control: false, clipboard: false },
+        width: track.getSettings().width || 640, height: track.getSettings().height || 360, host_name: "browser host" }));
+      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const av1 = RTCRtpSender.getCapabilities("video").codecs.filter((c) => c.mimeType.toLowerCase() === "video/av1");
+      if (av1.length) transceiver.setCodecPreferences(av1);
+      pc.onicecandidate = (e) => {
+        if (e.candidate) send({ type: "signal", to: m.peer, payload: { kind: "candidate", candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_mline_index: e.candidate.sdpMLineIndex } });
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === "connected") { state.viewers++; state.phase = "sharing"; status("A technician is watching. Close this tab to stop."); }
+      };
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      send({ type: "signal", to: m.peer, payload: { kind: "offer", sdp: offer.sdp } });
+    } else if (m.type === "signal") {
+      const pc = peers.get(m.from);
+      if (!pc) return;
+      if (m.payload.kind === "answer") await pc.setRemoteDescription({ type: "answer", sdp: m.payload.sdp });
+      else if (m.payload.kind === "candidate") await pc.addIceCandidate({ candidate: m.payload.candidate, sdpMid: m.payload.sdp_mid, sdpMLineIndex: m.payload.sdp_mline_index }).catch(() => {});
+    }
+  };
+}
+
+$("start").addEventListener("click", () => start().catch((e) => status(`Could not share: ${e.message}`)));
+if (params.get("autostart") === "1") start().catch((e) => status(`Could not share: ${e.message}`));
