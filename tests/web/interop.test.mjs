@@ -176,6 +176,14 @@ test("rust host → browser viewer: AV1 frames decode, stamps advance, host end 
   console.log(`browser glass-to-glass (capture → presented, 960x540 synthetic): p50 ${at(0.5)} ms, p95 ${at(0.95)} ms over ${latencies.length} frames; jitter buffer ${jitter.toFixed(1)} ms/frame`);
   assert.ok(jitter < 40, `playout delay 0 keeps Chrome's jitter buffer small: ${jitter} ms/frame`);
   await page.screenshot({ path: join(SHOTS, "web-viewer-synthetic.png") });
+  // The host lowers its bitrate mid-session: the stream goes on (frames decode, stamps advance).
+  host.child.stdin.write("bitrate 300000\n");
+  await page.waitForTimeout(1500);
+  const [beforeChange, stampBefore] = [await page.evaluate(() => window.peerdesk.stats.framesDecoded), await readStampSoon(page)];
+  await page.waitForTimeout(1500);
+  const [afterChange, stampAfter] = [await page.evaluate(() => window.peerdesk.stats.framesDecoded), await readStampSoon(page)];
+  assert.ok(afterChange > beforeChange + 20, `frames keep decoding after the bitrate change: ${beforeChange} → ${afterChange}`);
+  assert.ok(stampBefore && stampAfter && stampAfter.frameNumber > stampBefore.frameNumber, "stamps advance after the bitrate change");
   host.child.stdin.write("quit\n");
   await waitFor(page, () => window.peerdesk.phase === "ended", null, "ended");
   const text = await page.textContent("#status");

@@ -227,6 +227,7 @@ enum Command {
     Clipboard(String),
     Chat(String),
     Invite(oneshot::Sender<Result<String, SessionError>>),
+    MaxBitrate(u32),
     End {
         reason: String,
         done: oneshot::Sender<()>,
@@ -443,6 +444,19 @@ impl Host {
         }
         self.commands
             .send(Command::Chat(text))
+            .map_err(|_| SessionError::Ended("host stopped".into()))
+    }
+
+    /// Changes the highest video bitrate (congestion control may still ask for less); the encoder follows at
+    /// once.
+    pub fn set_max_bitrate(&self, bps: u32) -> Result<(), SessionError> {
+        if !(10_000..=100_000_000).contains(&bps) {
+            return Err(SessionError::InvalidArgument(format!(
+                "bitrate {bps} outside 10 kbit/s..=100 Mbit/s"
+            )));
+        }
+        self.commands
+            .send(Command::MaxBitrate(bps))
             .map_err(|_| SessionError::Ended("host stopped".into()))
     }
 
@@ -663,6 +677,7 @@ async fn run_host(
     let mut bitrates: HashMap<ViewerId, f64> = HashMap::new();
     let (from_viewers_tx, mut from_viewers) = mpsc::unbounded_channel::<FromViewer>();
     let mut signaling_open = true;
+    let mut max_bitrate = shared.max_bitrate;
     let end_reason = loop {
         tokio::select! {
             message = incoming.recv(), if signaling_open => match message {
@@ -732,6 +747,13 @@ async fn run_host(
                         let _ = tx.send(ToViewer::Chat(text.clone()));
                     }
                 }
+                Some(Command::MaxBitrate(bps)) => {
+                    max_bitrate = bps;
+                    let slowest = bitrates.values().copied().fold(f64::INFINITY, f64::min);
+                    let target = if slowest.is_finite() { (slowest as u32).clamp(100_000, bps) } else { bps };
+                    shared.counters.target_bitrate.store(u64::from(target), Ordering::Relaxed);
+                    let _ = shared.encoder.send(EncoderCommand::Bitrate(target));
+                }
                 Some(Command::Invite(reply)) => {
                     if shared.signaling.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await.is_ok() {
                         invites.push_back(reply);
@@ -765,7 +787,7 @@ async fn run_host(
                     // The slowest viewer sets the pace: one encoder serves all.
                     let slowest = bitrates.values().copied().fold(f64::INFINITY, f64::min);
                     if slowest.is_finite() {
-                        let target = (slowest as u32).clamp(100_000, shared.max_bitrate);
+                        let target = (slowest as u32).clamp(100_000, max_bitrate);
                         let current = shared.counters.target_bitrate.load(Ordering::Relaxed) as u32;
                         if target.abs_diff(current) > current / 10 {
                             shared.counters.target_bitrate.store(u64::from(target), Ordering::Relaxed);

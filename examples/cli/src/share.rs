@@ -50,7 +50,7 @@ pub struct ShareArgs {
     #[arg(long, default_value_t = 4_000_000)]
     pub bitrate: u32,
     /// Answer join requests without asking (for scripts and tests); commands then come on stdin:
-    /// `still` freezes the picture, `quit` ends the session.
+    /// `still` freezes the picture, `move` unfreezes it, `bitrate N` caps the bitrate, `quit` ends the session.
     #[arg(long, value_enum)]
     pub auto_accept: Option<AutoAnswer>,
     /// Bind ICE to 127.0.0.1 only (sessions on this machine).
@@ -203,8 +203,15 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                             "still" => { frozen.store(true, Ordering::Relaxed); println!("picture frozen"); }
                             "move" => { frozen.store(false, Ordering::Relaxed); println!("picture live"); }
                             "quit" => break,
+                            cmd if cmd.starts_with("bitrate ") => match cmd[8..].trim().parse::<u32>() {
+                                Ok(bps) => match host.set_max_bitrate(bps) {
+                                    Ok(()) => println!("bitrate now at most {bps} bit/s"),
+                                    Err(e) => println!("{e}"),
+                                },
+                                Err(_) => println!("usage: bitrate BITS_PER_SECOND"),
+                            },
                             "" => {}
-                            other => println!("unknown command `{other}` (still, move, quit)"),
+                            other => println!("unknown command `{other}` (still, move, bitrate N, quit)"),
                         }
                     }
                     std::io::stdout().flush()?;
