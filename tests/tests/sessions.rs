@@ -116,6 +116,18 @@ async fn viewer_receives_the_hosts_frames_in_order_and_intact() {
     eprintln!("join to first frame: {:?}", first_frame.unwrap());
     let stats = viewer.stats();
     assert!(stats.frames >= 40);
+
+    // A keyframe request (RTCP PLI) from the viewer is answered with a keyframe.
+    let keyframes = viewer.stats().keyframes;
+    assert!(keyframes >= 1, "the stream starts with a keyframe");
+    viewer.request_keyframe();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while viewer.stats().keyframes == keyframes {
+        assert!(std::time::Instant::now() < deadline, "no keyframe answered the PLI");
+        timeout("a frame", viewer.next_frame())
+            .await
+            .expect("frames keep coming");
+    }
     viewer.leave().await;
 }
 

@@ -908,17 +908,6 @@ async fn viewer_loop(
             }
         });
     }
-    {
-        let tx = tx.clone();
-        let track = track.clone();
-        tokio::spawn(async move {
-            while let Some(event) = track.poll().await {
-                if tx.send(ViewerInput::Rtcp(event)).is_err() {
-                    break;
-                }
-            }
-        });
-    }
 
     let mut gate = ControlGate::new(permissions, Instant::now());
     let mut remote_set = false;
@@ -1030,6 +1019,16 @@ async fn viewer_loop(
                 RTCPeerConnectionState::Connected if video_task.is_none() => {
                     let sender = Av1RtpSender::negotiated(track.clone(), ssrc, &rtp_sender).await?;
                     tracing::info!(%viewer, payload_type = sender.payload_type(), playout_delay = sender.has_playout_delay(), "viewer connected");
+                    // The track is bound once connected; only then does it deliver RTCP (keyframe requests).
+                    let rtcp_tx = tx.clone();
+                    let rtcp_track = track.clone();
+                    tokio::spawn(async move {
+                        while let Some(event) = rtcp_track.poll().await {
+                            if rtcp_tx.send(ViewerInput::Rtcp(event)).is_err() {
+                                break;
+                            }
+                        }
+                    });
                     let frames = shared.frames.subscribe();
                     let encoder = shared.encoder.clone();
                     video_task = Some(tokio::spawn(send_video(sender, frames, encoder)));

@@ -103,6 +103,9 @@ pub enum ViewerEvent {
 struct Counters {
     bytes: AtomicU64,
     frames: AtomicU64,
+    keyframes: AtomicU64,
+    /// Set by the app to ask the host for a keyframe; the video task sends a PLI.
+    keyframe_wanted: AtomicBool,
     stats: Mutex<ConnectionStats>,
 }
 
@@ -340,8 +343,15 @@ impl Viewer {
         let mut stats = *self.counters.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.frames = self.counters.frames.load(Ordering::Relaxed);
         stats.bytes = self.counters.bytes.load(Ordering::Relaxed);
+        stats.keyframes = self.counters.keyframes.load(Ordering::Relaxed);
         stats.frames_dropped = self.frames.dropped();
         stats
+    }
+
+    /// Asks the host for a keyframe (an RTCP PLI), e.g. after the app dropped frames it needed. The host answers
+    /// with a keyframe for every viewer; `stats().keyframes` counts those received.
+    pub fn request_keyframe(&self) {
+        self.counters.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 
     /// Leaves the session.
@@ -555,12 +565,16 @@ fn spawn_video_receiver(
                     counters.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
                     let h = &packet.header;
                     for frame in assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload) {
+                        if frame.keyframe {
+                            counters.keyframes.fetch_add(1, Ordering::Relaxed);
+                        }
                         if to_decoder.send(frame).is_err() {
                             return;
                         }
                     }
-                    let wants_keyframe =
-                        assembler.take_keyframe_request() | decode_failed.swap(false, Ordering::Relaxed);
+                    let wants_keyframe = assembler.take_keyframe_request()
+                        | decode_failed.swap(false, Ordering::Relaxed)
+                        | counters.keyframe_wanted.swap(false, Ordering::Relaxed);
                     // At most a few requests per second: the host answers each with a whole keyframe.
                     if wants_keyframe && last_request.elapsed() >= Duration::from_millis(300) {
                         last_request = Instant::now();

@@ -19,6 +19,8 @@ pub struct ConnectionStats {
     pub target_bitrate_bps: f64,
     /// Video payload bytes received (viewer) or sent (host) in total.
     pub bytes: u64,
+    /// Keyframes received (viewer).
+    pub keyframes: u64,
 }
 
 /// Reads RTT, loss and target bitrate from a webrtc-rs stats report into `stats`.
