@@ -261,3 +261,42 @@ test("browser host → rust viewer: Chromium's AV1 encoder and packetizer decode
   for (let i = 1; i < stamps.length; i++) assert.ok(stamps[i] > stamps[i - 1], `in order: ${stamps.slice(0, 20)}`);
   await page.close();
 });
+
+test("a keyframe request from the browser is answered by the host", async () => {
+  const host = await share(["--synthetic", "--size", "640x360", "--auto-accept", "view"]);
+  const page = await openViewer(host.code);
+  await waitFor(page, () => (window.peerdesk.stats.framesDecoded || 0) > 10, null, "frames decoded");
+  // A receiver transform whose transformer asks the sender for a keyframe (WebRTC Encoded Transform).
+  const ready = await page.evaluate(() => new Promise((resolveReady) => {
+    const source = `onrtctransform = (e) => {
+      const t = e.transformer;
+      t.readable.pipeTo(t.writable);
+      onmessage = async () => { try { await t.sendKeyFrameRequest(); postMessage("sent"); } catch (err) { postMessage("error " + err); } };
+      postMessage("ready " + typeof t.sendKeyFrameRequest);
+    };`;
+    const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+    window.keyframeWorker = worker;
+    worker.onmessage = (m) => { window.keyframeWorkerReply = m.data; if (m.data.startsWith("ready")) resolveReady(m.data); };
+    const receiver = window.peerdesk.pc.getReceivers().find((r) => r.track.kind === "video");
+    receiver.transform = new RTCRtpScriptTransform(worker, {});
+  }));
+  assert.equal(ready, "ready function", "Chromium exposes sendKeyFrameRequest");
+  const keyFrames = async () => page.evaluate(async () => {
+    const report = await window.peerdesk.pc.getStats();
+    let k = 0;
+    report.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") k = s.keyFramesDecoded || 0; });
+    return k;
+  });
+  await page.waitForTimeout(1500); // let the start-up keyframes settle
+  const before = await keyFrames();
+  await page.evaluate(() => window.keyframeWorker.postMessage("keyframe"));
+  await waitFor(page, () => window.keyframeWorkerReply === "sent", null, "the request was sent");
+  let after = before;
+  for (let i = 0; i < 50 && after <= before; i++) {
+    await page.waitForTimeout(100);
+    after = await keyFrames();
+  }
+  assert.ok(after > before, `keyFramesDecoded ${before} → ${after}`);
+  host.child.stdin.write("quit\n");
+  await page.close();
+});
