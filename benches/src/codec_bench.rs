@@ -18,7 +18,7 @@ use peerdesk::convert::bgra_to_i420;
 use peerdesk::decode::{Decoder, DecoderConfig};
 use peerdesk::encode::{new_encoder, Backend, EncoderConfig, FrameOptions};
 use peerdesk::frame::{chroma_size, Frame, I420Image, PixelFormat};
-use peerdesk::quality::psnr_from_sse;
+use peerdesk::quality::{psnr_from_sse, sse_plane};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -219,13 +219,13 @@ fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> any
             .decode(p.data.clone(), p.timestamp)?
             .context("dav1d gave no picture for a temporal unit")?;
         let source = &frames[p.frame_index as usize];
-        sse += plane_sse(
+        sse += sse_plane(
             picture.plane(0),
             picture.stride(0),
             source.plane(0),
             source.stride(0),
-            clip.width,
-            clip.height,
+            clip.width as usize,
+            clip.height as usize,
         );
         samples += u64::from(clip.width * clip.height);
     }
@@ -237,20 +237,6 @@ fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> any
         kbps: bytes as f64 * 8.0 * f64::from(clip.fps) / frames.len() as f64 / 1000.0,
         psnr: psnr_from_sse(sse, samples),
     })
-}
-
-fn plane_sse(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: u32, height: u32) -> u64 {
-    let mut sse = 0u64;
-    for y in 0..height as usize {
-        let ra = &a[y * a_stride..y * a_stride + width as usize];
-        let rb = &b[y * b_stride..y * b_stride + width as usize];
-        sse += ra
-            .iter()
-            .zip(rb)
-            .map(|(&p, &q)| (i32::from(p) - i32::from(q)).pow(2) as u64)
-            .sum::<u64>();
-    }
-    sse
 }
 
 struct FfmpegPeer {
@@ -399,13 +385,13 @@ fn run_ffmpeg(peer: &FfmpegPeer, clip: &Clip, raw: &Path, dir: &Path, args: &Arg
     let (mut sse, mut samples) = (0u64, 0u64);
     for (i, source) in clip.frames.iter().enumerate().take(decoded_frames) {
         let y = &decoded_bytes[i * frame_len..i * frame_len + (clip.width * clip.height) as usize];
-        sse += plane_sse(
+        sse += sse_plane(
             y,
             clip.width as usize,
             source.plane(0),
             source.stride(0),
-            clip.width,
-            clip.height,
+            clip.width as usize,
+            clip.height as usize,
         );
         samples += u64::from(clip.width * clip.height);
     }

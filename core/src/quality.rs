@@ -2,8 +2,8 @@
 
 use crate::frame::{FrameError, I420Image};
 
-/// Peak signal-to-noise ratio of two 8-bit planes, in dB; `f64::INFINITY` when they are identical.
-pub fn psnr_plane(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: usize, height: usize) -> f64 {
+/// Sum of squared differences of two 8-bit planes of `width` x `height` samples.
+pub fn sse_plane(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: usize, height: usize) -> u64 {
     let mut sse: u64 = 0;
     for y in 0..height {
         let ra = &a[y * a_stride..y * a_stride + width];
@@ -14,7 +14,15 @@ pub fn psnr_plane(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: u
             .map(|(&p, &q)| (i32::from(p) - i32::from(q)).pow(2) as u64)
             .sum::<u64>();
     }
-    psnr_from_sse(sse, (width * height) as u64)
+    sse
+}
+
+/// Peak signal-to-noise ratio of two 8-bit planes, in dB; `f64::INFINITY` when they are identical.
+pub fn psnr_plane(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, width: usize, height: usize) -> f64 {
+    psnr_from_sse(
+        sse_plane(a, a_stride, b, b_stride, width, height),
+        (width * height) as u64,
+    )
 }
 
 /// PSNR in dB from a sum of squared errors over `samples` 8-bit samples.
