@@ -1,6 +1,12 @@
 // peerdesk browser host: shares this screen (getDisplayMedia) — or, with ?source=canvas, a test pattern carrying
 // the frame stamp — as AV1 to a peerdesk viewer. Speaks the signaling protocol v1 as a host and the control
 // protocol v1 (welcome, end). View only: a browser cannot inject input into the desktop.
+//
+// Options in the query string: source=canvas; codec=av1 (default) or codec=browser (the browser's own first
+// choice, VP8 in Chromium: the baseline of the latency benchmark); fps=30; size=WxH (the largest picture to send;
+// default: what the browser picks); autostart=1; autoaccept=1.
+
+import { drawStamp } from "./stamp.js";
 
 const V = 1;
 const $ = (id) => document.getElementById(id);
@@ -10,29 +16,13 @@ window.peerdesk = state;
 
 function status(text) { $("status").textContent = text; }
 
-// The frame stamp (see core/src/capture/stamp.rs): 10×8 cells, sync 1010, frame number, capture ms, checksum.
-function stampBits(frameNumber, captureMillis) {
-  const M = (1n << 64n) - 1n;
-  const payload = (BigInt(frameNumber) << 32n) | BigInt(captureMillis >>> 0);
-  let x = (payload * 0x9E3779B97F4A7C15n) & M;
-  x ^= x >> 29n;
-  x = (x * 0xBF58476D1CE4E5B9n) & M;
-  return (0b1010n << 76n) | (payload << 12n) | ((x >> 52n) & 0xFFFn);
-}
-
 function drawTestPattern(ctx, n) {
   const { width: w, height: h } = ctx.canvas;
   ctx.fillStyle = "#1d4f6b";
   ctx.fillRect(0, 0, w, h);
   ctx.fillStyle = "#f0c000";
   ctx.fillRect((n * 4) % w, h / 2, 80, 60);
-  const cell = Math.max(4, Math.floor(w / 120));
-  const bits = stampBits(n, Date.now() % 2 ** 32);
-  for (let i = 0; i < 80; i++) {
-    const on = (bits >> BigInt(79 - i)) & 1n;
-    ctx.fillStyle = on ? "#fff" : "#000";
-    ctx.fillRect((i % 10) * cell, Math.floor(i / 10) * cell, cell, cell);
-  }
+  drawStamp(ctx, n, Date.now() % 2 ** 32);
 }
 
 async function captureStream() {
@@ -44,7 +34,10 @@ async function captureStream() {
     setInterval(() => { drawTestPattern(ctx, n++); state.framesDrawn = n; }, 1000 / 30);
     return canvas.captureStream(30);
   }
-  return navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
+  const video = { frameRate: Number(params.get("fps")) || 30 };
+  const size = (params.get("size") || "").match(/^(\d+)x(\d+)$/);
+  if (size) Object.assign(video, { width: { max: Number(size[1]) }, height: { max: Number(size[2]) } });
+  return navigator.mediaDevices.getDisplayMedia({ video, audio: false });
 }
 
 async function start() {
@@ -72,8 +65,10 @@ async function start() {
       channel.onopen = () => channel.send(JSON.stringify({ v: V, type: "welcome", permissions: { control: false, clipboard: false },
         width: track.getSettings().width || 640, height: track.getSettings().height || 360, host_name: "browser host" }));
       const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-      const av1 = RTCRtpSender.getCapabilities("video").codecs.filter((c) => c.mimeType.toLowerCase() === "video/av1");
-      if (av1.length) transceiver.setCodecPreferences(av1);
+      if (params.get("codec") !== "browser") {
+        const av1 = RTCRtpSender.getCapabilities("video").codecs.filter((c) => c.mimeType.toLowerCase() === "video/av1");
+        if (av1.length) transceiver.setCodecPreferences(av1);
+      }
       pc.onicecandidate = (e) => {
         if (e.candidate) send({ type: "signal", to: m.peer, payload: { kind: "candidate", candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_mline_index: e.candidate.sdpMLineIndex } });
       };

@@ -3,6 +3,8 @@
 // remote cursor, and — when the host grants control — sends mouse, wheel and keyboard input, clipboard and chat
 // on the control channel (protocol v1, see core/src/control/protocol.rs). No framework, no build step.
 
+import { StampReader } from "./stamp.js";
+
 const V = 1;
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -17,6 +19,9 @@ const state = {
   channel: null,
   host: null,
   messages: [],
+  // Glass-to-glass latency read from frame stamps, when the shared screen carries them (test screens, benchmarks):
+  // one { at, ms } per presented frame, `at` on performance.now()'s clock.
+  latency: { samples: [], stamped: false },
 };
 window.peerdesk = state; // for tests and debugging
 
@@ -94,6 +99,7 @@ async function onSignal(payload) {
       const video = $("screen");
       video.srcObject = e.streams[0] || new MediaStream([e.track]);
       video.play().catch(() => {});
+      watchStamps(video);
     };
     pc.ondatachannel = (e) => setupChannel(e.channel);
     pc.onconnectionstatechange = () => {
@@ -233,7 +239,37 @@ function wireInput() {
   }
 }
 
-// Statistics overlay: fps, kbit/s, RTT, codec, frames decoded, and — for stamped screens — latency.
+// Frame stamps: on each presented frame, read the stamp and record capture → presentation. A screen without
+// stamps is given up on after a few seconds of frames, so real sessions pay nothing for it.
+const MAX_LATENCY_SAMPLES = 40_000;
+function watchStamps(video) {
+  const reader = new StampReader();
+  let unreadable = 0;
+  const onFrame = () => {
+    if (state.phase === "ended") return;
+    const stamp = reader.read(video);
+    if (stamp) {
+      const ms = (Date.now() - stamp.captureMillis) % 2 ** 32;
+      if (ms >= 0 && ms < 60_000) {
+        state.latency.stamped = true;
+        state.latency.samples.push({ at: performance.now(), ms });
+        if (state.latency.samples.length > MAX_LATENCY_SAMPLES) state.latency.samples.splice(0, MAX_LATENCY_SAMPLES / 2);
+      }
+    } else if (!state.latency.stamped && ++unreadable > 150) {
+      return;
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+// Statistics overlay: codec, fps, kbit/s, RTT, frames decoded and latency — glass-to-glass from frame stamps when
+// the screen carries them, otherwise the receiving side's share (half the RTT, jitter buffer and decode time).
 let lastBytes = 0;
 let lastTime = 0;
 async function updateStats() {
@@ -258,9 +294,14 @@ async function updateStats() {
     rttMs: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
     pliCount: inbound.pliCount || 0,
     jitterMsPerFrame: inbound.jitterBufferEmittedCount ? (inbound.jitterBufferDelay / inbound.jitterBufferEmittedCount) * 1000 : 0,
+    decodeMsPerFrame: inbound.framesDecoded ? ((inbound.totalDecodeTime || 0) / inbound.framesDecoded) * 1000 : 0,
   };
   const s = state.stats;
-  $("overlay").textContent = `${s.codec}  ${s.fps.toFixed(0)} fps  ${s.kbps.toFixed(0)} kbit/s\nRTT ${s.rttMs === null ? "–" : s.rttMs.toFixed(1)} ms  frames ${s.framesDecoded}`;
+  const recent = state.latency.samples.filter((x) => x.at > performance.now() - 2000).map((x) => x.ms);
+  const latency = recent.length
+    ? `latency ${median(recent).toFixed(0)} ms glass-to-glass`
+    : `latency ≈ ${((s.rttMs || 0) / 2 + s.jitterMsPerFrame + s.decodeMsPerFrame).toFixed(0)} ms receiving`;
+  $("overlay").textContent = `${s.codec}  ${s.fps.toFixed(0)} fps  ${s.kbps.toFixed(0)} kbit/s\nRTT ${s.rttMs === null ? "–" : s.rttMs.toFixed(1)} ms  ${latency}  frames ${s.framesDecoded}`;
 }
 setInterval(updateStats, 1000);
 
