@@ -36,11 +36,24 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
-        self.last = now;
+        self.last = self.last.max(now);
+    }
+
+    /// When the next token will be there: `now` if one is there already.
+    pub fn available_at(&mut self, now: Instant) -> Instant {
+        self.refill(now);
+        if self.tokens >= 1.0 || self.per_second <= 0.0 {
+            return now;
+        }
+        now + Duration::from_secs_f64((1.0 - self.tokens) / self.per_second)
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -100,6 +113,22 @@ impl FailureWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_says_when_the_next_token_comes() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2.0, 10.0, t0);
+        assert_eq!(b.available_at(t0), t0);
+        assert!(b.try_take(t0) && b.try_take(t0));
+        let at = b.available_at(t0);
+        assert!(
+            at > t0 + Duration::from_millis(99) && at <= t0 + Duration::from_millis(101),
+            "{:?}",
+            at - t0
+        );
+        assert!(!b.try_take(at - Duration::from_millis(5)));
+        assert!(b.try_take(at + Duration::from_millis(1)));
+    }
 
     #[test]
     fn bucket_refills_at_its_rate_and_caps() {

@@ -141,3 +141,39 @@ fn monitors_cursor_and_monitor_errors() {
     let second = source.cursor().unwrap().unwrap();
     assert!(second.image.is_none(), "unchanged cursor image is not sent again");
 }
+
+#[test]
+fn waits_for_the_first_change_of_a_still_screen() {
+    use std::time::{Duration, Instant};
+    let Some(xvfb) = Xvfb::start(320, 240) else {
+        return;
+    };
+    let mut source = X11Source::open(Some(&xvfb.display), None).unwrap();
+    assert!(source.capture().unwrap().is_some(), "first capture: the whole screen");
+    // A change notice sent before that grab may still be queued; a capture consumes it.
+    assert!(source.capture().unwrap().is_none());
+    // Nothing drawn: the wait lasts until the deadline and says so.
+    assert!(!source
+        .wait_for_change(Instant::now() + Duration::from_millis(100))
+        .unwrap());
+    assert!(source.capture().unwrap().is_none());
+    // Something drawn while waiting: the wait ends with it, long before the deadline.
+    let display = xvfb.display.clone();
+    let drawer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        Painter::new(&display).fill(Rect::new(50, 60, 30, 20), 0xffffff);
+    });
+    let started = Instant::now();
+    assert!(source.wait_for_change(started + Duration::from_secs(30)).unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "woke by the change, not the deadline"
+    );
+    drawer.join().unwrap();
+    let captured = source.capture().unwrap().expect("the change is captured");
+    assert!(captured
+        .damage
+        .iter()
+        .any(|r| r.contains_rect(&Rect::new(50, 60, 30, 20))));
+    assert_eq!(pixel(&captured.image, 60, 70), [0xff, 0xff, 0xff]);
+}

@@ -15,7 +15,7 @@ pub mod synthetic;
 pub mod x11;
 
 use crate::frame::{BgraImage, FrameError, Rect};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Errors from screen sources.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +115,21 @@ pub trait ScreenSource: Send {
     /// The monitors this source can capture; empty when it has no choice.
     fn monitors(&self) -> Vec<Monitor> {
         Vec::new()
+    }
+
+    /// Waits until the picture has changed since the last capture, or until `deadline`, whichever comes first,
+    /// and returns whether it changed. Lets a still screen be captured the moment it moves instead of at the next
+    /// tick. Sources that cannot tell (the default) wait until `deadline` and return `false`.
+    fn wait_for_change(&mut self, deadline: Instant) -> Result<bool, CaptureError> {
+        sleep_until(deadline);
+        Ok(false)
+    }
+}
+
+/// Sleeps until `deadline` (at once if it has passed).
+pub(crate) fn sleep_until(deadline: Instant) {
+    if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
     }
 }
 

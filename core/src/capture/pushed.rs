@@ -8,8 +8,8 @@
 
 use super::{CaptureError, Captured, ScreenSource};
 use crate::frame::{validate_size, BgraImage, Frame, FrameError, PixelFormat, Rect};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 struct Slot {
@@ -22,6 +22,8 @@ struct Slot {
 #[derive(Debug)]
 struct Shared {
     slot: Mutex<Slot>,
+    /// Signalled when a picture is pushed or the stream is closed.
+    pushed: Condvar,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ pub fn pushed_source(width: u32, height: u32) -> Result<(FramePusher, PushedSour
             replaced: 0,
             closed: false,
         }),
+        pushed: Condvar::new(),
     });
     let source = PushedSource {
         shared: shared.clone(),
@@ -105,6 +108,8 @@ impl FramePusher {
         }
         slot.picture.timestamp = timestamp;
         slot.fresh = true;
+        drop(slot);
+        self.shared.pushed.notify_all();
         Ok(())
     }
 
@@ -116,6 +121,7 @@ impl FramePusher {
     /// Ends the stream: later pushes fail with [`CaptureError::Closed`], and so does capture once drained.
     pub fn close(&self) {
         self.shared.lock().closed = true;
+        self.shared.pushed.notify_all();
     }
 }
 
@@ -181,6 +187,22 @@ impl ScreenSource for PushedSource {
         }))
     }
 
+    fn wait_for_change(&mut self, deadline: Instant) -> Result<bool, CaptureError> {
+        let mut slot = self.shared.lock();
+        loop {
+            if slot.fresh || slot.closed {
+                return Ok(slot.fresh);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                return Ok(false);
+            };
+            slot = match self.shared.pushed.wait_timeout(slot, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
     fn invalidate(&mut self) {
         // The next pushed picture is reported whole; the current one is re-offered as new.
         self.has_previous = false;
@@ -198,6 +220,36 @@ mod tests {
 
     fn picture(w: u32, h: u32, value: u8) -> Vec<u8> {
         vec![value; (w * h * 4) as usize]
+    }
+
+    #[test]
+    fn waiting_ends_with_a_push_or_at_the_deadline() {
+        use std::time::Instant;
+        let (pusher, mut source) = pushed_source(4, 2).unwrap();
+        assert!(!source
+            .wait_for_change(Instant::now() + Duration::from_millis(50))
+            .unwrap());
+        let from_app = pusher.clone();
+        let app = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let data = picture(4, 2, 9);
+            from_app
+                .push(&data, 4, 2, 16, PixelFormat::Bgra, Duration::ZERO)
+                .unwrap();
+        });
+        let started = Instant::now();
+        assert!(source.wait_for_change(started + Duration::from_secs(30)).unwrap());
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "woke by the push, not the deadline"
+        );
+        app.join().unwrap();
+        assert!(source.capture().unwrap().is_some());
+        // Closing wakes a waiter too, with nothing new.
+        pusher.close();
+        assert!(!source
+            .wait_for_change(Instant::now() + Duration::from_secs(30))
+            .unwrap());
     }
 
     #[test]

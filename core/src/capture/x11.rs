@@ -1,10 +1,14 @@
 //! X11 screen capture: MIT-SHM for the grab, DAMAGE for what changed, XFixes for the cursor, RandR for monitors.
 //!
 //! Nothing is grabbed while the DAMAGE extension reports no change, so a still screen costs one non-blocking
-//! event poll per tick. Works on any X server with these extensions, Xvfb included.
+//! event poll per tick, and [`ScreenSource::wait_for_change`] sleeps on the X connection until the first change, so
+//! a screen that starts moving is grabbed at once rather than at the next tick. Works on any X server with these
+//! extensions, Xvfb included.
 
 use super::{wall_clock, CaptureError, Captured, CursorImage, CursorState, Monitor, ScreenSource};
 use crate::frame::{BgraImage, Rect};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
 use x11rb::protocol::randr::ConnectionExt as _;
@@ -13,6 +17,10 @@ use x11rb::protocol::xfixes::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat};
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
+
+/// After the first change on a still screen, how long to let the application finish drawing before the grab, so
+/// that a redraw made of several requests is captured whole rather than half now and half a tick later.
+const SETTLE: Duration = Duration::from_millis(3);
 
 /// A shared-memory segment attached to the X server; detached and freed on drop.
 struct ShmSegment {
@@ -322,6 +330,34 @@ impl ScreenSource for X11Source {
 
     fn invalidate(&mut self) {
         self.full_damage = true;
+    }
+
+    fn wait_for_change(&mut self, deadline: Instant) -> Result<bool, CaptureError> {
+        loop {
+            self.drain_events()?;
+            let now = Instant::now();
+            if self.pending_damage || self.full_damage {
+                super::sleep_until((now + SETTLE).min(deadline));
+                return Ok(true);
+            }
+            let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+                return Ok(false);
+            };
+            let mut fd = libc::pollfd {
+                fd: self.conn.stream().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd for the X connection's socket, which outlives the call.
+            let ready = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+            if ready < 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(lost(error));
+                }
+            }
+        }
     }
 
     fn cursor(&mut self) -> Result<Option<CursorState>, CaptureError> {

@@ -11,6 +11,7 @@ use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage, C
 use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
+use crate::ratelimit::TokenBucket;
 use crate::signaling::{
     ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, PROTOCOL_VERSION,
 };
@@ -512,6 +513,8 @@ fn encode_thread(
     let mut packets = Vec::new();
     let mut encode_times: VecDeque<u64> = VecDeque::with_capacity(32);
     let mut tick = 0u64;
+    // Two grabs of burst: a screen that changes at `fps` is grabbed right after each change, whatever the phase.
+    let mut grabs = TokenBucket::new(2.0, f64::from(fps.max(1)), started);
     let (width, height) = source.size();
     loop {
         loop {
@@ -526,15 +529,33 @@ fn encode_thread(
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
         }
-        let now = Instant::now();
-        if now < next_tick {
-            std::thread::sleep(next_tick - now);
-        }
-        while next_tick <= Instant::now() {
-            next_tick += interval;
-        }
         if counters.watchers.load(Ordering::Relaxed) == 0 {
+            crate::capture::sleep_until(next_tick);
+            next_tick = Instant::now() + interval;
             continue; // nobody watches: no capture, no encode
+        }
+        // At most `fps` grabs a second on average, each as soon as the screen changes (sources that can tell wake
+        // us), else at the next tick (sources that cannot; the controller's timed work on a still screen). Waking
+        // on change keeps the grab just behind the application's drawing instead of up to an interval later.
+        crate::capture::sleep_until(grabs.available_at(Instant::now()));
+        let changed = match source.wait_for_change(next_tick) {
+            Ok(changed) => changed,
+            Err(CaptureError::Closed) => {
+                tracing::info!("screen source closed; stopping capture");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("waiting for screen changes failed: {e}");
+                crate::capture::sleep_until(next_tick);
+                false
+            }
+        };
+        let now = Instant::now();
+        if changed {
+            next_tick = now + interval;
+        }
+        while next_tick <= now {
+            next_tick += interval;
         }
         tick += 1;
         let captured = match source.capture() {
@@ -548,6 +569,9 @@ fn encode_thread(
                 None
             }
         };
+        if changed || captured.is_some() {
+            grabs.try_take(now);
+        }
         let report = match pipeline.tick(started.elapsed(), captured, &mut packets) {
             Ok(r) => r,
             Err(e) => {

@@ -13,6 +13,7 @@ use peerdesk::transport::TransportConfig;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::AsyncBufReadExt;
 
 /// How `share` answers join requests without asking.
@@ -85,6 +86,15 @@ impl ScreenSource for Freezable {
     }
     fn monitors(&self) -> Vec<Monitor> {
         self.inner.monitors()
+    }
+    fn wait_for_change(&mut self, deadline: Instant) -> Result<bool, CaptureError> {
+        if self.frozen.load(Ordering::Relaxed) {
+            if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            return Ok(false);
+        }
+        self.inner.wait_for_change(deadline)
     }
 }
 
