@@ -46,6 +46,13 @@ pub enum CaptureError {
     Closed,
 }
 
+impl CaptureError {
+    /// Whether no later capture from this source can succeed: it was closed, or its display went away.
+    pub fn is_final(&self) -> bool {
+        matches!(self, CaptureError::Closed | CaptureError::ConnectionLost(_))
+    }
+}
+
 /// One captured picture, borrowed from the source until the next capture.
 #[derive(Debug, Clone, Copy)]
 pub struct Captured<'a> {

@@ -2,7 +2,7 @@
 //! here and enforced on every control message.
 
 use super::SessionError;
-use crate::capture::{CaptureError, ScreenSource};
+use crate::capture::ScreenSource;
 use crate::control::permissions::ControlGate;
 use crate::control::protocol::{
     encode, CursorImageMessage, HostMessage, MAX_CLIPBOARD_BYTES, MAX_CURSOR_SIDE, MAX_TEXT_BYTES,
@@ -540,8 +540,8 @@ fn encode_thread(
         crate::capture::sleep_until(grabs.available_at(Instant::now()));
         let changed = match source.wait_for_change(next_tick) {
             Ok(changed) => changed,
-            Err(CaptureError::Closed) => {
-                tracing::info!("screen source closed; stopping capture");
+            Err(e) if e.is_final() => {
+                tracing::info!("screen source ended ({e}); stopping capture");
                 return;
             }
             Err(e) => {
@@ -560,8 +560,8 @@ fn encode_thread(
         tick += 1;
         let captured = match source.capture() {
             Ok(c) => c,
-            Err(CaptureError::Closed) => {
-                tracing::info!("screen source closed; stopping capture");
+            Err(e) if e.is_final() => {
+                tracing::info!("screen source ended ({e}); stopping capture");
                 return;
             }
             Err(e) => {
