@@ -18,9 +18,13 @@ use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat};
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
-/// After the first change on a still screen, how long to let the application finish drawing before the grab, so
-/// that a redraw made of several requests is captured whole rather than half now and half a tick later.
-const SETTLE: Duration = Duration::from_millis(3);
+/// After a change, the grab waits until the screen has been quiet this long, so that a redraw made of several
+/// requests is captured whole rather than half now and half a frame later...
+const QUIET: Duration = Duration::from_millis(2);
+/// ...but no longer than this after the first change, so that a screen that never rests is still grabbed.
+const SETTLE: Duration = Duration::from_millis(10);
+/// More changed rectangles than this in one grab are reported as their bounding box.
+const MAX_DAMAGE_RECTS: usize = 64;
 
 /// A shared-memory segment attached to the X server; detached and freed on drop.
 struct ShmSegment {
@@ -99,7 +103,9 @@ pub struct X11Source {
     region: xfixes::Region,
     pending_damage: bool,
     full_damage: bool,
+    /// What changed since the last capture, or — when `handed_out` — what the last capture reported.
     damage_rects: Vec<Rect>,
+    handed_out: bool,
     monitors: Vec<Monitor>,
     cursor_serial: Option<u32>,
 }
@@ -179,6 +185,7 @@ impl X11Source {
             pending_damage: true,
             full_damage: true,
             damage_rects: Vec::with_capacity(16),
+            handed_out: false,
             monitors,
             cursor_serial: None,
         })
@@ -198,7 +205,42 @@ impl X11Source {
         Ok(())
     }
 
-    fn collect_damage(&mut self) -> Result<(), CaptureError> {
+    /// Waits until DAMAGE sends a change notice, or until `until`; returns whether one came.
+    fn wait_for_notice(&mut self, until: Instant) -> Result<bool, CaptureError> {
+        loop {
+            self.drain_events()?;
+            if self.pending_damage {
+                return Ok(true);
+            }
+            let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                return Ok(false);
+            };
+            let mut fd = libc::pollfd {
+                fd: self.conn.stream().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd for the X connection's socket, which outlives the call.
+            let ready = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+            if ready < 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(lost(error));
+                }
+            }
+        }
+    }
+
+    /// Whether anything changed that the last capture did not report.
+    fn has_changes(&self) -> bool {
+        self.pending_damage || self.full_damage || (!self.handed_out && !self.damage_rects.is_empty())
+    }
+
+    /// Moves the server's damage region into `damage_rects` (adding to what is there, unless that was handed out)
+    /// and empties it, which re-arms DAMAGE's change notice.
+    fn take_damage(&mut self) -> Result<(), CaptureError> {
+        self.pending_damage = false;
         self.conn
             .damage_subtract(self.damage, x11rb::NONE, self.region)
             .map_err(lost)?;
@@ -208,12 +250,9 @@ impl X11Source {
             .map_err(lost)?
             .reply()
             .map_err(lost)?;
-        self.damage_rects.clear();
-        if self.full_damage {
-            self.damage_rects
-                .push(Rect::new(0, 0, self.area.width, self.area.height));
-            self.full_damage = false;
-            return Ok(());
+        if self.handed_out {
+            self.damage_rects.clear();
+            self.handed_out = false;
         }
         for r in reply.rectangles {
             // Translate to the captured area and clip to it.
@@ -232,6 +271,16 @@ impl X11Source {
                     (cy1 - cy0) as u32,
                 ));
             }
+        }
+        if self.damage_rects.len() > MAX_DAMAGE_RECTS {
+            // Many small changes in one grab: report their bounding box instead.
+            let bounds = self
+                .damage_rects
+                .iter()
+                .skip(1)
+                .fold(self.damage_rects[0], |a, r| a.union(r));
+            self.damage_rects.clear();
+            self.damage_rects.push(bounds);
         }
         Ok(())
     }
@@ -295,11 +344,18 @@ impl ScreenSource for X11Source {
 
     fn capture(&mut self) -> Result<Option<Captured<'_>>, CaptureError> {
         self.drain_events()?;
-        if !self.pending_damage && !self.full_damage {
-            return Ok(None);
+        if self.pending_damage || self.full_damage {
+            self.take_damage()?;
         }
-        self.pending_damage = false;
-        self.collect_damage()?;
+        if self.handed_out {
+            return Ok(None); // nothing new since the last capture
+        }
+        if self.full_damage {
+            self.full_damage = false;
+            self.damage_rects.clear();
+            self.damage_rects
+                .push(Rect::new(0, 0, self.area.width, self.area.height));
+        }
         if self.damage_rects.is_empty() {
             return Ok(None);
         }
@@ -321,6 +377,7 @@ impl ScreenSource for X11Source {
             .map_err(lost)?;
         let timestamp = wall_clock();
         let image = BgraImage::new(self.segment.bytes(), a.width, a.height, a.width as usize * 4)?;
+        self.handed_out = true;
         Ok(Some(Captured {
             image,
             damage: &self.damage_rects,
@@ -333,29 +390,17 @@ impl ScreenSource for X11Source {
     }
 
     fn wait_for_change(&mut self, deadline: Instant) -> Result<bool, CaptureError> {
+        if !self.has_changes() && !self.wait_for_notice(deadline)? {
+            return Ok(false);
+        }
+        // Let the redraw finish: take what changed so far (re-arming the notice) and wait while more keeps coming.
+        let settle_until = (Instant::now() + SETTLE).min(deadline);
         loop {
-            self.drain_events()?;
-            let now = Instant::now();
-            if self.pending_damage || self.full_damage {
-                super::sleep_until((now + SETTLE).min(deadline));
-                return Ok(true);
+            if self.pending_damage {
+                self.take_damage()?;
             }
-            let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
-                return Ok(false);
-            };
-            let mut fd = libc::pollfd {
-                fd: self.conn.stream().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let timeout_ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd for the X connection's socket, which outlives the call.
-            let ready = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
-            if ready < 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(lost(error));
-                }
+            if Instant::now() >= settle_until || !self.wait_for_notice((Instant::now() + QUIET).min(settle_until))? {
+                return Ok(true);
             }
         }
     }
