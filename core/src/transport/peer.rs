@@ -148,14 +148,25 @@ fn media_engine() -> Result<MediaEngine, TransportError> {
     Ok(engine)
 }
 
-/// Passes keyframe requests (PLI, FIR) up to the application, which answers them with a keyframe. All other
-/// RTCP goes on through the chain untouched.
-struct KeyframeRequestForwarder {
+/// An interceptor that hands every packet on the read leg to `on_read` (to look at or annotate) and passes
+/// everything through otherwise untouched.
+struct OnRead<F> {
+    on_read: F,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+impl<F: FnMut(&mut TaggedPacket)> OnRead<F> {
+    fn new(on_read: F) -> Self {
+        OnRead {
+            on_read,
+            read: VecDeque::new(),
+            write: VecDeque::new(),
+        }
+    }
+}
+
+impl<F: FnMut(&mut TaggedPacket)> Protocol<TaggedPacket, TaggedPacket, ()> for OnRead<F> {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -163,15 +174,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            let asks_keyframe = packets.iter().any(|p| {
-                let any = p.as_any();
-                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-            });
-            if asks_keyframe {
-                msg.message.add(Attribute::DeliverToApplication);
-            }
-        }
+        (self.on_read)(&mut msg);
         self.read.push_back(msg);
         Ok(())
     }
@@ -190,11 +193,25 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
     }
 }
 
-impl Interceptor for KeyframeRequestForwarder {
+impl<F: FnMut(&mut TaggedPacket) + Send + Sync> Interceptor for OnRead<F> {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Passes keyframe requests (PLI, FIR) up to the application, which answers them with a keyframe. All other
+/// RTCP goes on through the chain untouched.
+fn forward_keyframe_requests(msg: &mut TaggedPacket) {
+    if let Packet::Rtcp(packets) = &msg.message.packet {
+        let asks_keyframe = packets.iter().any(|p| {
+            let any = p.as_any();
+            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+        });
+        if asks_keyframe {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+    }
 }
 
 /// How much faster than the congestion estimate the pacer may send, as in libwebrtc: a keyframe (tens of kB at
@@ -202,61 +219,17 @@ impl Interceptor for KeyframeRequestForwarder {
 /// while the encoder still aims at the estimate itself.
 const PACING_FACTOR: f64 = 2.5;
 
-/// Scales the congestion estimate ([`Attribute::TargetBitrateChanged`]) on its way up the read leg. One instance
-/// just below the pacer multiplies it by [`PACING_FACTOR`], one just above divides it back, so the pacer alone
-/// sees the headroom and the application's statistics keep the estimate.
-struct ScaleTargetBitrate {
-    factor: f64,
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
-}
-
-impl ScaleTargetBitrate {
-    fn new(factor: f64) -> Self {
-        ScaleTargetBitrate {
-            factor,
-            read: VecDeque::new(),
-            write: VecDeque::new(),
-        }
-    }
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for ScaleTargetBitrate {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+/// Scales the congestion estimate ([`Attribute::TargetBitrateChanged`]) on its way up the read leg. Applied by
+/// factor [`PACING_FACTOR`] just below the pacer and by its inverse just above, so the pacer alone sees the
+/// headroom and the application's statistics keep the estimate.
+fn scale_target_bitrate(factor: f64) -> impl FnMut(&mut TaggedPacket) + Send + Sync {
+    move |msg| {
         for attribute in &mut msg.message.attributes {
             if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
-                *bits_per_second *= self.factor;
+                *bits_per_second *= factor;
             }
         }
-        self.read.push_back(msg);
-        Ok(())
     }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for ScaleTargetBitrate {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 /// Time between ICE connectivity checks while connecting: RFC 8445's pacing (Ta = 50 ms) rather than webrtc-rs's
@@ -283,22 +256,16 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
             .map_err(TransportError::webrtc)?
             .with(
                 Slot::from(Slot::Pacer.slot() - 500),
-                ScaleTargetBitrate::new(PACING_FACTOR),
+                OnRead::new(scale_target_bitrate(PACING_FACTOR)),
             )
             .with(
                 Slot::from(Slot::Pacer.slot() + 500),
-                ScaleTargetBitrate::new(1.0 / PACING_FACTOR),
+                OnRead::new(scale_target_bitrate(1.0 / PACING_FACTOR)),
             )
     } else {
         register_default_interceptors(Registry::new(), &mut engine).map_err(TransportError::webrtc)?
     };
-    let registry = registry.with(
-        Slot::from(14_000),
-        KeyframeRequestForwarder {
-            read: VecDeque::new(),
-            write: VecDeque::new(),
-        },
-    );
+    let registry = registry.with(Slot::from(14_000), OnRead::new(forward_keyframe_requests));
 
     let ice_servers: Vec<RTCIceServer> = config
         .ice_servers
@@ -360,8 +327,8 @@ mod tests {
 
     #[test]
     fn the_pacer_sees_headroom_and_the_application_the_estimate() {
-        let mut below_pacer = ScaleTargetBitrate::new(PACING_FACTOR);
-        let mut above_pacer = ScaleTargetBitrate::new(1.0 / PACING_FACTOR);
+        let mut below_pacer = OnRead::new(scale_target_bitrate(PACING_FACTOR));
+        let mut above_pacer = OnRead::new(scale_target_bitrate(1.0 / PACING_FACTOR));
         below_pacer.handle_read(carrying(4_000_000.0)).unwrap();
         let at_pacer = below_pacer.poll_read().unwrap();
         assert_eq!(estimate(&at_pacer), Some(10_000_000.0));
