@@ -4,7 +4,8 @@
 # binaries (cargo build --profile ci --workspace --bins), Node.js, and scripts/setup.sh's chromium, Xvfb, xdotool.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -d node_modules/playwright-core ]; then
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --no-save
+# package-lock.json is committed: every machine installs exactly the same playwright-core.
+if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
 node --test --test-concurrency=1 "$@"

@@ -14,7 +14,9 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::ice::mdns::MulticastDnsMode;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -240,6 +242,20 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// dropped early.
 const ICE_MAX_BINDING_REQUESTS: u16 = 40;
 
+/// Whether ICE resolves `.local` (mDNS) candidate names: off when every bind address is loopback, on (query only,
+/// never announcing our own addresses) otherwise.
+///
+/// mDNS names stand for addresses on a real link, so a loopback-only session has none to resolve; and the mDNS
+/// socket joins the multicast group 224.0.0.251, which fails with ENODEV on a machine without a default route (an
+/// offline lab box, a kiosk, a network namespace with only `lo`) — that used to end every loopback session there.
+fn multicast_dns_mode(bind_addrs: &[SocketAddr]) -> MulticastDnsMode {
+    if !bind_addrs.is_empty() && bind_addrs.iter().all(|addr| addr.ip().is_loopback()) {
+        MulticastDnsMode::Disabled
+    } else {
+        MulticastDnsMode::QueryOnly
+    }
+}
+
 /// Builds a peer connection with peerdesk's codecs, interceptors and network settings. `extra_ice_servers` come
 /// from the signaling server.
 pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer]) -> Result<Peer, TransportError> {
@@ -279,8 +295,10 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         .collect();
     let rtc_config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
     let (tx, rx) = mpsc::unbounded_channel();
+    let mdns_mode = multicast_dns_mode(&config.bind_addrs);
     let settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
+        .with_multicast_dns_mode(mdns_mode)
         .build();
     let connection = PeerConnectionBuilder::new()
         .with_setting_engine(settings)
@@ -292,6 +310,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         .build()
         .await
         .map_err(TransportError::webrtc)?;
+    tracing::debug!(?mdns_mode, "peer connection built");
     Ok(Peer {
         connection: Arc::new(connection),
         events: rx,
@@ -323,6 +342,18 @@ mod tests {
             Some(Attribute::TargetBitrateChanged { bits_per_second }) => Some(*bits_per_second),
             _ => None,
         }
+    }
+
+    #[test]
+    fn loopback_sessions_do_not_use_multicast_dns() {
+        let loopback = [SocketAddr::from(([127, 0, 0, 1], 0)), "[::1]:0".parse().unwrap()];
+        assert_eq!(multicast_dns_mode(&loopback), MulticastDnsMode::Disabled);
+        assert_eq!(multicast_dns_mode(&loopback[..1]), MulticastDnsMode::Disabled);
+        let any = [SocketAddr::from(([0, 0, 0, 0], 0))];
+        assert_eq!(multicast_dns_mode(&any), MulticastDnsMode::QueryOnly);
+        let mixed = [loopback[0], SocketAddr::from(([192, 168, 1, 2], 0))];
+        assert_eq!(multicast_dns_mode(&mixed), MulticastDnsMode::QueryOnly);
+        assert_eq!(multicast_dns_mode(&[]), MulticastDnsMode::QueryOnly);
     }
 
     #[test]

@@ -146,7 +146,10 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     }
     tokio::spawn(async move { while let Ok(Some(_)) = host_out.next_line().await {} });
     let code = code.expect("loop ends with a code");
+    // The host tells its user to pass the code on; here the viewer below is the technician it is passed to.
+    let sharing = sharing.split(';').next().unwrap_or(&sharing);
     println!("peerdesk demo: signaling server in-process, host process {host_pid} {sharing}");
+    println!("  session code {code}: the viewer below joins with it, as a technician would");
     println!(
         "  encoder {} at {} fps; viewer in this process; loopback WebRTC",
         args.backend, args.fps

@@ -11,6 +11,7 @@ mod share;
 mod view;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,7 +36,7 @@ enum Command {
     Pipeline(pipeline_demo::DemoArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -43,12 +44,49 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Pipeline(args) => pipeline_demo::run(args),
-        Command::Share(args) => runtime()?.block_on(share::run(args)),
-        Command::View(args) => runtime()?.block_on(view::run(args)),
+        Command::Share(args) => runtime().and_then(|rt| rt.block_on(share::run(args))),
+        Command::View(args) => runtime().and_then(|rt| rt.block_on(view::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", error_report(&error, wants_backtrace()));
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// One line, `peerdesk: error: <context>: <cause>: …`, with control characters escaped (causes can carry text
+/// from the other side); then the backtrace, only when `RUST_BACKTRACE`/`RUST_LIB_BACKTRACE` asks for one.
+fn error_report(error: &anyhow::Error, with_backtrace: bool) -> String {
+    let causes: Vec<String> = error.chain().map(|cause| escape_control(&cause.to_string())).collect();
+    let mut report = format!("peerdesk: error: {}", causes.join(": "));
+    if with_backtrace {
+        let backtrace = error.backtrace();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            report.push_str(&format!("\n\nbacktrace (RUST_BACKTRACE is set):\n{backtrace}"));
+        }
+    }
+    report
+}
+
+fn wants_backtrace() -> bool {
+    ["RUST_LIB_BACKTRACE", "RUST_BACKTRACE"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok())
+        .is_some_and(|value| value != "0")
+}
+
+fn escape_control(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() { c.escape_default().collect() } else { vec![c] };
+            escaped
+        })
+        .collect()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -56,4 +94,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_one_readable_line_with_its_causes() {
+        let error = anyhow::anyhow!("No such device (os error 19)").context("starting the host");
+        assert_eq!(
+            error_report(&error, false),
+            "peerdesk: error: starting the host: No such device (os error 19)"
+        );
+    }
+
+    #[test]
+    fn control_characters_from_the_other_side_are_escaped() {
+        let error = anyhow::anyhow!("server said: \u{1b}[2Jbad\ncode");
+        let report = error_report(&error, false);
+        assert!(!report.chars().any(char::is_control), "{report:?}");
+        assert!(report.contains("\\u{1b}[2Jbad\\ncode"), "{report:?}");
+    }
 }

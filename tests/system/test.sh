@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# System tests: set-up from a clean root and sessions on unusual networks. Each check is a JUnit test case in
+# $RESULTS_DIR/system-*.xml (default target/test-results). Needs root for debootstrap, chroot and `ip netns`
+# (skipped, and shown as skipped, without it) and the ci binaries (cargo build --profile ci --workspace --bins).
+#  - setup-layouts.sh: setup.sh's mirror look-up on every apt layout it claims (fixtures, < 1 s)
+#  - fresh-machine.sh: setup.sh on a clean Debian 12 root, twice (~4 min; the first run ever also bootstraps the
+#    cached root, ~2 min more)
+#  - loopback-only.sh: a whole demo session in a network namespace with only `lo` (~15 s)
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+results="${RESULTS_DIR:-$here/../../target/test-results}"
+mkdir -p "$results"
+status=0
+for check in setup-layouts fresh-machine loopback-only; do
+    echo "-- tests/system/$check.sh"
+    JUNIT_FILE="$results/system-$check.xml" "$here/$check.sh" || status=1
+done
+exit "$status"
