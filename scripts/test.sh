@@ -39,11 +39,13 @@ cargo build --profile ci --workspace --bins || build_status=$?
 statuses+=("build=$build_status")
 
 echo "== cargo test (libtest JSON in target/test-results/rust.jsonl)"
-# libtest's JSON report is unstable on a stable toolchain; RUSTC_BOOTSTRAP=1 allows it for the test binaries and
-# rustdoc's doctest runner. Test output is captured into the report; failures are printed by the summary.
+# libtest's JSON report is unstable on a stable toolchain: scripts/libtest-json.sh allows it for running the test
+# binaries (cargo's runner) and the doctests (RUSTDOC) only, so the build is the same as above. Test output is
+# captured into the report; the summary prints each failure with its output.
 rust_status=0
-RUSTC_BOOTSTRAP=1 cargo test --profile ci --workspace -- -Z unstable-options --format json --report-time \
-    >"$results/rust.jsonl" || rust_status=$?
+RUSTDOC="$root/scripts/libtest-json.sh" cargo test --profile ci --workspace \
+    --config "target.'cfg(all())'.runner='$root/scripts/libtest-json.sh'" \
+    -- -Z unstable-options --format json --report-time >"$results/rust.jsonl" || rust_status=$?
 statuses+=("rust=$rust_status")
 
 echo "== Python bindings (pytest)"

@@ -54,6 +54,7 @@ pub mod quality;
 pub mod ratelimit;
 pub mod session;
 pub mod signaling;
+pub mod text;
 pub mod transport;
 
 pub use frame::{Frame, FrameError, PixelFormat, Rect};

@@ -97,10 +97,20 @@ impl FailureWindow {
         self.failures.len() < self.limit
     }
 
-    /// Records a failure.
+    /// Failures remembered in the window ending at `now`.
+    pub fn failures_in_window(&mut self, now: Instant) -> usize {
+        self.expire(now);
+        self.failures.len()
+    }
+
+    /// Records a failure. At most `limit` failures are kept (the oldest go first): that does not change what
+    /// [`allows`](Self::allows) says, and memory stays bounded whatever a client does.
     pub fn record_failure(&mut self, now: Instant) {
         self.expire(now);
         self.failures.push_back(now);
+        if self.failures.len() > self.limit {
+            self.failures.pop_front();
+        }
     }
 
     /// Whether no failure is remembered (the entry can be dropped).

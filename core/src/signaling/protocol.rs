@@ -9,7 +9,7 @@
 //! | server → host | `registered` | `peer`, `code`, `expires_in_secs`, `ice_servers` | the code to show the user |
 //! | viewer → server | `join` | `code`, `name` | ask to join the host that owns `code` |
 //! | server → viewer | `join_pending` | `peer`, `host`, `ice_servers` | the host has been asked for consent |
-//! | server → host | `join_request` | `peer`, `name` | a viewer asks to join; answer with `accept` or `reject` |
+//! | server → host | `join_request` | `peer`, `name`, `code` | a viewer asks to join with one of the host's codes; answer with `accept` or `reject` |
 //! | host → server | `accept` / `reject` | `peer` (+ `reason` for reject) | the consent answer |
 //! | server → viewer | `accepted` | `host` | the host consented; its offer follows |
 //! | either → server | `signal` | `to`, `payload` | SDP offer/answer or ICE candidate for an admitted peer |
@@ -210,6 +210,10 @@ pub enum ServerMessage {
         peer: PeerId,
         /// The name the viewer gave.
         name: String,
+        /// The code the viewer joined with: a host prompts only for codes it holds. Empty from servers older than
+        /// this field.
+        #[serde(default)]
+        code: String,
     },
     /// The host consented (to the viewer).
     Accepted {

@@ -4,15 +4,16 @@
 //! the limits and the room state, and queues the replies and relays. A bad message gets an `error` reply and
 //! changes nothing else.
 
+use crate::limits::{JoinGuard, JoinLimits};
+use crate::outbox::{outbox, Outbox, OutboxError, OutboxReceiver, OUTBOX_BYTES};
 use crate::rooms::{new_code, RedeemError, Relation, RoomStore};
-use peerdesk::ratelimit::FailureWindow;
+use peerdesk::ratelimit::TokenBucket;
 use peerdesk::signaling::protocol::{parse_client_message, MAX_NAME_CHARS};
 use peerdesk::signaling::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -25,18 +26,12 @@ pub struct HubConfig {
     pub ice_servers: Vec<IceServer>,
     /// Most peers connected at once.
     pub max_peers: usize,
-    /// Sustained messages per second per connection.
-    pub messages_per_second: f64,
-    /// Burst of messages per connection.
-    pub message_burst: f64,
-    /// Failed joins allowed per address per window.
-    pub join_failures_per_addr: usize,
-    /// Failed joins allowed from all addresses together per window.
-    pub join_failures_global: usize,
-    /// The window for failed joins.
-    pub join_failure_window: Duration,
-    /// Codes one host may hold at once.
+    /// Limits on failed joins (code guesses), per client key and prefix.
+    pub join: JoinLimits,
+    /// Live codes one host connection may hold at once (used and expired codes no longer count).
     pub codes_per_host: usize,
+    /// Bytes queued for one connection before it counts as not reading and is disconnected.
+    pub outbox_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -46,12 +41,9 @@ impl Default for HubConfig {
             code_ttl: Duration::from_secs(600),
             ice_servers: Vec::new(),
             max_peers: 10_000,
-            messages_per_second: 20.0,
-            message_burst: 60.0,
-            join_failures_per_addr: 10,
-            join_failures_global: 1_000,
-            join_failure_window: Duration::from_secs(60),
+            join: JoinLimits::default(),
             codes_per_host: 16,
+            outbox_bytes: OUTBOX_BYTES,
         }
     }
 }
@@ -65,23 +57,49 @@ enum Role {
 
 #[derive(Debug)]
 struct PeerEntry {
-    tx: mpsc::Sender<ServerMessage>,
+    outbox: Outbox,
     role: Role,
     /// For a viewer: the host it joined.
     host: Option<PeerId>,
-    codes_issued: usize,
 }
 
-/// Queue length of each peer's outgoing messages; a peer that falls this far behind loses messages.
-pub const OUTGOING_QUEUE: usize = 128;
+/// Log lines about refused requests and dropped connections, per second, across the server: enough to see an
+/// attack, not enough for an attacker to fill the disk (one connection once wrote 1 GB of log in 10 s).
+const REFUSAL_LOGS_PER_SECOND: f64 = 20.0;
+
+/// Rate-limits a kind of log line and counts what it held back.
+#[derive(Debug)]
+struct LogLimiter {
+    bucket: TokenBucket,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    fn new(now: Instant) -> Self {
+        LogLimiter {
+            bucket: TokenBucket::new(REFUSAL_LOGS_PER_SECOND * 5.0, REFUSAL_LOGS_PER_SECOND, now),
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be written now.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.bucket.try_take(now) {
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
 
 /// The server's shared state.
 pub struct Hub {
     config: HubConfig,
     store: Arc<dyn RoomStore>,
     peers: Mutex<HashMap<PeerId, PeerEntry>>,
-    join_failures: Mutex<HashMap<IpAddr, FailureWindow>>,
-    global_join_failures: Mutex<FailureWindow>,
+    joins: Mutex<JoinGuard>,
+    refusal_log: Mutex<LogLimiter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,47 +112,65 @@ fn new_peer_id() -> PeerId {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn clean_name(name: &str) -> Option<String> {
-    let name: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .to_string();
+/// A display name without control, format or bidirectional-override characters (U+202E can make "Support" of
+/// "troppuS"; U+2028 breaks lines), trimmed; `None` when nothing printable is left or it is too long.
+pub fn clean_name(name: &str) -> Option<String> {
+    let name: String = peerdesk::text::printable(name).trim().to_string();
     (!name.is_empty() && name.chars().count() <= MAX_NAME_CHARS).then_some(name)
 }
 
 impl Hub {
     /// A hub over a room store.
     pub fn new(config: HubConfig, store: Arc<dyn RoomStore>) -> Self {
-        let global = FailureWindow::new(config.join_failures_global, config.join_failure_window);
         Hub {
+            joins: Mutex::new(JoinGuard::new(config.join.clone())),
             config,
             store,
             peers: Mutex::new(HashMap::new()),
-            join_failures: Mutex::new(HashMap::new()),
-            global_join_failures: Mutex::new(global),
+            refusal_log: Mutex::new(LogLimiter::new(Instant::now())),
         }
     }
 
     /// Registers a new connection; returns its id and outgoing queue, or `Unavailable` at capacity.
-    pub fn connect(&self) -> Result<(PeerId, mpsc::Receiver<ServerMessage>), ErrorCode> {
+    ///
+    /// # Errors
+    /// [`ErrorCode::Unavailable`] when `max_peers` connections are open.
+    pub fn connect(&self) -> Result<(PeerId, OutboxReceiver), ErrorCode> {
         let mut peers = lock(&self.peers);
         if peers.len() >= self.config.max_peers {
             return Err(ErrorCode::Unavailable);
         }
         let id = new_peer_id();
-        let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (tx, rx) = outbox(self.config.outbox_bytes);
         peers.insert(
             id.clone(),
             PeerEntry {
-                tx,
+                outbox: tx,
                 role: Role::Unassigned,
                 host: None,
-                codes_issued: 0,
             },
         );
         Ok((id, rx))
+    }
+
+    /// Whether the connection has registered as a host or joined as a viewer (connections that do neither within
+    /// the handshake timeout are closed).
+    pub fn has_role(&self, peer: &PeerId) -> bool {
+        lock(&self.peers)
+            .get(peer)
+            .is_some_and(|p| p.role != Role::Unassigned)
+    }
+
+    /// Whether the connection is still known (the hub drops connections that stop reading).
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        lock(&self.peers).contains_key(peer)
+    }
+
+    /// Writes a log line about an attacker-reachable event, at most [`REFUSAL_LOGS_PER_SECOND`] a second.
+    fn log_limited(&self, write: impl FnOnce(u64)) {
+        if let Some(suppressed) = lock(&self.refusal_log).admit(Instant::now()) {
+            write(suppressed);
+        }
     }
 
     /// Peers connected and (codes, pairs) live, for the health endpoint.
@@ -144,22 +180,34 @@ impl Hub {
     }
 
     fn send(&self, to: &PeerId, message: ServerMessage) {
-        let tx = lock(&self.peers).get(to).map(|p| p.tx.clone());
-        if let Some(tx) = tx {
-            if tx.try_send(message).is_err() {
-                tracing::warn!(peer = %to, "outgoing queue full or closed; message dropped");
+        let Some(outbox) = lock(&self.peers).get(to).map(|p| p.outbox.clone()) else {
+            return;
+        };
+        let text: Arc<str> = match serde_json::to_string(&message) {
+            Ok(text) => text.into(),
+            Err(e) => return tracing::error!("cannot encode a server message: {e}"),
+        };
+        match outbox.push(text) {
+            Ok(()) => {}
+            Err(OutboxError::Closed) => {}
+            Err(e @ OutboxError::Full(_)) => {
+                self.log_limited(|suppressed| {
+                    tracing::warn!(peer = %to, suppressed, "disconnecting a connection that does not read: {e}")
+                });
+                self.disconnect(to);
             }
         }
     }
 
-    /// Queues an error reply to `to`.
+    /// Queues an error reply to `to`. The log line escapes the message (it may quote the client's input) and is
+    /// rate-limited across the server.
     pub fn reply_error(&self, to: &PeerId, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();
-        tracing::info!(peer = %to, code = %code, %message, "request refused");
+        self.log_limited(|suppressed| tracing::info!(peer = %to, code = %code, message = ?message, suppressed, "request refused"));
         self.send(to, ServerMessage::error(code, message));
     }
 
-    /// Handles one text message from `peer`, which connected from `addr`.
+    /// Handles one text message from `peer`, whose client address (after trusted proxies) is `addr`.
     pub fn handle(&self, peer: &PeerId, addr: IpAddr, text: &str, now: Instant) {
         let message = match parse_client_message(text) {
             Ok(m) => m,
@@ -190,7 +238,7 @@ impl Hub {
                         "signal is only relayed between a host and a viewer it accepted",
                     );
                 } else {
-                    self.reply_error(peer, ErrorCode::UnknownPeer, format!("no peer {to}"));
+                    self.reply_error(peer, ErrorCode::UnknownPeer, format!("no peer {to:?}"));
                 }
             }
             ClientMessage::Leave { .. } => self.leave(peer, "left"),
@@ -219,12 +267,15 @@ impl Hub {
                     "a viewer connection cannot register as a host",
                 );
             }
-            if entry.codes_issued >= self.config.codes_per_host {
+            if self.store.codes_held(peer, now) >= self.config.codes_per_host {
                 drop(peers);
-                return self.reply_error(peer, ErrorCode::RateLimited, "this host holds the most codes allowed");
+                return self.reply_error(
+                    peer,
+                    ErrorCode::RateLimited,
+                    "this host holds the most codes allowed; codes free up when used or expired",
+                );
             }
             entry.role = Role::Host;
-            entry.codes_issued += 1;
         }
         let code = loop {
             let code = new_code(self.config.code_digits);
@@ -258,12 +309,9 @@ impl Hub {
                 format!("name must be 1..={MAX_NAME_CHARS} printable characters"),
             );
         };
-        let allowed = lock(&self.join_failures)
-            .entry(addr)
-            .or_insert_with(|| FailureWindow::new(self.config.join_failures_per_addr, self.config.join_failure_window))
-            .allows(now)
-            && lock(&self.global_join_failures).allows(now);
-        if !allowed {
+        // Only this client's own key and prefix can run out of budget: what other addresses guessed never
+        // refuses a valid code.
+        if !lock(&self.joins).allows(addr, now) {
             return self.reply_error(
                 peer,
                 ErrorCode::RateLimited,
@@ -272,23 +320,20 @@ impl Hub {
         }
         let well_formed = code.len() == self.config.code_digits && code.bytes().all(|b| b.is_ascii_digit());
         let result = if well_formed {
-            self.store.redeem(code, now)
+            self.store.claim(code, peer, now)
         } else {
             Err(RedeemError::Invalid)
         };
         let host = match result {
             Ok(host) => host,
+            Err(RedeemError::Busy) => {
+                return self.reply_error(peer, ErrorCode::RateLimited, RedeemError::Busy.to_string());
+            }
             Err(e) => {
-                lock(&self.join_failures)
-                    .entry(addr)
-                    .or_insert_with(|| {
-                        FailureWindow::new(self.config.join_failures_per_addr, self.config.join_failure_window)
-                    })
-                    .record_failure(now);
-                lock(&self.global_join_failures).record_failure(now);
+                lock(&self.joins).record_failure(addr, now);
                 let code = match e {
-                    RedeemError::Invalid => ErrorCode::InvalidCode,
                     RedeemError::Expired => ErrorCode::ExpiredCode,
+                    _ => ErrorCode::InvalidCode,
                 };
                 return self.reply_error(peer, code, e.to_string());
             }
@@ -297,6 +342,7 @@ impl Hub {
             let mut peers = lock(&self.peers);
             if !peers.contains_key(&host) {
                 drop(peers);
+                self.store.unpair(&host, peer);
                 return self.reply_error(peer, ErrorCode::InvalidCode, "the host of this code has gone");
             }
             if let Some(entry) = peers.get_mut(peer) {
@@ -304,8 +350,6 @@ impl Hub {
                 entry.host = Some(host.clone());
             }
         }
-        lock(&self.join_failures).retain(|_, w| !w.is_idle(now));
-        self.store.set_pending(&host, peer);
         tracing::info!(host = %host, viewer = %peer, "join request");
         self.send(
             peer,
@@ -322,6 +366,7 @@ impl Hub {
                 v: PROTOCOL_VERSION,
                 peer: peer.clone(),
                 name,
+                code: code.to_string(),
             },
         );
     }
@@ -332,8 +377,24 @@ impl Hub {
         }
         match self.store.relation(host, viewer) {
             Relation::Pending => {
-                self.store.admit(host, viewer);
+                let others = self.store.admit(host, viewer).unwrap_or_default();
                 tracing::info!(host = %host, viewer = %viewer, "viewer accepted");
+                // Others who waited on the same code (a lucky guesser, a second click) are turned away, and the
+                // host is told so that it can close their prompts.
+                for other in others {
+                    self.send(
+                        &other,
+                        ServerMessage::error(ErrorCode::Denied, "the host admitted another viewer with this code"),
+                    );
+                    self.send(
+                        host,
+                        ServerMessage::PeerLeft {
+                            v: PROTOCOL_VERSION,
+                            peer: other,
+                            reason: "code used by another viewer".into(),
+                        },
+                    );
+                }
                 self.send(
                     viewer,
                     ServerMessage::Accepted {
@@ -343,7 +404,7 @@ impl Hub {
                 );
             }
             Relation::Admitted => self.reply_error(host, ErrorCode::NotAllowed, "viewer already accepted"),
-            Relation::None => self.reply_error(host, ErrorCode::UnknownPeer, format!("no pending viewer {viewer}")),
+            Relation::None => self.reply_error(host, ErrorCode::UnknownPeer, format!("no pending viewer {viewer:?}")),
         }
     }
 
@@ -352,10 +413,10 @@ impl Hub {
             return self.reply_error(host, ErrorCode::NotAllowed, "only a host rejects viewers");
         }
         if self.store.relation(host, viewer) == Relation::None {
-            return self.reply_error(host, ErrorCode::UnknownPeer, format!("no viewer {viewer}"));
+            return self.reply_error(host, ErrorCode::UnknownPeer, format!("no viewer {viewer:?}"));
         }
         self.store.unpair(host, viewer);
-        let reason: String = reason.chars().filter(|c| !c.is_control()).take(200).collect();
+        let reason: String = peerdesk::text::printable(reason).chars().take(200).collect();
         tracing::info!(host = %host, viewer = %viewer, "viewer rejected");
         self.send(
             viewer,
@@ -385,8 +446,10 @@ impl Hub {
 
     /// Forgets a connection that closed, telling its counterparts.
     pub fn disconnect(&self, peer: &PeerId) {
-        self.leave(peer, "disconnected");
-        lock(&self.peers).remove(peer);
+        // Removed first: a counterpart that does not read either is disconnected in turn, not looped on.
+        if lock(&self.peers).remove(peer).is_some() {
+            self.leave(peer, "disconnected");
+        }
     }
 }
 
@@ -401,8 +464,11 @@ mod tests {
         Hub::new(HubConfig::default(), Arc::new(MemoryRoomStore::default()))
     }
 
-    fn next(rx: &mut mpsc::Receiver<ServerMessage>) -> ServerMessage {
-        rx.try_recv().expect("a message was queued")
+    fn next(rx: &mut OutboxReceiver) -> ServerMessage {
+        let text = futures_util::FutureExt::now_or_never(rx.recv())
+            .flatten()
+            .expect("a message was queued");
+        peerdesk::signaling::protocol::parse_server_message(&text).expect("the hub queues server messages")
     }
 
     fn error_code(m: ServerMessage) -> ErrorCode {

@@ -5,14 +5,18 @@
 //! peerdesk-signaling-server --listen 127.0.0.1:8080 --static-dir examples/web-viewer
 //! ```
 //!
-//! Endpoints: `GET /ws` (WebSocket), `GET /healthz` (JSON status), everything else from `--static-dir`.
-//! Prints `listening on ADDR` once ready; stops gracefully on SIGINT/SIGTERM.
+//! Endpoints: `GET /ws` (WebSocket), `GET /healthz` (liveness), everything else from `--static-dir`.
+//! Prints `listening on ADDR` once ready; stops gracefully on SIGINT/SIGTERM; with `--tls-cert`/`--tls-key`,
+//! serves HTTPS/WSS and re-reads both files on SIGHUP (a renewed certificate, no restart).
 
 use clap::Parser;
 use peerdesk::signaling::IceServer;
-use peerdesk_signaling_server::{shutdown_signal, HubConfig, Server};
+use peerdesk_signaling_server::limits::{Cidr, JoinLimits};
+use peerdesk_signaling_server::tls::TlsFiles;
+use peerdesk_signaling_server::{shutdown_signal, ConnectionLimits, HubConfig, Server, ServerOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -27,8 +31,8 @@ struct Args {
     /// Digits in a session code (9 or more).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(9..=20))]
     code_digits: u8,
-    /// Seconds a session code stays valid.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds a session code stays valid (60 to 86400).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(60..=86_400))]
     code_ttl_secs: u64,
     /// STUN/TURN URL handed to clients (repeatable); none by default.
     #[arg(long = "ice-server")]
@@ -36,18 +40,36 @@ struct Args {
     /// TURN user name for the ICE servers.
     #[arg(long, default_value = "")]
     ice_username: String,
-    /// TURN credential for the ICE servers.
-    #[arg(long, default_value = "")]
-    ice_credential: String,
+    /// File holding the TURN credential for the ICE servers (kept out of the command line, where `ps` shows it).
+    #[arg(long)]
+    ice_credential_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM, leaf first); with --tls-key, serves HTTPS and WSS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For header names the client.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<Cidr>,
+    /// An origin whose pages may use the WebSocket (repeatable); default: only pages this server serves.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// Open connections per client (an IPv4 address or an IPv6 /64).
+    #[arg(long, default_value_t = 32)]
+    connections_per_client: usize,
     /// Most connections at once.
     #[arg(long, default_value_t = 10_000)]
     max_peers: usize,
     /// Sustained messages per second per connection.
     #[arg(long, default_value_t = 20.0)]
     messages_per_second: f64,
-    /// Failed join attempts allowed per address per minute.
+    /// Failed join attempts allowed per client (an IPv4 address or an IPv6 /64) per minute.
     #[arg(long, default_value_t = 10)]
     join_failures_per_addr: usize,
+    /// Failed join attempts allowed per IPv4 /24 or IPv6 /48 per minute.
+    #[arg(long, default_value_t = 100)]
+    join_failures_per_prefix: usize,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -69,13 +91,20 @@ async fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
+    let credential = match &args.ice_credential_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --ice-credential-file {}: {e}", path.display()))?
+            .trim()
+            .to_string(),
+        None => String::new(),
+    };
     let ice_servers = if args.ice_servers.is_empty() {
         Vec::new()
     } else {
         vec![IceServer {
             urls: args.ice_servers.clone(),
             username: args.ice_username.clone(),
-            credential: args.ice_credential.clone(),
+            credential,
         }]
     };
     let config = HubConfig {
@@ -83,15 +112,43 @@ async fn main() -> anyhow::Result<()> {
         code_ttl: Duration::from_secs(args.code_ttl_secs),
         ice_servers,
         max_peers: args.max_peers,
-        messages_per_second: args.messages_per_second,
-        join_failures_per_addr: args.join_failures_per_addr,
+        join: JoinLimits {
+            per_key: args.join_failures_per_addr,
+            per_prefix: args.join_failures_per_prefix,
+            ..JoinLimits::default()
+        },
         ..HubConfig::default()
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(TlsFiles::load(cert, key)?)),
+        _ => None,
+    };
+    if let Some(files) = tls.clone() {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match files.reload() {
+                    Ok(()) => tracing::info!("TLS certificate and key reloaded"),
+                    Err(e) => tracing::error!("TLS reload failed, keeping the previous certificate: {e}"),
+                }
+            }
+        });
+    }
+    let mut options = ServerOptions::default();
+    options.static_dir = args.static_dir.clone();
+    options.tls = tls;
+    options.trusted_proxies = args.trusted_proxies.clone();
+    options.allowed_origins = args.allowed_origins.clone();
+    options.connections_per_client = args.connections_per_client;
+    options.connection = ConnectionLimits {
+        messages_per_second: args.messages_per_second,
+        ..ConnectionLimits::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
-    tracing::info!(%addr, "signaling server ready");
-    Server::new(config, args.static_dir.as_deref())
+    tracing::info!(%addr, tls = options.tls.is_some(), "signaling server ready");
+    Server::with_options(config, options)
         .serve(listener, shutdown_signal())
         .await?;
     tracing::info!("stopped");
