@@ -76,7 +76,17 @@ mod tests {
 
     #[test]
     fn layout_changing_characters_are_caught() {
-        for c in ['\u{1b}', '\u{7f}', '\u{9b}', '\u{202E}', '\u{2066}', '\u{200B}', '\u{2028}', '\u{FEFF}', '\u{E0041}'] {
+        for c in [
+            '\u{1b}',
+            '\u{7f}',
+            '\u{9b}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200B}',
+            '\u{2028}',
+            '\u{FEFF}',
+            '\u{E0041}',
+        ] {
             assert!(is_invisible_or_control(c), "{:?}", c);
         }
         for c in ['a', 'é', '中', ' ', '😀', '\u{05D0}'] {

@@ -32,7 +32,11 @@ pub struct SignalingServer {
 impl SignalingServer {
     /// Starts the server with extra arguments.
     pub fn start(extra: &[&str]) -> SignalingServer {
-        let mut child = Command::new(workspace_binary("peerdesk-signaling-server"))
+        // PEERDESK_SIGNALING_SERVER runs the tests against another build (checking that they fail on an old one).
+        let binary = std::env::var_os("PEERDESK_SIGNALING_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_binary("peerdesk-signaling-server"));
+        let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -52,11 +56,23 @@ impl SignalingServer {
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the server printed its address");
+        let tls = extra.contains(&"--tls-cert");
+        let (ws, http) = if tls { ("wss", "https") } else { ("ws", "http") };
         SignalingServer {
             child,
-            url: format!("ws://{addr}/ws"),
-            http: format!("http://{addr}"),
+            url: format!("{ws}://{addr}/ws"),
+            http: format!("{http}://{addr}"),
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> String {
+        self.http.split("://").nth(1).unwrap_or_default().to_string()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.

@@ -150,7 +150,11 @@ async fn bad_clients_get_errors_while_another_session_carries_on() {
     assert!(server.is_running());
     let health = health(&server).await;
     assert_eq!(health["status"], "ok");
-    assert!(health["peers"].as_u64().unwrap() >= 3);
+    // Counts of live codes and sessions would give a guesser the odds: not public.
+    assert!(
+        health.get("peers").is_none() && health.get("codes").is_none(),
+        "{health}"
+    );
 }
 
 async fn health(server: &SignalingServer) -> Value {

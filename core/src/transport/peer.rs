@@ -2,6 +2,7 @@
 
 use super::{TransportConfig, TransportError};
 use crate::signaling::IceServer;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Gcc, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_congestion_control, configure_nack, configure_rtcp_reports, register_default_interceptors,
@@ -14,7 +15,6 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
-use rtc::ice::mdns::MulticastDnsMode;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -135,7 +135,11 @@ pub async fn serve(
             Message::Text(text) => hub.handle(&peer, client, &text, now),
             Message::Binary(_) => {
                 refusals.record_failure(now);
-                hub.reply_error(&peer, ErrorCode::Malformed, "binary frames are not part of the protocol");
+                hub.reply_error(
+                    &peer,
+                    ErrorCode::Malformed,
+                    "binary frames are not part of the protocol",
+                );
             }
             _ => {} // ping (answered by the WebSocket layer) and pong: they only count against the rate
         }

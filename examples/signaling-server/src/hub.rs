@@ -156,9 +156,7 @@ impl Hub {
     /// Whether the connection has registered as a host or joined as a viewer (connections that do neither within
     /// the handshake timeout are closed).
     pub fn has_role(&self, peer: &PeerId) -> bool {
-        lock(&self.peers)
-            .get(peer)
-            .is_some_and(|p| p.role != Role::Unassigned)
+        lock(&self.peers).get(peer).is_some_and(|p| p.role != Role::Unassigned)
     }
 
     /// Whether the connection is still known (the hub drops connections that stop reading).
@@ -203,7 +201,9 @@ impl Hub {
     /// rate-limited across the server.
     pub fn reply_error(&self, to: &PeerId, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();
-        self.log_limited(|suppressed| tracing::info!(peer = %to, code = %code, message = ?message, suppressed, "request refused"));
+        self.log_limited(
+            |suppressed| tracing::info!(peer = %to, code = %code, message = ?message, suppressed, "request refused"),
+        );
         self.send(to, ServerMessage::error(code, message));
     }
 

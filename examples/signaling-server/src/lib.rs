@@ -274,10 +274,12 @@ impl Server {
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let service = router.clone().map_request(move |mut request: axum::extract::Request<_>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
+            let service = router
+                .clone()
+                .map_request(move |mut request: axum::extract::Request<_>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
             let tls = options.tls.as_ref().map(|files| files.acceptor());
             let header_timeout = options.header_timeout;
             let shutdown = stopping.clone();
@@ -304,8 +306,11 @@ impl Server {
 async fn serve_http<IO, S>(io: IO, service: S, header_timeout: Duration, mut shutdown: watch::Receiver<bool>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<axum::extract::Request<hyper::body::Incoming>, Response = Response, Error = std::convert::Infallible>
-        + Clone
+    S: tower::Service<
+            axum::extract::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -342,6 +347,10 @@ mod tests {
         assert!(!origin_allowed("http://127.0.0.1:8080", None, &[]));
         let listed = ["https://app.example".to_string()];
         assert!(origin_allowed("https://app.example", Some("signal.example"), &listed));
-        assert!(!origin_allowed("https://signal.example", Some("signal.example"), &listed));
+        assert!(!origin_allowed(
+            "https://signal.example",
+            Some("signal.example"),
+            &listed
+        ));
     }
 }

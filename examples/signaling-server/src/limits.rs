@@ -69,12 +69,20 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match canonical(addr) {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4(Ipv4Addr::from(bits & mask))
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6(Ipv6Addr::from(bits & mask))
         }
     }
@@ -309,7 +317,10 @@ mod tests {
 
     #[test]
     fn an_ipv6_slash_64_is_one_client() {
-        assert_eq!(client_key(ip("2001:db8:1:2::1")), client_key(ip("2001:db8:1:2:ffff::9")));
+        assert_eq!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:2:ffff::9"))
+        );
         assert_ne!(client_key(ip("2001:db8:1:2::1")), client_key(ip("2001:db8:1:3::1")));
         assert_ne!(client_key(ip("10.0.0.1")), client_key(ip("10.0.0.2")));
         assert_eq!(prefix_key(ip("10.0.0.1")), prefix_key(ip("10.0.0.250")));
@@ -374,7 +385,8 @@ mod tests {
         };
         let mut guard = JoinGuard::new(limits);
         for i in 0..20u32 {
-            guard.record_failure(IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i * 256)), t0); // 20 prefixes
+            guard.record_failure(IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i * 256)), t0);
+            // 20 prefixes
         }
         // A fresh address in a prefix that already failed 10 times (10 keys × 1) is slowed now.
         for i in 0..10u32 {

@@ -70,6 +70,15 @@ struct Args {
     /// Failed join attempts allowed per IPv4 /24 or IPv6 /48 per minute.
     #[arg(long, default_value_t = 100)]
     join_failures_per_prefix: usize,
+    /// Seconds a client has to send its HTTP request head or finish the TLS handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    header_timeout_secs: u64,
+    /// Seconds a WebSocket has to register or join.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    handshake_timeout_secs: u64,
+    /// Seconds of silence (pongs to the server's pings count) after which a WebSocket is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    idle_timeout_secs: u64,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -140,8 +149,13 @@ async fn main() -> anyhow::Result<()> {
     options.trusted_proxies = args.trusted_proxies.clone();
     options.allowed_origins = args.allowed_origins.clone();
     options.connections_per_client = args.connections_per_client;
+    options.header_timeout = Duration::from_secs(args.header_timeout_secs);
+    let idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     options.connection = ConnectionLimits {
         messages_per_second: args.messages_per_second,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout_secs),
+        idle_timeout,
+        ping_interval: (idle_timeout / 3).max(Duration::from_secs(1)),
         ..ConnectionLimits::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
