@@ -99,11 +99,14 @@ impl Host {
         source: ScreenSource,
         listener: Arc<dyn HostListener>,
     ) -> Result<Arc<Host>, SessionError> {
-        let config = peerdesk::session::HostConfig::new(&options.server_url)
+        let mut config = peerdesk::session::HostConfig::new(&options.server_url)
             .name(&options.name)
             .fps(options.fps)
             .max_bitrate(options.max_bitrate_bps)
             .transport(transport(options.loopback, &options.ice_servers));
+        if let Some(pem) = &options.trusted_ca_pem {
+            config = config.trust_ca_pem(pem);
+        }
         let invalid = |e: &dyn std::fmt::Display| SessionError::InvalidArgument { details: e.to_string() };
         let (source, input, pusher): (
             Box<dyn peerdesk::capture::ScreenSource>,

@@ -76,6 +76,10 @@ pub struct HostOptions {
     /// STUN/TURN URLs you operate (none by default).
     #[uniffi(default = [])]
     pub ice_servers: Vec<String>,
+    /// Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
+    /// webpki roots and the system's bundle are always trusted).
+    #[uniffi(default = None)]
+    pub trusted_ca_pem: Option<String>,
 }
 
 /// Settings of a viewer.
@@ -97,6 +101,10 @@ pub struct ViewerOptions {
     /// STUN/TURN URLs you operate (none by default).
     #[uniffi(default = [])]
     pub ice_servers: Vec<String>,
+    /// Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
+    /// webpki roots and the system's bundle are always trusted).
+    #[uniffi(default = None)]
+    pub trusted_ca_pem: Option<String>,
 }
 
 pub(crate) fn transport(loopback: bool, ice_servers: &[String]) -> peerdesk::transport::TransportConfig {

@@ -65,6 +65,9 @@ impl Viewer {
         let mut config = core::ViewerConfig::new(&options.server_url, &options.code, &options.name)
             .transport(transport(options.loopback, &options.ice_servers));
         config.frame_queue = options.frame_queue.clamp(1, 64) as usize;
+        if let Some(pem) = &options.trusted_ca_pem {
+            config = config.trust_ca_pem(pem);
+        }
         let mut viewer = run(core::Viewer::join(config)).await?;
         if let Some(events) = viewer.take_events() {
             dispatch_thread("peerdesk-viewer-events", events, move |event| {

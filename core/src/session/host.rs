@@ -13,7 +13,7 @@ use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
 use crate::ratelimit::TokenBucket;
 use crate::signaling::{
-    ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, PROTOCOL_VERSION,
+    ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, PROTOCOL_VERSION,
 };
 use crate::transport::peer::{new_peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
@@ -52,6 +52,9 @@ pub struct HostConfig {
     pub threads: usize,
     /// How long to wait for the server to answer.
     pub connect_timeout: Duration,
+    /// Which servers a `wss://` signaling URL may present certificates from (default: the webpki roots and
+    /// the system's bundle).
+    pub tls: SignalingTls,
 }
 
 impl HostConfig {
@@ -66,6 +69,7 @@ impl HostConfig {
             max_bitrate_bps: 4_000_000,
             threads: 2,
             connect_timeout: Duration::from_secs(10),
+            tls: SignalingTls::default(),
         }
     }
     /// Sets the name shown to viewers.
@@ -91,6 +95,13 @@ impl HostConfig {
     /// Sets the highest bitrate.
     pub fn max_bitrate(mut self, bps: u32) -> Self {
         self.max_bitrate_bps = bps;
+        self
+    }
+    /// Also trusts the CA certificate(s) in `pem` for a `wss://` signaling server with a private CA.
+    /// Default: only the webpki roots and the system's bundle.
+    #[must_use]
+    pub fn trust_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.tls = self.tls.trust_pem(pem);
         self
     }
 }
@@ -292,7 +303,7 @@ impl Host {
         encoder_config
             .validate()
             .map_err(|e| SessionError::InvalidArgument(e.to_string()))?;
-        let mut client = SignalingClient::connect(&config.server_url).await?;
+        let mut client = SignalingClient::connect_with(&config.server_url, &config.tls).await?;
         client.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await?;
         let (code, ice_servers) = loop {
             let message = tokio::time::timeout(config.connect_timeout, client.recv())

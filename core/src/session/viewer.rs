@@ -6,7 +6,8 @@ use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, H
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, Decoder, DecoderConfig};
 use crate::signaling::{
-    ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, PROTOCOL_VERSION,
+    ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
+    PROTOCOL_VERSION,
 };
 use crate::transport::assembler::{AssembledFrame, FrameAssembler};
 use crate::transport::peer::{new_peer, Peer, PeerEvent};
@@ -41,6 +42,9 @@ pub struct ViewerConfig {
     pub connect_timeout: Duration,
     /// Decoder settings.
     pub decoder: DecoderConfig,
+    /// Which servers a `wss://` signaling URL may present certificates from (default: the webpki roots and
+    /// the system's bundle).
+    pub tls: SignalingTls,
 }
 
 impl ViewerConfig {
@@ -55,11 +59,19 @@ impl ViewerConfig {
             consent_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(20),
             decoder: DecoderConfig::default(),
+            tls: SignalingTls::default(),
         }
     }
     /// Sets the network settings.
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
+        self
+    }
+    /// Also trusts the CA certificate(s) in `pem` for a `wss://` signaling server with a private CA.
+    /// Default: only the webpki roots and the system's bundle.
+    #[must_use]
+    pub fn trust_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.tls = self.tls.trust_pem(pem);
         self
     }
 }
@@ -146,7 +158,7 @@ impl Viewer {
     /// the host has welcomed this viewer. Refusal is [`SessionError::Denied`]; a wrong code
     /// [`SessionError::InvalidCode`]; an old one [`SessionError::ExpiredCode`].
     pub async fn join(config: ViewerConfig) -> Result<Viewer, SessionError> {
-        let mut client = SignalingClient::connect(&config.server_url).await?;
+        let mut client = SignalingClient::connect_with(&config.server_url, &config.tls).await?;
         client
             .send(ClientMessage::Join {
                 v: PROTOCOL_VERSION,

@@ -6,5 +6,5 @@
 pub mod client;
 pub mod protocol;
 
-pub use client::{SignalingClient, SignalingError, SignalingSender};
+pub use client::{SignalingClient, SignalingError, SignalingSender, SignalingTls};
 pub use protocol::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION};

@@ -32,6 +32,9 @@ pub enum AutoAnswer {
 /// Options of `peerdesk share`.
 #[derive(clap::Args, Debug)]
 pub struct ShareArgs {
+    /// A PEM file of CA certificate(s) to trust for a `wss://` server with a private CA.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Signaling server WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub server: String,
@@ -157,12 +160,16 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
     } else {
         TransportConfig::default()
     };
-    let config = HostConfig::new(&args.server)
+    let mut config = HostConfig::new(&args.server)
         .name(&args.name)
         .transport(transport)
         .backend(args.backend)
         .fps(args.fps)
         .max_bitrate(args.bitrate);
+    if let Some(path) = &args.ca_file {
+        let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
+        config = config.trust_ca_pem(pem);
+    }
     let mut host = Host::start(config, source, sink).await.context("starting the host")?;
     println!("code: {}", host.code());
     println!(

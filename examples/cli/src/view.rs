@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// Options of `peerdesk view`.
 #[derive(clap::Args, Debug)]
 pub struct ViewArgs {
+    /// A PEM file of CA certificate(s) to trust for a `wss://` server with a private CA.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Signaling server WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub server: String,
@@ -52,7 +55,11 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
     } else {
         TransportConfig::default()
     };
-    let config = ViewerConfig::new(&args.server, &args.code, &args.name).transport(transport);
+    let mut config = ViewerConfig::new(&args.server, &args.code, &args.name).transport(transport);
+    if let Some(path) = &args.ca_file {
+        let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
+        config = config.trust_ca_pem(pem);
+    }
     println!("asking the host to let you in...");
     let mut viewer = Viewer::join(config).await.context("joining")?;
     let (w, h) = viewer.screen_size();

@@ -2958,6 +2958,11 @@ public struct HostOptions: Equatable, Hashable {
      * STUN/TURN URLs you operate (none by default).
      */
     public var iceServers: [String]
+    /**
+     * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
+     * webpki roots and the system's bundle are always trusted).
+     */
+    public var trustedCaPem: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2979,13 +2984,18 @@ public struct HostOptions: Equatable, Hashable {
          */loopback: Bool = false, 
         /**
          * STUN/TURN URLs you operate (none by default).
-         */iceServers: [String] = []) {
+         */iceServers: [String] = [], 
+        /**
+         * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
+         * webpki roots and the system's bundle are always trusted).
+         */trustedCaPem: String? = nil) {
         self.serverUrl = serverUrl
         self.name = name
         self.fps = fps
         self.maxBitrateBps = maxBitrateBps
         self.loopback = loopback
         self.iceServers = iceServers
+        self.trustedCaPem = trustedCaPem
     }
 
     
@@ -3009,7 +3019,8 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
                 fps: FfiConverterUInt32.read(from: &buf), 
                 maxBitrateBps: FfiConverterUInt32.read(from: &buf), 
                 loopback: FfiConverterBool.read(from: &buf), 
-                iceServers: FfiConverterSequenceString.read(from: &buf)
+                iceServers: FfiConverterSequenceString.read(from: &buf), 
+                trustedCaPem: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -3020,6 +3031,7 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
         FfiConverterUInt32.write(value.maxBitrateBps, into: &buf)
         FfiConverterBool.write(value.loopback, into: &buf)
         FfiConverterSequenceString.write(value.iceServers, into: &buf)
+        FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
     }
 }
 
@@ -3235,6 +3247,11 @@ public struct ViewerOptions: Equatable, Hashable {
      * STUN/TURN URLs you operate (none by default).
      */
     public var iceServers: [String]
+    /**
+     * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
+     * webpki roots and the system's bundle are always trusted).
+     */
+    public var trustedCaPem: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3256,13 +3273,18 @@ public struct ViewerOptions: Equatable, Hashable {
          */frameQueue: UInt32 = UInt32(3), 
         /**
          * STUN/TURN URLs you operate (none by default).
-         */iceServers: [String] = []) {
+         */iceServers: [String] = [], 
+        /**
+         * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
+         * webpki roots and the system's bundle are always trusted).
+         */trustedCaPem: String? = nil) {
         self.serverUrl = serverUrl
         self.code = code
         self.name = name
         self.loopback = loopback
         self.frameQueue = frameQueue
         self.iceServers = iceServers
+        self.trustedCaPem = trustedCaPem
     }
 
     
@@ -3286,7 +3308,8 @@ public struct FfiConverterTypeViewerOptions: FfiConverterRustBuffer {
                 name: FfiConverterString.read(from: &buf), 
                 loopback: FfiConverterBool.read(from: &buf), 
                 frameQueue: FfiConverterUInt32.read(from: &buf), 
-                iceServers: FfiConverterSequenceString.read(from: &buf)
+                iceServers: FfiConverterSequenceString.read(from: &buf), 
+                trustedCaPem: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -3297,6 +3320,7 @@ public struct FfiConverterTypeViewerOptions: FfiConverterRustBuffer {
         FfiConverterBool.write(value.loopback, into: &buf)
         FfiConverterUInt32.write(value.frameQueue, into: &buf)
         FfiConverterSequenceString.write(value.iceServers, into: &buf)
+        FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
     }
 }
 
