@@ -50,13 +50,21 @@ pub struct DecoderConfig {
     pub threads: u32,
     /// Frames dav1d may hold back for frame threading; 1 for the lowest latency.
     pub max_frame_delay: u32,
+    /// Largest picture decoded, in pixels (width × height); larger ones are refused before dav1d allocates
+    /// them. Default 8192 × 4320 (8K UHD, larger than any screen a host shares); range 1 to 16384 × 16384. A
+    /// hostile stream could otherwise announce 65536 × 65536 and make the viewer allocate gigabytes.
+    pub max_picture_pixels: u32,
 }
+
+/// [`DecoderConfig::max_picture_pixels`]' default.
+pub const DEFAULT_MAX_PICTURE_PIXELS: u32 = 8192 * 4320;
 
 impl Default for DecoderConfig {
     fn default() -> Self {
         DecoderConfig {
             threads: 2,
             max_frame_delay: 1,
+            max_picture_pixels: DEFAULT_MAX_PICTURE_PIXELS,
         }
     }
 }
@@ -151,6 +159,7 @@ impl Decoder {
         let mut settings = dav1d::Settings::new();
         settings.set_n_threads(config.threads);
         settings.set_max_frame_delay(config.max_frame_delay);
+        settings.set_frame_size_limit(config.max_picture_pixels.clamp(1, 16384 * 16384));
         let inner = dav1d::Decoder::with_settings(&settings).map_err(|e| DecodeError::Setup(e.to_string()))?;
         Ok(Decoder { inner, config })
     }

@@ -287,3 +287,26 @@ fn wrong_decoded_destination_is_a_typed_error() {
     let mut rgba = vec![0u8; 64 * 48 * 4];
     picture.write_rgba(&mut rgba, 256).unwrap();
 }
+
+#[test]
+fn pictures_larger_than_the_limit_are_refused_before_they_are_allocated() {
+    // Security review M2: no limit meant a hostile stream could announce 65536 × 65536.
+    let frames = desktop_frames(640, 360, 1);
+    let mut encoder = new_encoder(Backend::default_interactive(), &EncoderConfig::new(640, 360)).unwrap();
+    let key = encode_all(encoder.as_mut(), &frames, &[0])[0].data.clone();
+    let small_limit = DecoderConfig {
+        max_picture_pixels: 320 * 180,
+        ..DecoderConfig::default()
+    };
+    let mut limited = Decoder::new(small_limit).unwrap();
+    assert!(
+        matches!(
+            limited.decode(key.clone(), Duration::ZERO),
+            Err(DecodeError::InvalidData(_))
+        ),
+        "a 640x360 picture must be refused under a 320x180 limit"
+    );
+    let mut default = Decoder::new(DecoderConfig::default()).unwrap();
+    let picture = default.decode(key, Duration::ZERO).unwrap().unwrap();
+    assert_eq!((picture.width(), picture.height()), (640, 360));
+}

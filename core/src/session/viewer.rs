@@ -116,6 +116,8 @@ struct Counters {
     bytes: AtomicU64,
     frames: AtomicU64,
     keyframes: AtomicU64,
+    /// Assembled frames dropped because the decoder fell behind.
+    frames_dropped: AtomicU64,
     /// Set by the app to ask the host for a keyframe; the video task sends a PLI.
     keyframe_wanted: AtomicBool,
     stats: Mutex<ConnectionStats>,
@@ -356,7 +358,7 @@ impl Viewer {
         stats.frames = self.counters.frames.load(Ordering::Relaxed);
         stats.bytes = self.counters.bytes.load(Ordering::Relaxed);
         stats.keyframes = self.counters.keyframes.load(Ordering::Relaxed);
-        stats.frames_dropped = self.frames.dropped();
+        stats.frames_dropped = self.frames.dropped() + self.counters.frames_dropped.load(Ordering::Relaxed);
         stats
     }
 
@@ -529,13 +531,18 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     }
 }
 
+/// Assembled frames waiting for the decoder thread.
+const DECODE_QUEUE: usize = 8;
+
 fn spawn_video_receiver(
     track: Arc<dyn TrackRemote>,
     frames: Arc<FrameQueue<DecodedFrame>>,
     counters: Arc<Counters>,
     decoder_config: DecoderConfig,
 ) {
-    let (to_decoder, from_network) = std::sync::mpsc::channel::<AssembledFrame>();
+    // Bounded: when the decoder falls this far behind, new frames are dropped (and counted) and a keyframe is
+    // asked for, since what follows a dropped frame cannot be decoded without it.
+    let (to_decoder, from_network) = std::sync::mpsc::sync_channel::<AssembledFrame>(DECODE_QUEUE);
     let decode_failed = Arc::new(AtomicBool::new(false));
     {
         let decode_failed = decode_failed.clone();
@@ -575,13 +582,21 @@ fn spawn_video_receiver(
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     counters.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    if packet.payload.is_empty() {
+                        continue; // padding only (bandwidth probes)
+                    }
                     let h = &packet.header;
                     for frame in assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload) {
                         if frame.keyframe {
                             counters.keyframes.fetch_add(1, Ordering::Relaxed);
                         }
-                        if to_decoder.send(frame).is_err() {
-                            return;
+                        match to_decoder.try_send(frame) {
+                            Ok(()) => {}
+                            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                                counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                                decode_failed.store(true, Ordering::Relaxed);
+                            }
+                            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
                         }
                     }
                     let wants_keyframe = assembler.take_keyframe_request()

@@ -2,9 +2,8 @@
 //! (a port of libwebrtc's framing), emits one temporal unit per RTP timestamp at its marker packet, and after loss
 //! asks for a keyframe and discards until one starts. Plain logic: packets in, frames out.
 
+use super::av1_depacketizer::Av1Depacketizer;
 use bytes::{Bytes, BytesMut};
-use rtc::rtp::codec::av1::Av1Depacketizer;
-use rtc::rtp::packetizer::Depacketizer;
 use std::collections::BTreeMap;
 
 /// Packets held while waiting for a missing one before giving it up as lost.
@@ -150,7 +149,7 @@ impl FrameAssembler {
         self.frame.clear();
         self.frame_timestamp = None;
         self.frame_broken = false;
-        self.depacketizer = Av1Depacketizer::new();
+        self.depacketizer.reset();
         if !self.waiting_for_keyframe {
             self.waiting_for_keyframe = true;
         }
@@ -174,14 +173,9 @@ impl FrameAssembler {
             self.frame_broken = true;
         }
         if !self.frame_broken {
-            match self.depacketizer.depacketize(&held.payload) {
-                Ok(obus) => {
-                    if self.frame.len() + obus.len() > MAX_FRAME_BYTES {
-                        self.frame_broken = true;
-                    } else {
-                        self.frame.extend_from_slice(&obus);
-                    }
-                }
+            match self.depacketizer.depacketize(&held.payload, &mut self.frame) {
+                Ok(()) if self.frame.len() > MAX_FRAME_BYTES => self.frame_broken = true,
+                Ok(()) => {}
                 Err(e) => {
                     tracing::debug!("bad AV1 RTP payload: {e}");
                     self.frame_broken = true;
@@ -318,6 +312,20 @@ mod tests {
         assert_eq!(after.len(), 1);
         assert!(after[0].keyframe);
         assert!(a.frames_lost() >= 1);
+    }
+
+    #[test]
+    fn payloads_that_crashed_the_viewer_lose_a_frame_and_nothing_else() {
+        // Security review M1: rtc-rtp 0.21.1's depacketizer panicked on these, ending the viewer's video.
+        let mut a = FrameAssembler::new();
+        for (i, payload) in [&[0x18u8, 0x36][..], &[0x08, 0x01, 0x36], &[0x18, 0x34]]
+            .iter()
+            .enumerate()
+        {
+            let out = a.push(i as u16, i as u32, true, Bytes::copy_from_slice(payload));
+            assert!(out.is_empty());
+        }
+        assert!(a.take_keyframe_request(), "a keyframe is asked for instead");
     }
 
     #[test]
