@@ -10,15 +10,17 @@
 //! | [`Backend::Rav1e`] (pure Rust) | portability, low frame rates | 3 frames, drained on still screens |
 //!
 //! [`EncodeController`] holds the decisions around the encoder (skip, keyframe, quality refresh, adaptation) as
-//! plain logic with time passed in.
+//! plain logic with time passed in; [`KeyframeRequests`] limits how often one viewer's requests reach it.
 
 #[cfg(feature = "aom")]
 mod aom;
 mod controller;
+mod keyframe_requests;
 #[cfg(feature = "rav1e")]
 mod rav1e;
 
 pub use controller::{Adaptation, ControllerConfig, Decision, EncodeController};
+pub use keyframe_requests::{KeyframeRequests, MIN_KEYFRAME_REQUEST_INTERVAL};
 
 use crate::frame::{Frame, FrameError};
 use bytes::Bytes;

@@ -5,10 +5,12 @@
 //! into an X display through XTest; apps on other platforms implement the trait (or receive the events through
 //! the bindings) and inject them their own way.
 
+mod pressed;
 #[cfg(feature = "x11")]
 pub mod x11;
 
 pub use crate::control::protocol::{InputEvent, MouseButton};
+pub use pressed::{PressedInputs, MAX_HELD_KEYS};
 
 /// Errors of an input sink.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -21,7 +21,7 @@ use crate::transport::video_send::{new_video_track, Av1RtpSender};
 use crate::transport::{TransportConfig, TransportError};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -120,7 +120,8 @@ pub enum Consent {
 pub struct JoinRequest {
     /// Who asks.
     pub viewer: ViewerId,
-    /// The name they gave.
+    /// The name they typed: not verified by anyone, so show it as such. Control, format and bidi-override
+    /// characters are removed.
     pub name: String,
     reply: Option<mpsc::UnboundedSender<Command>>,
 }
@@ -343,7 +344,7 @@ impl Host {
                 .map_err(|e| SessionError::InvalidArgument(format!("cannot start the encode thread: {e}")))?;
         }
         let input_tx = input.map(|sink| {
-            let (tx, rx) = std::sync::mpsc::channel::<InputEvent>();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<InputCommand>(INPUT_QUEUE);
             let _ = std::thread::Builder::new()
                 .name("peerdesk-input".into())
                 .spawn(move || input_thread(sink, rx));
@@ -365,7 +366,14 @@ impl Host {
             counters: counters.clone(),
             max_bitrate: config.max_bitrate_bps,
         };
-        tokio::spawn(run_host(shared, incoming, commands_rx, commands_tx.clone(), events_tx));
+        tokio::spawn(run_host(
+            shared,
+            code.clone(),
+            incoming,
+            commands_rx,
+            commands_tx.clone(),
+            events_tx,
+        ));
         tracing::info!(width, height, "hosting; session code issued");
         Ok(Host {
             code,
@@ -661,10 +669,42 @@ fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn input_thread(mut sink: Box<dyn InputSink>, events: std::sync::mpsc::Receiver<InputEvent>) {
-    while let Ok(event) = events.recv() {
-        if let Err(e) = sink.inject(&event) {
-            tracing::debug!("input not injected: {e}");
+/// Input events waiting for the input thread; when full, new events are dropped (a viewer sending faster than
+/// the desktop takes them loses the excess, not the host its memory).
+const INPUT_QUEUE: usize = 256;
+
+/// What the input thread is asked to do.
+enum InputCommand {
+    /// Inject `event` if `allowed` still holds when its turn comes: a revoke clears it, so events queued before
+    /// the revoke are not injected after it.
+    Inject {
+        event: InputEvent,
+        allowed: Arc<AtomicBool>,
+    },
+    /// Let go of every key and button injected input still holds (control revoked, viewer gone).
+    ReleaseAll,
+}
+
+fn input_thread(mut sink: Box<dyn InputSink>, commands: std::sync::mpsc::Receiver<InputCommand>) {
+    let mut held = crate::input::PressedInputs::new();
+    while let Ok(command) = commands.recv() {
+        match command {
+            InputCommand::Inject { event, allowed } => {
+                if !allowed.load(Ordering::Acquire) {
+                    continue;
+                }
+                match sink.inject(&event) {
+                    Ok(()) => held.observe(&event),
+                    Err(e) => tracing::debug!("input not injected: {e}"),
+                }
+            }
+            InputCommand::ReleaseAll => {
+                for event in held.release_all() {
+                    if let Err(e) = sink.inject(&event) {
+                        tracing::debug!("release not injected: {e}");
+                    }
+                }
+            }
         }
     }
 }
@@ -677,7 +717,7 @@ struct Shared {
     frames: broadcast::Sender<OutFrame>,
     cursor: watch::Receiver<Option<CursorUpdate>>,
     encoder: std::sync::mpsc::Sender<EncoderCommand>,
-    input: Option<std::sync::mpsc::Sender<InputEvent>>,
+    input: Option<std::sync::mpsc::SyncSender<InputCommand>>,
     counters: Arc<Counters>,
     max_bitrate: u32,
 }
@@ -701,6 +741,7 @@ enum FromViewer {
 
 async fn run_host(
     shared: Shared,
+    first_code: String,
     mut incoming: mpsc::Receiver<ServerMessage>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     commands_tx: mpsc::UnboundedSender<Command>,
@@ -713,6 +754,8 @@ async fn run_host(
     let (from_viewers_tx, mut from_viewers) = mpsc::unbounded_channel::<FromViewer>();
     let mut signaling_open = true;
     let mut max_bitrate = shared.max_bitrate;
+    // Codes this host was given; a join request naming any other code is refused without asking the user.
+    let mut held_codes: std::collections::HashSet<String> = [first_code].into();
     let end_reason = loop {
         tokio::select! {
             message = incoming.recv(), if signaling_open => match message {
@@ -720,7 +763,16 @@ async fn run_host(
                     tracing::warn!("signaling connection lost; connected viewers stay, new ones cannot join");
                     signaling_open = false;
                 }
-                Some(ServerMessage::JoinRequest { peer, name, .. }) => {
+                Some(ServerMessage::JoinRequest { peer, name, code, .. }) => {
+                    if !code.is_empty() && !held_codes.contains(&code) {
+                        tracing::warn!(viewer = %peer, "join request for a code this host does not hold; refused");
+                        let reason = "this host did not issue that code".to_string();
+                        let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer, reason }).await;
+                        continue;
+                    }
+                    // The name is whatever the viewer typed: no control, format or bidi-override characters reach
+                    // the app's prompt.
+                    let name = crate::text::printable(&name).trim().to_string();
                     let request = JoinRequest { viewer: peer, name, reply: Some(commands_tx.clone()) };
                     let _ = events.send(HostEvent::JoinRequest(request));
                 }
@@ -735,6 +787,7 @@ async fn run_host(
                     }
                 }
                 Some(ServerMessage::Registered { code, .. }) => {
+                    held_codes.insert(code.clone());
                     if let Some(invite) = invites.pop_front() {
                         let _ = invite.send(Ok(code));
                     }
@@ -954,9 +1007,19 @@ async fn viewer_loop(
     let mut last_cursor_serial = None;
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_refusal_report = Instant::now() - Duration::from_secs(10);
+    let mut keyframe_requests = crate::encode::KeyframeRequests::default();
+    // Cleared when control ends, so that input already queued is not injected after the revoke.
+    let mut control_live = Arc::new(AtomicBool::new(permissions.control));
 
     let outcome = loop {
+        let keyframe_due = keyframe_requests.deadline();
         let input = tokio::select! {
+            _ = sleep_until_or_never(keyframe_due) => {
+                if keyframe_requests.poll(Instant::now()) {
+                    let _ = shared.encoder.send(EncoderCommand::Keyframe);
+                }
+                continue;
+            }
             m = from_host.recv() => match m { Some(m) => ViewerInput::Host(m), None => break Ok("host stopped".to_string()) },
             e = peer_events.recv() => match e { Some(e) => ViewerInput::Peer(e), None => break Ok("connection closed".to_string()) },
             Some(i) = inputs.recv() => i,
@@ -1020,6 +1083,12 @@ async fn viewer_loop(
                 }
             },
             ViewerInput::Host(ToViewer::SetPermissions(p)) => {
+                let had_control = control_live.load(Ordering::Acquire);
+                control_live.store(false, Ordering::Release);
+                control_live = Arc::new(AtomicBool::new(p.control));
+                if had_control && !p.control {
+                    release_held_input(shared);
+                }
                 gate.set_permissions(p);
                 send_control(&channel, &HostMessage::Permissions { permissions: p }).await;
             }
@@ -1100,7 +1169,13 @@ async fn viewer_loop(
                 match gate.check(&message.data, Instant::now()) {
                     Ok(ViewerMessage::Input(event)) => match &shared.input {
                         Some(input) => {
-                            let _ = input.send(event);
+                            let command = InputCommand::Inject {
+                                event,
+                                allowed: control_live.clone(),
+                            };
+                            if input.try_send(command).is_err() {
+                                tracing::debug!(%viewer, "input queue full; event dropped");
+                            }
                         }
                         None => {
                             send_control(
@@ -1153,13 +1228,19 @@ async fn viewer_loop(
             ViewerInput::Channel(DataChannelEvent::OnClose) => break Ok("control channel closed".to_string()),
             ViewerInput::Channel(_) => {}
             ViewerInput::Rtcp(TrackLocalEvent::OnRtcpPacket(_)) => {
-                // Only keyframe requests are passed up (see transport::peer).
-                let _ = shared.encoder.send(EncoderCommand::Keyframe);
+                // Only keyframe requests are passed up (see transport::peer); one viewer gets at most one keyframe
+                // per interval, the rest are deferred.
+                if keyframe_requests.request(Instant::now()) {
+                    let _ = shared.encoder.send(EncoderCommand::Keyframe);
+                }
             }
             #[allow(unreachable_patterns)]
             ViewerInput::Rtcp(_) => {}
         }
     };
+    if control_live.swap(false, Ordering::AcqRel) {
+        release_held_input(shared);
+    }
     if watching {
         shared.counters.watchers.fetch_sub(1, Ordering::Relaxed);
     }
@@ -1167,6 +1248,22 @@ async fn viewer_loop(
         task.abort();
     }
     outcome
+}
+
+/// Lets go of keys and buttons the viewers' input still holds. Blocks briefly if the input queue is full, so
+/// the release is never the event that gets dropped.
+fn release_held_input(shared: &Shared) {
+    if let Some(input) = &shared.input {
+        let _ = input.send(InputCommand::ReleaseAll);
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one (a `select!` arm that never fires).
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn send_video(

@@ -9,6 +9,7 @@ use peerdesk::control::Permissions;
 use peerdesk::encode::Backend;
 use peerdesk::input::InputSink;
 use peerdesk::session::{Consent, Host, HostConfig, HostEvent};
+use peerdesk::text::escape_for_terminal;
 use peerdesk::transport::TransportConfig;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,38 +182,48 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
-    let mut waiting: Option<peerdesk::session::JoinRequest> = None;
+    // Join requests waiting for an answer, oldest first: each typed answer goes to the one on screen, never to a
+    // request that arrived while the user was typing.
+    let mut waiting: std::collections::VecDeque<peerdesk::session::JoinRequest> = Default::default();
     loop {
         tokio::select! {
             event = host.next_event() => match event {
                 None => break,
                 Some(HostEvent::JoinRequest(request)) => match args.auto_accept {
                     Some(answer) => {
-                        println!("{} asks to join: answering {answer:?}", request.name);
+                        println!("{} asks to join: answering {answer:?}", shown(&request.name));
                         request.answer(consent_for(answer));
                     }
                     None => {
-                        print!("{} asks to join. Allow (v)iew, (c)ontrol, (f)ull control + clipboard, or (n)o? ", request.name);
-                        std::io::stdout().flush()?;
-                        waiting = Some(request);
+                        waiting.push_back(request);
+                        if waiting.len() == 1 {
+                            prompt(&waiting[0])?;
+                        } else {
+                            println!("(another join request is waiting: {} people in all)", waiting.len());
+                        }
                     }
                 },
-                Some(HostEvent::ViewerConnected { name, .. }) => println!("{name} is watching"),
-                Some(HostEvent::ViewerLeft { viewer, reason }) => println!("viewer {viewer} left: {reason}"),
-                Some(HostEvent::Clipboard { text, .. }) => println!("clipboard from viewer: {text}"),
-                Some(HostEvent::Chat { text, .. }) => println!("chat: {text}"),
-                Some(HostEvent::Ended { reason }) => { println!("session ended: {reason}"); break; }
+                Some(HostEvent::ViewerConnected { name, .. }) => println!("{} is watching", shown(&name)),
+                Some(HostEvent::ViewerLeft { viewer, reason }) => println!("viewer {viewer} left: {}", shown(&reason)),
+                Some(HostEvent::Clipboard { text, .. }) => println!("clipboard from viewer: {}", escape_for_terminal(&text, true)),
+                Some(HostEvent::Chat { text, .. }) => println!("chat: {}", escape_for_terminal(&text, true)),
+                Some(HostEvent::Ended { reason }) => { println!("session ended: {}", shown(&reason)); break; }
                 Some(_) => {}
             },
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(line)) => {
-                    if let Some(request) = waiting.take() {
+                    if let Some(request) = waiting.pop_front() {
                         match parse_consent(&line) {
-                            Some(consent) => request.answer(consent),
+                            Some(consent) => {
+                                request.answer(consent);
+                                if let Some(next) = waiting.front() {
+                                    prompt(next)?;
+                                }
+                            }
                             None => {
                                 print!("Answer v, c, f or n: ");
                                 std::io::stdout().flush()?;
-                                waiting = Some(request);
+                                waiting.push_front(request);
                             }
                         }
                     } else {
@@ -228,7 +239,7 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                                 Err(_) => println!("usage: bitrate BITS_PER_SECOND"),
                             },
                             "" => {}
-                            other => println!("unknown command `{other}` (still, move, bitrate N, quit)"),
+                            other => println!("unknown command `{}` (still, move, bitrate N, quit)", shown(other)),
                         }
                     }
                     std::io::stdout().flush()?;
@@ -240,4 +251,20 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
     }
     host.end("the host stopped sharing").await;
     Ok(())
+}
+
+/// Text from the other side (or from the server) as one safe line: escape sequences, bidi overrides and line
+/// breaks are shown as escapes, so they cannot redraw the terminal, set its clipboard (OSC 52) or fake a prompt.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_for_terminal(text, false)
+}
+
+/// Asks the user about one join request. The name is whatever the viewer typed, relayed by the server: it is
+/// shown escaped and marked as unverified.
+fn prompt(request: &peerdesk::session::JoinRequest) -> std::io::Result<()> {
+    print!(
+        "\"{}\" (name not verified) asks to join. Allow (v)iew, (c)ontrol, (f)ull control + clipboard, or (n)o? ",
+        shown(&request.name)
+    );
+    std::io::stdout().flush()
 }

@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use peerdesk::decode::DecodedFrame;
 use peerdesk::session::{Viewer, ViewerConfig, ViewerEvent};
+use peerdesk::text::escape_for_terminal;
 use peerdesk::transport::TransportConfig;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
     let (w, h) = viewer.screen_size();
     println!(
         "connected to {} ({w}x{h}), permissions {:?}",
-        viewer.host_name(),
+        escape_for_terminal(viewer.host_name(), false),
         viewer.permissions()
     );
     if let Some(dir) = &args.save_frames {
@@ -97,11 +98,11 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
                 }
             }
             event = viewer.next_event() => match event {
-                Some(ViewerEvent::Ended { reason }) => { println!("session ended: {reason}"); break; }
+                Some(ViewerEvent::Ended { reason }) => { println!("session ended: {}", escape_for_terminal(&reason, false)); break; }
                 Some(ViewerEvent::PermissionsChanged(p)) => println!("permissions now {p:?}"),
-                Some(ViewerEvent::Clipboard(text)) => println!("clipboard from host: {text}"),
-                Some(ViewerEvent::Chat(text)) => println!("chat: {text}"),
-                Some(ViewerEvent::Refused { message, .. }) => println!("refused: {message}"),
+                Some(ViewerEvent::Clipboard(text)) => println!("clipboard from host: {}", escape_for_terminal(&text, true)),
+                Some(ViewerEvent::Chat(text)) => println!("chat: {}", escape_for_terminal(&text, true)),
+                Some(ViewerEvent::Refused { message, .. }) => println!("refused: {}", escape_for_terminal(&message, false)),
                 Some(_) => {}
                 None => break,
             },

@@ -31,8 +31,8 @@ struct Args {
     /// Digits in a session code (9 or more).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(9..=20))]
     code_digits: u8,
-    /// Seconds a session code stays valid (60 to 86400).
-    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    /// Seconds a session code stays valid (1 to 86400).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     code_ttl_secs: u64,
     /// STUN/TURN URL handed to clients (repeatable); none by default.
     #[arg(long = "ice-server")]
