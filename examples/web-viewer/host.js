@@ -4,7 +4,8 @@
 //
 // Options in the query string: source=canvas; codec=av1 (default) or codec=browser (the browser's own first
 // choice, VP8 in Chromium: the baseline of the latency benchmark); fps=30; size=WxH (the largest picture to send;
-// default: what the browser picks); autostart=1; autoaccept=1.
+// default: what the browser picks); autostart=1. There is no switch that skips the consent prompt: a crafted link
+// must never be able to turn it off.
 
 import { drawStamp } from "./stamp.js";
 
@@ -50,13 +51,17 @@ async function start() {
   const peers = new Map();
   ws.onopen = () => send({ type: "register" });
   ws.onmessage = async (event) => {
-    const m = JSON.parse(event.data);
+    let m;
+    try { m = JSON.parse(event.data); } catch { return; }
     if (m.type === "registered") {
       state.code = m.code;
       state.phase = "waiting";
       status(`Your code: ${m.code} — read it to your technician.`);
     } else if (m.type === "join_request") {
-      const ok = params.get("autoaccept") === "1" || confirm(`${m.name} asks to see your screen. Allow (view only)?`);
+      // The name is whatever the viewer typed: strip control, format and bidi-override characters (U+202E can
+      // make a name read backwards) and say that nobody vouched for it.
+      const name = String(m.name ?? "").replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, "").slice(0, 64);
+      const ok = confirm(`"${name}" (name not verified) asks to see your screen. Allow (view only)?`);
       if (!ok) { send({ type: "reject", peer: m.peer, reason: "the customer declined" }); return; }
       send({ type: "accept", peer: m.peer });
       const pc = new RTCPeerConnection();

@@ -193,7 +193,8 @@ export async function measureScreenShare({ mode, server, viewerBrowser, display,
     sharer = await launchScreenSharingBrowser(display, width, height);
     hostPage = await sharer.newPage();
     hostPage.on("pageerror", (e) => console.error("host page error:", e));
-    await hostPage.goto(`${server.http}/host.html?codec=browser&size=${size}&autostart=1&autoaccept=1`);
+    hostPage.on("dialog", (dialog) => dialog.accept()); // the customer consents
+    await hostPage.goto(`${server.http}/host.html?codec=browser&size=${size}&autostart=1`);
     await waitFor(hostPage, () => window.peerdesk.code, null, "the browser host's code");
     host = { code: await hostPage.evaluate(() => window.peerdesk.code) };
   } else {

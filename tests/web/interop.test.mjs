@@ -130,6 +130,10 @@ test("browser click and key press reach an X display through the host only while
 test("browser host → rust viewer: Chromium's AV1 encoder and packetizer decode in peerdesk, stamps in order", async () => {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.error("page error:", e));
+  // The customer is asked (there is no switch to skip it) and sees the name marked as unverified, cleaned of
+  // control characters.
+  const prompts = [];
+  page.on("dialog", (dialog) => { prompts.push(dialog.message()); dialog.accept(); });
   await page.goto(`${server.http}/host.html?source=canvas&autostart=1&autoaccept=1`);
   await page.waitForFunction(() => window.peerdesk.code, null, { timeout: 30_000 });
   const code = await page.evaluate(() => window.peerdesk.code);
@@ -141,6 +145,9 @@ test("browser host → rust viewer: Chromium's AV1 encoder and packetizer decode
   });
   const exitCode = await new Promise((r) => viewer.on("exit", r));
   assert.equal(exitCode, 0, "the viewer exits cleanly");
+  // `autoaccept=1` in the link (the old consent bypass) changes nothing: the customer was asked.
+  assert.equal(prompts.length, 1, `consent prompts: ${JSON.stringify(prompts)}`);
+  assert.match(prompts[0], /^"rust viewer" \(name not verified\) asks to see your screen/);
   // In order: never backwards. A picture may come twice (Chromium re-encodes its last frame to answer the viewer's
   // start-up keyframe request), but not often.
   const distinct = new Set(stamps).size;

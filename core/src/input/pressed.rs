@@ -24,18 +24,14 @@ impl PressedInputs {
     /// Notes an event that was injected.
     pub fn observe(&mut self, event: &InputEvent) {
         match event {
-            InputEvent::Key { code, pressed: true } => {
-                if self.keys.len() < MAX_HELD_KEYS {
-                    self.keys.insert(code.clone());
-                }
+            InputEvent::Key { code, pressed: true } if self.keys.len() < MAX_HELD_KEYS => {
+                self.keys.insert(code.clone());
             }
             InputEvent::Key { code, pressed: false } => {
                 self.keys.remove(code);
             }
-            InputEvent::PointerButton { button, pressed: true } => {
-                if !self.buttons.contains(button) {
-                    self.buttons.push(*button);
-                }
+            InputEvent::PointerButton { button, pressed: true } if !self.buttons.contains(button) => {
+                self.buttons.push(*button);
             }
             InputEvent::PointerButton { button, pressed: false } => self.buttons.retain(|b| b != button),
             _ => {}

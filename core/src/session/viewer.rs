@@ -582,9 +582,6 @@ fn spawn_video_receiver(
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     counters.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-                    if packet.payload.is_empty() {
-                        continue; // padding only (bandwidth probes)
-                    }
                     let h = &packet.header;
                     for frame in assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload) {
                         if frame.keyframe {

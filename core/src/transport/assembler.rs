@@ -157,6 +157,10 @@ impl FrameAssembler {
     }
 
     fn consume(&mut self, held: Held) -> Option<AssembledFrame> {
+        if held.payload.is_empty() {
+            // Padding only (a bandwidth probe): it takes a sequence number and carries nothing.
+            return None;
+        }
         if self.frame_timestamp.is_some_and(|t| t != held.timestamp) {
             // A new timestamp before the previous frame's marker: that frame is incomplete.
             self.lose_frame();
@@ -271,6 +275,27 @@ mod tests {
         assert_eq!(frame_obu(&frames[1]), &[9; 10]);
         assert_eq!(&frames[0].data[..2], &TEMPORAL_DELIMITER);
         assert!(!a.take_keyframe_request());
+    }
+
+    #[test]
+    fn padding_between_frames_costs_nothing() {
+        // Chromium sends padding-only packets (bandwidth probes) between frames; each takes a sequence number.
+        let mut a = FrameAssembler::new();
+        let first = packets(&temporal_unit(true, 1, 3000), 0, 0);
+        let n = first.len() as u16;
+        let second = packets(&temporal_unit(false, 2, 3000), n + 2, 3000);
+        let mut frames = Vec::new();
+        for (s, t, m, p) in first {
+            frames.extend(a.push(s, t, m, p));
+        }
+        frames.extend(a.push(n, 0, false, Bytes::new()));
+        frames.extend(a.push(n + 1, 0, false, Bytes::new()));
+        for (s, t, m, p) in second {
+            frames.extend(a.push(s, t, m, p));
+        }
+        assert_eq!(frames.len(), 2);
+        assert!(!a.take_keyframe_request(), "padding is not loss");
+        assert_eq!(a.frames_lost(), 0);
     }
 
     #[test]

@@ -126,6 +126,13 @@ impl Av1Depacketizer {
             let continues_previous = index == 0 && z;
             index += 1;
 
+            if continues_previous && self.fragment.is_empty() {
+                // The OBU's first fragment was lost: skip what remains of it.
+                if is_last {
+                    break;
+                }
+                continue;
+            }
             if is_last && y {
                 if continues_previous {
                     if self.fragment.len() + element.len() > MAX_FRAGMENT {
@@ -140,9 +147,6 @@ impl Av1Depacketizer {
                 break;
             }
             if continues_previous {
-                if self.fragment.is_empty() {
-                    continue; // the first fragment was lost: skip this OBU
-                }
                 let mut whole = std::mem::take(&mut self.fragment);
                 whole.extend_from_slice(element);
                 let result = write_obu(&whole, out);
