@@ -172,8 +172,12 @@ fn validate_plane(plane: usize, len: usize, stride: usize, row_bytes: usize, row
             min: row_bytes,
         });
     }
-    // The last row needs only its own bytes, not a whole stride.
-    let needed = stride * (rows - 1) + row_bytes;
+    // The last row needs only its own bytes, not a whole stride. Checked: a huge stride from a host app must not
+    // wrap around (on 32-bit targets) and pass.
+    let needed = stride
+        .checked_mul(rows.saturating_sub(1))
+        .and_then(|n| n.checked_add(row_bytes))
+        .unwrap_or(usize::MAX);
     if len < needed {
         return Err(FrameError::BufferTooShort { plane, len, needed });
     }

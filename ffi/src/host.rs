@@ -139,7 +139,7 @@ impl Host {
                 (Box::new(source), None, Some(pusher))
             }
         };
-        let mut host = run(core::Host::start(config, source, input)).await?;
+        let mut host = run(core::Host::start(config, source, input)).await??;
         let events = host.take_events();
         let (code, size) = (host.code().to_string(), host.screen_size());
         if let Some(events) = events {
@@ -171,7 +171,7 @@ impl Host {
     /// Issues another one-time code for another viewer.
     pub async fn invite(&self) -> Result<String, SessionError> {
         let invitation = self.with(|h| h.invite_future())?;
-        Ok(run(invitation).await?)
+        Ok(run(invitation).await??)
     }
 
     /// Changes a viewer's permissions (revocation applies to its next message).
@@ -242,7 +242,7 @@ impl Host {
             pusher.close();
         }
         if let Some(host) = host {
-            run(async move { host.end(reason).await }).await;
+            let _ = run(async move { host.end(reason).await }).await;
         }
     }
 }

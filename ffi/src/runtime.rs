@@ -16,15 +16,21 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Runs `future` on peerdesk's runtime and waits for it (from any executor the foreign side uses).
-pub(crate) async fn run<F>(future: F) -> F::Output
+/// Runs `future` on peerdesk's runtime and waits for it (from any executor the foreign side uses). A panic in it
+/// is passed on (uniffi turns it into an error for the foreign caller); a task cancelled because the runtime is
+/// shutting down is [`SessionError::Ended`](crate::errors::SessionError::Ended).
+pub(crate) async fn run<F>(future: F) -> Result<F::Output, crate::errors::SessionError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     match runtime().spawn(future).await {
-        Ok(output) => output,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Ok(output) => Ok(output),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down (the process is exiting). `into_panic` would panic here.
+        Err(_) => Err(crate::errors::SessionError::Ended {
+            reason: "peerdesk's runtime is shutting down".into(),
+        }),
     }
 }
 

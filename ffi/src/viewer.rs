@@ -68,7 +68,7 @@ impl Viewer {
         if let Some(pem) = &options.trusted_ca_pem {
             config = config.trust_ca_pem(pem);
         }
-        let mut viewer = run(core::Viewer::join(config)).await?;
+        let mut viewer = run(core::Viewer::join(config)).await??;
         if let Some(events) = viewer.take_events() {
             dispatch_thread("peerdesk-viewer-events", events, move |event| {
                 dispatch(&listener, event)
@@ -175,7 +175,7 @@ impl Viewer {
     pub async fn leave(&self) {
         let viewer = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(viewer) = viewer {
-            run(async move { viewer.leave().await }).await;
+            let _ = run(async move { viewer.leave().await }).await;
         }
     }
 }

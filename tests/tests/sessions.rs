@@ -386,3 +386,28 @@ async fn two_viewers_watch_one_host() {
         .unwrap_err();
     assert_eq!(err, SessionError::InvalidCode);
 }
+
+/// Before, the viewer's loop awaited a never-ending future once signaling closed: chat, permission changes and the
+/// end of the session stopped arriving (a signaling-server restart froze every technician).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_goes_on_when_the_signaling_server_dies() {
+    let mut server = SignalingServer::start(&[]);
+    let host = start_host(&server, None).await;
+    let code = host.code().to_string();
+    let (mut events, stop, slot) = auto_answer(host, Consent::Allow(Permissions::VIEW_ONLY));
+    let mut viewer = timeout("join", Viewer::join(viewer_config(&server, &code)))
+        .await
+        .unwrap();
+    host_event(&mut events, |e| matches!(e, HostEvent::ViewerConnected { .. })).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let host = slot.lock().await.take().unwrap();
+    host.send_chat("still there?").unwrap();
+    let chat = viewer_event(&mut viewer, |e| matches!(e, ViewerEvent::Chat(_))).await;
+    assert_eq!(chat, ViewerEvent::Chat("still there?".into()));
+    host.end("done").await;
+    let ended = viewer_event(&mut viewer, |e| matches!(e, ViewerEvent::Ended { .. })).await;
+    assert_eq!(ended, ViewerEvent::Ended { reason: "done".into() });
+}

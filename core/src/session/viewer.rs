@@ -416,12 +416,14 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     let connection: Arc<dyn PeerConnection> = task.peer.connection.clone();
     let (channel_tx, mut channel_events) = mpsc::unbounded_channel::<DataChannelEvent>();
     let mut channel: Option<Arc<dyn DataChannel>> = None;
+    let mut video_started = false;
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = (Instant::now(), 0u64, 0u64);
     let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+    let mut signaling_open = true;
     loop {
         tokio::select! {
-            message = task.incoming.recv() => match message {
+            message = task.incoming.recv(), if signaling_open => match message {
                 Some(ServerMessage::Signal { from, payload: SignalPayload::Candidate { candidate, sdp_mid, sdp_mline_index }, .. }) if from == task.host => {
                     let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
                     if let Err(e) = connection.add_ice_candidate(init.clone()).await {
@@ -441,7 +443,10 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     if channel.is_none() {
                         return Err(SessionError::Signaling(crate::signaling::SignalingError::Closed));
                     }
-                    std::future::pending::<()>().await;
+                    // Stop polling it; chat, permissions, cursor, input and the end go on over the data channel.
+                    // (This arm used to await a future that never resolves, freezing the whole loop.)
+                    tracing::info!("signaling connection closed; the session goes on peer to peer");
+                    signaling_open = false;
                 }
             },
             event = task.peer.events.recv() => match event {
@@ -455,6 +460,14 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                 }
                 Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => return Ok("connection closed".into()),
                 Some(PeerEvent::State(_)) => {}
+                // One control channel and one video track per session: more from a hostile host are ignored
+                // (each track used to cost a decode thread, and a later channel replaced the control channel).
+                Some(PeerEvent::DataChannel(_)) if channel.is_some() => {
+                    tracing::warn!("the host opened a second data channel; ignored");
+                }
+                Some(PeerEvent::Track(_)) if video_started => {
+                    tracing::warn!("the host sent a second video track; ignored");
+                }
                 Some(PeerEvent::DataChannel(dc)) => {
                     let tx = channel_tx.clone();
                     let forward = dc.clone();
@@ -466,6 +479,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     channel = Some(dc);
                 }
                 Some(PeerEvent::Track(track)) => {
+                    video_started = true;
                     spawn_video_receiver(track, task.frames.clone(), task.counters.clone(), task.decoder.clone());
                 }
             },
