@@ -71,6 +71,7 @@ function join(code, name) {
         status("Waiting for the customer to accept…");
         break;
       case "accepted":
+        if (m.ice_servers && m.ice_servers.length) state.iceServers = m.ice_servers;
         state.phase = "connecting";
         status("Accepted. Connecting…");
         break;

@@ -31,6 +31,19 @@ def test_viewer_frames_follow_the_synthetic_desktop(server):
         assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
         stats = viewer.stats()
         assert stats.frames >= 15
+        # A view outlives close(): it keeps its picture alive, so later frames (which dav1d decodes into recycled
+        # pictures) cannot change what it shows. Before, this read freed memory.
+        kept = None
+        for frame in viewer.frames(count=1):
+            with frame:
+                kept = frame.plane(0)
+                before = bytes(kept)
+        for frame in viewer.frames(count=10):
+            with frame:
+                frame.plane(0)
+        import gc
+        gc.collect()
+        assert bytes(kept) == before
         await viewer.leave()
         await host.end()
 

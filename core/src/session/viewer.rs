@@ -199,7 +199,14 @@ impl Viewer {
                     host = Some(h);
                     ice_servers = servers;
                 }
-                ServerMessage::Accepted { .. } => admitted = true,
+                ServerMessage::Accepted {
+                    ice_servers: servers, ..
+                } => {
+                    admitted = true;
+                    if !servers.is_empty() {
+                        ice_servers = servers;
+                    }
+                }
                 ServerMessage::Signal {
                     payload: SignalPayload::Offer { sdp },
                     from,

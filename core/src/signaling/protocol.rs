@@ -8,7 +8,7 @@
 //! | host → server | `register` | | issue a one-time session code for this host |
 //! | server → host | `registered` | `peer`, `code`, `expires_in_secs`, `ice_servers` | the code to show the user |
 //! | viewer → server | `join` | `code`, `name` | ask to join the host that owns `code` |
-//! | server → viewer | `join_pending` | `peer`, `host`, `ice_servers` | the host has been asked for consent |
+//! | server → viewer | `join_pending` | `peer`, `host`, `ice_servers` (empty: see `accepted`) | the host has been asked for consent |
 //! | server → host | `join_request` | `peer`, `name`, `code` | a viewer asks to join with one of the host's codes; answer with `accept` or `reject` |
 //! | host → server | `accept` / `reject` | `peer` (+ `reason` for reject) | the consent answer |
 //! | server → viewer | `accepted` | `host` | the host consented; its offer follows |
@@ -221,6 +221,11 @@ pub enum ServerMessage {
         v: u32,
         /// The host's peer id.
         host: PeerId,
+        /// STUN/TURN servers the operator configured: given only once the host consented, so that TURN
+        /// credentials do not go to anyone who merely sends a `join`. Empty from servers older than this field
+        /// (which sent them in `join_pending`).
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
     },
     /// A relayed payload.
     Signal {

@@ -357,7 +357,8 @@ impl Hub {
                 v: PROTOCOL_VERSION,
                 peer: peer.clone(),
                 host: host.clone(),
-                ice_servers: self.config.ice_servers.clone(),
+                // TURN credentials only after consent (in `accepted`).
+                ice_servers: Vec::new(),
             },
         );
         self.send(
@@ -400,6 +401,7 @@ impl Hub {
                     ServerMessage::Accepted {
                         v: PROTOCOL_VERSION,
                         host: host.clone(),
+                        ice_servers: self.config.ice_servers.clone(),
                     },
                 );
             }
@@ -522,6 +524,44 @@ mod tests {
         assert_eq!(error_code(next(&mut other_rx)), ErrorCode::InvalidCode);
         hub.disconnect(&host);
         assert!(matches!(next(&mut viewer_rx), ServerMessage::PeerLeft { .. }));
+    }
+
+    #[test]
+    fn turn_credentials_reach_a_viewer_only_after_consent() {
+        // Security review M10: they went to any socket that sent `join`.
+        let config = HubConfig {
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:127.0.0.1:3478".into()],
+                username: "operator".into(),
+                credential: "s3cret".into(),
+            }],
+            ..HubConfig::default()
+        };
+        let hub = Hub::new(config, Arc::new(MemoryRoomStore::default()));
+        let now = Instant::now();
+        let (host, mut host_rx) = hub.connect().unwrap();
+        let (viewer, mut viewer_rx) = hub.connect().unwrap();
+        hub.handle(&host, ADDR, r#"{"type":"register","v":1}"#, now);
+        let ServerMessage::Registered { code, .. } = next(&mut host_rx) else {
+            panic!()
+        };
+        let join = format!(r#"{{"type":"join","v":1,"code":"{code}","name":"T"}}"#);
+        hub.handle(&viewer, ADDR, &join, now);
+        let ServerMessage::JoinPending { ice_servers, .. } = next(&mut viewer_rx) else {
+            panic!()
+        };
+        assert!(ice_servers.is_empty(), "no credentials before consent");
+        next(&mut host_rx);
+        hub.handle(
+            &host,
+            ADDR,
+            &format!(r#"{{"type":"accept","v":1,"peer":"{viewer}"}}"#),
+            now,
+        );
+        let ServerMessage::Accepted { ice_servers, .. } = next(&mut viewer_rx) else {
+            panic!()
+        };
+        assert_eq!(ice_servers[0].credential, "s3cret");
     }
 
     #[test]

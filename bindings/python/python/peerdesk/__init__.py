@@ -56,13 +56,41 @@ FULL = Permissions(control=True, clipboard=True)
 
 
 def plane_view(frame: VideoFrame, plane: int) -> memoryview:
-    """A zero-copy, read-only view of one plane (0 = Y, 1 = U, 2 = V), valid until ``frame.release()``."""
+    """A zero-copy, read-only view of one plane (0 = Y, 1 = U, 2 = V).
+
+    The view (and anything made from it: slices, numpy arrays) keeps ``frame`` alive, so its memory stays valid as
+    long as the view is used. Do not call the low-level ``frame.release()`` while views exist; ``Frame.close()``
+    (and ``with frame:``) knows and leaves the freeing to the last view instead.
+    """
     length = frame.data_length(plane)
     pointer = frame.data_pointer(plane)
     if length == 0 or pointer == 0:
         return memoryview(b"")
     buffer = (ctypes.c_ubyte * length).from_address(pointer)
+    buffer._peerdesk_frame = frame  # the picture lives as long as any view on it
     return memoryview(buffer).cast("B").toreadonly()
+
+
+class _ReleasedFrame:
+    """What a closed ``Frame`` refers to: every plane is empty."""
+
+    def data_length(self, plane: int) -> int:
+        return 0
+
+    def data_pointer(self, plane: int) -> int:
+        return 0
+
+    def stride(self, plane: int) -> int:
+        return 0
+
+    def to_rgba(self) -> bytes:
+        return b""
+
+    def stamp(self):
+        return None
+
+    def release(self) -> None:
+        pass
 
 
 class Frame:
@@ -70,11 +98,16 @@ class Frame:
 
     def __init__(self, inner: VideoFrame):
         self._inner = inner
+        self._views_given = False
         self.width: int = inner.width()
         self.height: int = inner.height()
 
     def plane(self, index: int) -> memoryview:
-        """Plane ``index`` (0 = Y, 1 = U, 2 = V) without copying; rows are ``stride(index)`` bytes apart."""
+        """Plane ``index`` (0 = Y, 1 = U, 2 = V) without copying; rows are ``stride(index)`` bytes apart.
+
+        The view keeps the picture alive: it stays valid after ``close()``, which then leaves the freeing to the
+        last view (a view on freed memory was a read after free from safe Python)."""
+        self._views_given = True
         return plane_view(self._inner, index)
 
     def stride(self, index: int) -> int:
@@ -96,7 +129,10 @@ class Frame:
         return self._inner.stamp()
 
     def close(self) -> None:
-        self._inner.release()
+        """Frees the picture now, or, when views of it were handed out, once the last of them is gone."""
+        if not self._views_given:
+            self._inner.release()
+        self._inner = _ReleasedFrame()
 
     def __enter__(self) -> "Frame":
         return self

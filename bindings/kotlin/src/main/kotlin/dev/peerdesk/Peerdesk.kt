@@ -1,5 +1,5 @@
 // A thin idiomatic layer over the generated bindings (dev.peerdesk.*): lambdas for listeners, frame sequences,
-// zero-copy plane buffers.
+// plane buffers (a copy by default; zero-copy only inside a block).
 package dev.peerdesk
 
 import com.sun.jna.Pointer
@@ -14,13 +14,36 @@ val CONTROL = Permissions(control = true, clipboard = false)
 /** Control and clipboard. */
 val FULL = Permissions(control = true, clipboard = true)
 
-/** A zero-copy, read-only view of plane [index] (0 = Y, 1 = U, 2 = V), valid until [VideoFrame.release]. */
-fun VideoFrame.plane(index: Int): ByteBuffer {
+/**
+ * A read-only copy of plane [index] (0 = Y, 1 = U, 2 = V); rows are `stride(index)` bytes apart. A copy, so it stays
+ * valid after [VideoFrame.release] (a direct buffer on the frame's memory would be read after free). For
+ * zero-copy access use [withPlane].
+ */
+fun VideoFrame.plane(index: Int): ByteBuffer = withPlane(index) { view ->
+    val copy = ByteBuffer.allocate(view.remaining())
+    copy.put(view)
+    copy.flip()
+    copy.asReadOnlyBuffer()
+}
+
+/**
+ * Runs [block] with a zero-copy, read-only direct buffer on plane [index], and releases nothing itself. The
+ * buffer is valid only inside [block]: the frame is kept from being released until [block] returns (a [release]
+ * from another thread waits), and the buffer must not be kept after it.
+ */
+fun <T> VideoFrame.withPlane(index: Int, block: (ByteBuffer) -> T): T = synchronized(this) {
     val length = dataLength(index.toUInt()).toLong()
     val pointer = dataPointer(index.toUInt()).toLong()
-    if (length == 0L || pointer == 0L) return ByteBuffer.allocate(0).asReadOnlyBuffer()
-    return Pointer(pointer).getByteBuffer(0, length).asReadOnlyBuffer()
+    val view = if (length == 0L || pointer == 0L) {
+        ByteBuffer.allocate(0).asReadOnlyBuffer()
+    } else {
+        Pointer(pointer).getByteBuffer(0, length).asReadOnlyBuffer()
+    }
+    block(view)
 }
+
+/** Releases the frame's picture now; waits for any [withPlane] block on it to finish. */
+fun VideoFrame.releaseSafely() = synchronized(this) { release() }
 
 /** Decoded frames as they arrive, until the session ends or none comes within [timeoutMs]. */
 fun Viewer.frames(timeoutMs: UInt = 5000u): Sequence<VideoFrame> = generateSequence { nextFrame(timeoutMs) }

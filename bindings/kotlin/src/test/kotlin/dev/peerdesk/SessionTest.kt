@@ -56,6 +56,15 @@ class SessionTest {
         assertEquals(numbers.sorted(), numbers)
         assertEquals(numbers.size, numbers.toSet().size)
         assertTrue(viewer.stats().frames >= 15u)
+        // A plane taken with plane() is a copy: still readable, and equal, after the frame is released (a view on
+        // the frame's memory was read after free). withPlane() gives the zero-copy buffer inside its block only.
+        val frame = assertNotNull(viewer.nextFrame(5000u))
+        val zeroCopyFirstRow = frame.withPlane(0) { view -> ByteArray(64).also { view.get(it) } }
+        val copy = frame.plane(0)
+        frame.releaseSafely()
+        assertEquals(0uL, frame.dataPointer(0u), "released")
+        val copiedFirstRow = ByteArray(64).also { copy.duplicate().get(it) }
+        assertTrue(zeroCopyFirstRow.contentEquals(copiedFirstRow))
         viewer.leave()
         host.end("done")
     }
