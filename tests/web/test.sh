@@ -8,4 +8,5 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
-node --test --test-concurrency=1 "$@"
+# A hung test fails after 4 minutes instead of holding the whole run.
+node --test --test-concurrency=1 --test-timeout=240000 "$@"

@@ -253,6 +253,7 @@ pub fn new_encoder(backend: Backend, config: &EncoderConfig) -> Result<Box<dyn E
 }
 
 /// Checks a new target bitrate against the rest of `config`.
+#[cfg_attr(not(any(feature = "aom", feature = "rav1e")), allow(dead_code))]
 pub(crate) fn check_bitrate(config: &EncoderConfig, bps: u32) -> Result<(), EncodeError> {
     EncoderConfig {
         bitrate_bps: bps,
@@ -262,6 +263,7 @@ pub(crate) fn check_bitrate(config: &EncoderConfig, bps: u32) -> Result<(), Enco
 }
 
 /// Checks that `frame` is I420 of the configured size.
+#[cfg_attr(not(any(feature = "aom", feature = "rav1e")), allow(dead_code))]
 pub(crate) fn check_frame(frame: &Frame, config: &EncoderConfig) -> Result<(), EncodeError> {
     frame.as_i420_image()?;
     if frame.width() != config.width || frame.height() != config.height {

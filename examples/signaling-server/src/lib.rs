@@ -195,7 +195,8 @@ impl Server {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
                     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
-                     media-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                     media-src 'self' blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+                     frame-ancestors 'none'",
                 ),
             ))
             .layer(SetResponseHeaderLayer::if_not_present(
