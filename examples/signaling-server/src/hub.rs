@@ -565,6 +565,41 @@ mod tests {
     }
 
     #[test]
+    fn a_host_can_invite_again_once_its_codes_are_used() {
+        // The limit counted codes ever issued: after 16 invites a host could never invite again.
+        let hub = hub();
+        let now = Instant::now();
+        let (host, mut host_rx) = hub.connect().unwrap();
+        for round in 0..40 {
+            hub.handle(&host, ADDR, r#"{"type":"register","v":1}"#, now);
+            let ServerMessage::Registered { code, .. } = next(&mut host_rx) else {
+                panic!("invite {round} refused")
+            };
+            let (viewer, mut viewer_rx) = hub.connect().unwrap();
+            let join = format!(r#"{{"type":"join","v":1,"code":"{code}","name":"T"}}"#);
+            hub.handle(&viewer, ADDR, &join, now);
+            next(&mut viewer_rx);
+            next(&mut host_rx);
+            hub.handle(
+                &host,
+                ADDR,
+                &format!(r#"{{"type":"accept","v":1,"peer":"{viewer}"}}"#),
+                now,
+            );
+            next(&mut viewer_rx);
+            hub.disconnect(&viewer);
+            next(&mut host_rx); // peer_left
+        }
+        // Codes held at once are still limited.
+        for _ in 0..16 {
+            hub.handle(&host, ADDR, r#"{"type":"register","v":1}"#, now);
+            assert!(matches!(next(&mut host_rx), ServerMessage::Registered { .. }));
+        }
+        hub.handle(&host, ADDR, r#"{"type":"register","v":1}"#, now);
+        assert_eq!(error_code(next(&mut host_rx)), ErrorCode::RateLimited);
+    }
+
+    #[test]
     fn guessing_is_rate_limited_per_address() {
         let hub = hub();
         let now = Instant::now();
