@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
     log="$root/target/fuzz-$t.log"
     if cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
         -max_len=65536 -print_final_stats=1 >"$log" 2>&1; then
-        runs="$(awk -F': *' '/stat::number_of_executed_units/ {print $2}' "$log" | tail -1)"
+        runs="$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)"
         junit_case "fuzz $t" pass "${runs:-?} executions in ${seconds} s, no crash"
     else
         grep -E "ERROR|panicked|SUMMARY" "$log" | head -5 >&2
