@@ -69,6 +69,7 @@ PACKAGES=(
     "chromium:/usr/bin/chromium"
     "xdotool:/usr/bin/xdotool"
     "iproute2:/usr/sbin/ip"
+    "iptables:/usr/sbin/iptables"
 )
 
 missing=()

@@ -13,7 +13,9 @@
 //! 2. [`convert`]: BGRA → I420, only the damaged rows;
 //! 3. [`encode`]: an [`encode::EncodeController`] decides (skip, keyframe, refresh, adapt) and an
 //!    [`encode::Encoder`] (libaom realtime or rav1e) produces AV1 temporal units;
-//! 4. [`decode`]: dav1d turns them back into pictures at the viewer.
+//! 4. [`transport`] sends them as RTP over WebRTC; [`receive`] puts them back together at the viewer, repairing
+//!    loss with NACKs first and keyframes only when it must;
+//! 5. [`decode`]: dav1d turns them back into pictures at the viewer.
 //!
 //! [`pipeline::EncodePipeline`] drives steps 1–3 once per capture tick.
 //!
@@ -52,6 +54,7 @@ pub mod input;
 pub mod pipeline;
 pub mod quality;
 pub mod ratelimit;
+pub mod receive;
 pub mod session;
 pub mod signaling;
 pub mod text;

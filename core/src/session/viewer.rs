@@ -1,24 +1,22 @@
 //! The watching side: joins by code, receives and decodes the host's screen, sends input, clipboard and chat.
 
 use super::{FrameQueue, SessionError};
-use crate::capture::wall_clock;
 use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, HostMessage};
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
-use crate::decode::{DecodedFrame, Decoder, DecoderConfig};
+use crate::decode::{DecodedFrame, DecoderConfig};
+use crate::receive::rtp_loop::{self, VideoShared};
 use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
     PROTOCOL_VERSION,
 };
-use crate::transport::assembler::{AssembledFrame, FrameAssembler};
 use crate::transport::peer::{new_peer, Peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
 use crate::transport::{TransportConfig, TransportError};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
 };
@@ -113,13 +111,8 @@ pub enum ViewerEvent {
 
 #[derive(Debug, Default)]
 struct Counters {
-    bytes: AtomicU64,
-    frames: AtomicU64,
-    keyframes: AtomicU64,
-    /// Assembled frames dropped because the decoder fell behind.
-    frames_dropped: AtomicU64,
-    /// Set by the app to ask the host for a keyframe; the video task sends a PLI.
-    keyframe_wanted: AtomicBool,
+    /// The video path's counters and its keyframe-request signal.
+    video: Arc<VideoShared>,
     stats: Mutex<ConnectionStats>,
 }
 
@@ -362,17 +355,20 @@ impl Viewer {
     /// dropped.
     pub fn stats(&self) -> ConnectionStats {
         let mut stats = *self.counters.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats.frames = self.counters.frames.load(Ordering::Relaxed);
-        stats.bytes = self.counters.bytes.load(Ordering::Relaxed);
-        stats.keyframes = self.counters.keyframes.load(Ordering::Relaxed);
-        stats.frames_dropped = self.frames.dropped() + self.counters.frames_dropped.load(Ordering::Relaxed);
+        stats.frames = self.counters.video.frames.load(Ordering::Relaxed);
+        stats.bytes = self.counters.video.bytes.load(Ordering::Relaxed);
+        stats.keyframes = self.counters.video.keyframes.load(Ordering::Relaxed);
+        stats.packets_nacked = self.counters.video.packets_nacked.load(Ordering::Relaxed);
+        stats.packets_recovered = self.counters.video.packets_recovered.load(Ordering::Relaxed);
+        stats.keyframe_requests = self.counters.video.keyframe_requests.load(Ordering::Relaxed);
+        stats.frames_dropped = self.frames.dropped() + self.counters.video.frames_dropped.load(Ordering::Relaxed);
         stats
     }
 
     /// Asks the host for a keyframe (an RTCP PLI), e.g. after the app dropped frames it needed. The host answers
     /// with a keyframe for every viewer; `stats().keyframes` counts those received.
     pub fn request_keyframe(&self) {
-        self.counters.keyframe_wanted.store(true, Ordering::Relaxed);
+        self.counters.video.request_keyframe();
     }
 
     /// Leaves the session.
@@ -487,7 +483,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                 }
                 Some(PeerEvent::Track(track)) => {
                     video_started = true;
-                    spawn_video_receiver(track, task.frames.clone(), task.counters.clone(), task.decoder.clone());
+                    rtp_loop::spawn(track, task.frames.clone(), task.counters.video.clone(), task.decoder.clone());
                 }
             },
             Some(event) = channel_events.recv() => match event {
@@ -534,8 +530,8 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
             _ = stats_tick.tick() => {
                 let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
                 let now = Instant::now();
-                let bytes = task.counters.bytes.load(Ordering::Relaxed);
-                let frames = task.counters.frames.load(Ordering::Relaxed);
+                let bytes = task.counters.video.bytes.load(Ordering::Relaxed);
+                let frames = task.counters.video.frames.load(Ordering::Relaxed);
                 let seconds = now.duration_since(last.0).as_secs_f64().max(1e-3);
                 {
                     let mut stats = task.counters.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -550,91 +546,4 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
             }
         }
     }
-}
-
-/// Assembled frames waiting for the decoder thread.
-const DECODE_QUEUE: usize = 8;
-
-fn spawn_video_receiver(
-    track: Arc<dyn TrackRemote>,
-    frames: Arc<FrameQueue<DecodedFrame>>,
-    counters: Arc<Counters>,
-    decoder_config: DecoderConfig,
-) {
-    // Bounded: when the decoder falls this far behind, new frames are dropped (and counted) and a keyframe is
-    // asked for, since what follows a dropped frame cannot be decoded without it.
-    let (to_decoder, from_network) = std::sync::mpsc::sync_channel::<AssembledFrame>(DECODE_QUEUE);
-    let decode_failed = Arc::new(AtomicBool::new(false));
-    {
-        let decode_failed = decode_failed.clone();
-        let counters = counters.clone();
-        let frames = frames.clone();
-        let _ = std::thread::Builder::new()
-            .name("peerdesk-decode".into())
-            .spawn(move || {
-                let mut decoder = match Decoder::new(decoder_config) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::error!("decoder unavailable: {e}");
-                        return;
-                    }
-                };
-                while let Ok(frame) = from_network.recv() {
-                    match decoder.decode(frame.data, wall_clock()) {
-                        Ok(Some(picture)) => {
-                            counters.frames.fetch_add(1, Ordering::Relaxed);
-                            frames.push(picture);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::debug!("undecodable frame: {e}");
-                            decode_failed.store(true, Ordering::Relaxed);
-                        }
-                    }
-                }
-                frames.close();
-            });
-    }
-    tokio::spawn(async move {
-        let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-        let mut assembler = FrameAssembler::new();
-        let mut last_request = Instant::now() - Duration::from_secs(1);
-        while let Some(event) = track.poll().await {
-            match event {
-                TrackRemoteEvent::OnRtpPacket(packet) => {
-                    counters.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-                    let h = &packet.header;
-                    for frame in assembler.push(h.sequence_number, h.timestamp, h.marker, packet.payload) {
-                        if frame.keyframe {
-                            counters.keyframes.fetch_add(1, Ordering::Relaxed);
-                        }
-                        match to_decoder.try_send(frame) {
-                            Ok(()) => {}
-                            Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                                counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                                decode_failed.store(true, Ordering::Relaxed);
-                            }
-                            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
-                        }
-                    }
-                    let wants_keyframe = assembler.take_keyframe_request()
-                        | decode_failed.swap(false, Ordering::Relaxed)
-                        | counters.keyframe_wanted.swap(false, Ordering::Relaxed);
-                    // At most a few requests per second: the host answers each with a whole keyframe.
-                    if wants_keyframe && last_request.elapsed() >= Duration::from_millis(300) {
-                        last_request = Instant::now();
-                        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
-                            sender_ssrc: 0,
-                            media_ssrc,
-                        };
-                        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-                            tracing::debug!("keyframe request not sent: {e}");
-                        }
-                    }
-                }
-                TrackRemoteEvent::OnEnded => break,
-                _ => {}
-            }
-        }
-    });
 }

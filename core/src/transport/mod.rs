@@ -5,12 +5,10 @@
 //!   control (GCC over TWCC, with its pacer), the playout-delay header extension, keyframe requests passed up.
 //! - [`video_send`]: AV1 temporal units → RTP (the crate's AV1 payloader, one timestamp per frame from one 90 kHz
 //!   clock, marker on the last packet, playout delay 0 on every packet).
-//! - [`assembler`]: RTP → AV1 temporal units at the receiver, with loss detection (plain logic).
-//! - [`av1_depacketizer`]: the AV1 RTP payload format, read with every length checked.
+//!
+//! What arrives is put back together in [`crate::receive`].
 //! - [`stats`]: connection statistics.
 
-pub mod assembler;
-pub mod av1_depacketizer;
 pub mod peer;
 pub mod stats;
 pub mod video_send;

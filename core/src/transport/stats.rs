@@ -21,6 +21,12 @@ pub struct ConnectionStats {
     pub bytes: u64,
     /// Keyframes received (viewer).
     pub keyframes: u64,
+    /// Lost packets asked for again by NACK (viewer), each counted once.
+    pub packets_nacked: u64,
+    /// NACKed packets that came back in time (viewer).
+    pub packets_recovered: u64,
+    /// Keyframe requests (PLI) sent to the host (viewer).
+    pub keyframe_requests: u64,
 }
 
 /// Reads RTT, loss and target bitrate from a webrtc-rs stats report into `stats`.

@@ -236,7 +236,12 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     println!("  CPU while moving        host {host_cpu:.0} %, viewer {viewer_cpu:.0} % of one core");
     println!("  still screen            {still_kbps:.1} kbit/s, host CPU {still_host_cpu:.1} % of one core");
     println!("  peak memory             host {host_rss:.0} MB, viewer {viewer_rss:.0} MB resident");
-    println!("  frames dropped (viewer) {}", viewer.stats().frames_dropped);
+    let end_stats = viewer.stats();
+    println!("  frames dropped (viewer) {}", end_stats.frames_dropped);
+    println!(
+        "  loss repair (viewer)    {} packets NACKed, {} recovered; {} keyframe requests, {} keyframes",
+        end_stats.packets_nacked, end_stats.packets_recovered, end_stats.keyframe_requests, end_stats.keyframes
+    );
     save_png(&last_frame, &args.output)?;
     println!("  last frame              {}", args.output.display());
 

@@ -1,13 +1,15 @@
-//! RTP → AV1 temporal units at the receiver: reorders a little, depacketizes with the crate's AV1 depacketizer
-//! (a port of libwebrtc's framing), emits one temporal unit per RTP timestamp at its marker packet, and after loss
-//! asks for a keyframe and discards until one starts. Plain logic: packets in, frames out.
+//! RTP → AV1 temporal units at the receiver: holds packets in sequence order while one is missing, depacketizes
+//! with the crate's AV1 depacketizer, emits one temporal unit per RTP timestamp at its marker packet, and once a
+//! missing packet is given up ([`FrameAssembler::abandon_through`], decided by the loss tracker's clock) asks for
+//! a keyframe and discards until one starts. Plain logic: packets in, frames out.
 
 use super::av1_depacketizer::Av1Depacketizer;
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 
-/// Packets held while waiting for a missing one before giving it up as lost.
-pub const REORDER_WINDOW: usize = 256;
+/// Packets held while waiting for a missing one; one more gives the oldest gap up at once. This bounds memory
+/// (with [`MAX_FRAME_BYTES`]); the usual way a gap is given up is by time, see [`super::loss`].
+pub const MAX_HELD: usize = 1024;
 /// The largest temporal unit accepted (bytes); larger ones are dropped as damaged.
 pub const MAX_FRAME_BYTES: usize = crate::decode::MAX_TEMPORAL_UNIT;
 
@@ -35,7 +37,6 @@ pub struct FrameAssembler {
     depacketizer: Av1Depacketizer,
     held: BTreeMap<u64, Held>,
     next_seq: Option<u64>,
-    last_ext_seq: Option<u64>,
     frame: BytesMut,
     frame_timestamp: Option<u32>,
     frame_keyframe: bool,
@@ -60,7 +61,6 @@ impl FrameAssembler {
             depacketizer: Av1Depacketizer::new(),
             held: BTreeMap::new(),
             next_seq: None,
-            last_ext_seq: None,
             frame: BytesMut::new(),
             frame_timestamp: None,
             frame_keyframe: false,
@@ -81,38 +81,25 @@ impl FrameAssembler {
         self.frames_lost
     }
 
-    /// Extends a 16-bit sequence number to 64 bits around the last one seen.
-    fn extend(&mut self, seq: u16) -> u64 {
-        let ext = match self.last_ext_seq {
-            None => u64::from(seq) + (1 << 16),
-            Some(last) => {
-                let base = last & !0xFFFF;
-                let candidates = [
-                    base.wrapping_sub(1 << 16) | u64::from(seq),
-                    base | u64::from(seq),
-                    (base + (1 << 16)) | u64::from(seq),
-                ];
-                *candidates
-                    .iter()
-                    .min_by_key(|&&c| c.abs_diff(last))
-                    .expect("three candidates")
-            }
-        };
-        if self.last_ext_seq.is_none_or(|l| ext > l) {
-            self.last_ext_seq = Some(ext);
-        }
-        ext
+    /// Whether delta frames are being discarded until a keyframe starts.
+    pub fn waiting_for_keyframe(&self) -> bool {
+        self.waiting_for_keyframe
     }
 
-    /// Takes one RTP packet; returns the frames it completes, oldest first.
-    pub fn push(&mut self, sequence_number: u16, timestamp: u32, marker: bool, payload: Bytes) -> Vec<AssembledFrame> {
-        let ext = self.extend(sequence_number);
-        let mut out = Vec::new();
-        if self.next_seq.is_some_and(|n| ext < n) {
-            return out; // duplicate or too late
+    /// The sequence number the assembler needs next; older packets are dropped as too late.
+    pub fn next_expected(&self) -> Option<u64> {
+        self.next_seq
+    }
+
+    /// Takes one RTP packet by its extended sequence number (see
+    /// [`SequenceExtender`](super::sequence::SequenceExtender)); appends the frames it completes to `out`, oldest
+    /// first.
+    pub fn push(&mut self, seq: u64, timestamp: u32, marker: bool, payload: Bytes, out: &mut Vec<AssembledFrame>) {
+        if self.next_seq.is_some_and(|n| seq < n) {
+            return; // duplicate or too late
         }
         self.held.insert(
-            ext,
+            seq,
             Held {
                 timestamp,
                 marker,
@@ -120,10 +107,31 @@ impl FrameAssembler {
             },
         );
         if self.next_seq.is_none() {
-            self.next_seq = Some(ext);
+            self.next_seq = Some(seq);
         }
-        loop {
-            let next = self.next_seq.expect("set above");
+        self.drain(out);
+    }
+
+    /// Gives up every packet up to and including `seq` that has not arrived: what is held before it is dropped
+    /// (it belongs to frames the loss broke), a keyframe is asked for, and held packets after it are assembled.
+    pub fn abandon_through(&mut self, seq: u64, out: &mut Vec<AssembledFrame>) {
+        let Some(next) = self.next_seq else { return };
+        if seq < next {
+            return;
+        }
+        tracing::debug!(
+            lost_from = next,
+            lost_through = seq,
+            "RTP packets given up; waiting for a keyframe"
+        );
+        self.held = self.held.split_off(&(seq + 1));
+        self.next_seq = Some(seq + 1);
+        self.lose_frame();
+        self.drain(out);
+    }
+
+    fn drain(&mut self, out: &mut Vec<AssembledFrame>) {
+        while let Some(next) = self.next_seq {
             if let Some(held) = self.held.remove(&next) {
                 self.next_seq = Some(next + 1);
                 if let Some(frame) = self.consume(held) {
@@ -131,17 +139,16 @@ impl FrameAssembler {
                 }
                 continue;
             }
-            if self.held.len() > REORDER_WINDOW {
-                // The missing packet is not coming: skip to the oldest held one and resync at a keyframe.
-                let oldest = *self.held.keys().next().expect("window is non-empty");
-                tracing::debug!(lost = oldest - next, "RTP packets lost; waiting for a keyframe");
+            if self.held.len() > MAX_HELD {
+                // Memory bound: skip to the oldest held packet and resync at a keyframe.
+                let oldest = self.held.keys().next().copied().unwrap_or(next);
+                tracing::debug!(lost = oldest - next, "too many packets held; waiting for a keyframe");
                 self.next_seq = Some(oldest);
                 self.lose_frame();
                 continue;
             }
             break;
         }
-        out
     }
 
     fn lose_frame(&mut self) {
@@ -215,7 +222,43 @@ impl FrameAssembler {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sequence::SequenceExtender;
     use super::*;
+
+    /// The assembler fed 16-bit sequence numbers, as they come off the wire.
+    struct Assembler16 {
+        inner: FrameAssembler,
+        ext: SequenceExtender,
+    }
+
+    impl Assembler16 {
+        fn new() -> Self {
+            Assembler16 {
+                inner: FrameAssembler::new(),
+                ext: SequenceExtender::default(),
+            }
+        }
+
+        fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: Bytes) -> Vec<AssembledFrame> {
+            let mut out = Vec::new();
+            let seq = self.ext.extend(seq);
+            self.inner.push(seq, timestamp, marker, payload, &mut out);
+            out
+        }
+    }
+
+    impl std::ops::Deref for Assembler16 {
+        type Target = FrameAssembler;
+        fn deref(&self) -> &FrameAssembler {
+            &self.inner
+        }
+    }
+
+    impl std::ops::DerefMut for Assembler16 {
+        fn deref_mut(&mut self) -> &mut FrameAssembler {
+            &mut self.inner
+        }
+    }
     use rtc::rtp::codec::av1::Av1Payloader;
     use rtc::rtp::packetizer::Payloader;
 
@@ -257,7 +300,7 @@ mod tests {
 
     #[test]
     fn reassembles_fragmented_frames_across_sequence_wrap() {
-        let mut a = FrameAssembler::new();
+        let mut a = Assembler16::new();
         let key = temporal_unit(true, 7, 5000);
         let delta = temporal_unit(false, 9, 3000);
         let mut seq = 65_530u16;
@@ -280,7 +323,7 @@ mod tests {
     #[test]
     fn padding_between_frames_costs_nothing() {
         // Chromium sends padding-only packets (bandwidth probes) between frames; each takes a sequence number.
-        let mut a = FrameAssembler::new();
+        let mut a = Assembler16::new();
         let first = packets(&temporal_unit(true, 1, 3000), 0, 0);
         let n = first.len() as u16;
         let second = packets(&temporal_unit(false, 2, 3000), n + 2, 3000);
@@ -300,7 +343,7 @@ mod tests {
 
     #[test]
     fn reorders_within_the_window() {
-        let mut a = FrameAssembler::new();
+        let mut a = Assembler16::new();
         let mut ps = packets(&temporal_unit(true, 1, 4000), 100, 0);
         ps.swap(1, 2);
         let frames: Vec<_> = ps.into_iter().flat_map(|(s, t, m, p)| a.push(s, t, m, p)).collect();
@@ -310,9 +353,9 @@ mod tests {
 
     #[test]
     fn loss_requests_a_keyframe_and_skips_deltas_until_one_arrives() {
-        let mut a = FrameAssembler::new();
+        let mut a = Assembler16::new();
         let mut seq = 0u16;
-        let mut send = |a: &mut FrameAssembler, tu: &Bytes, ts: u32, drop_second: bool| {
+        let mut send = |a: &mut Assembler16, tu: &Bytes, ts: u32, drop_second: bool| {
             let ps = packets(tu, seq, ts);
             seq = seq.wrapping_add(ps.len() as u16);
             let mut out = Vec::new();
@@ -325,14 +368,24 @@ mod tests {
             out
         };
         assert_eq!(send(&mut a, &temporal_unit(true, 1, 3000), 0, false).len(), 1);
-        // A delta frame loses a packet; then many delta frames follow.
+        let lost = a.next_expected().unwrap() + 1;
+        // A delta frame loses a packet; then many delta frames follow: held while the packet may still come.
         send(&mut a, &temporal_unit(false, 2, 3000), 3000, true);
         let mut delivered = 0;
         for i in 0..120 {
             delivered += send(&mut a, &temporal_unit(false, 3, 3000), 6000 + i * 3000, false).len();
         }
+        assert_eq!(delivered, 0);
+        assert!(
+            !a.take_keyframe_request(),
+            "no keyframe while the packet may still be repaired"
+        );
+        // The loss tracker gives it up: what was held is assembled, the deltas are not decodable.
+        let mut out = Vec::new();
+        a.abandon_through(lost, &mut out);
+        assert!(out.is_empty(), "no delta frame may be delivered after a loss");
         assert!(a.take_keyframe_request(), "loss must ask for a keyframe");
-        assert_eq!(delivered, 0, "no delta frame may be delivered after a loss");
+        assert!(a.waiting_for_keyframe());
         let after = send(&mut a, &temporal_unit(true, 4, 3000), 1_000_000, false);
         assert_eq!(after.len(), 1);
         assert!(after[0].keyframe);
@@ -342,7 +395,7 @@ mod tests {
     #[test]
     fn payloads_that_crashed_the_viewer_lose_a_frame_and_nothing_else() {
         // Security review M1: rtc-rtp 0.21.1's depacketizer panicked on these, ending the viewer's video.
-        let mut a = FrameAssembler::new();
+        let mut a = Assembler16::new();
         for (i, payload) in [&[0x18u8, 0x36][..], &[0x08, 0x01, 0x36], &[0x18, 0x34]]
             .iter()
             .enumerate()
@@ -355,7 +408,7 @@ mod tests {
 
     #[test]
     fn garbage_payloads_do_not_panic() {
-        let mut a = FrameAssembler::new();
+        let mut a = Assembler16::new();
         for i in 0..2000u16 {
             let len = (i as usize * 7) % 40;
             let payload: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j * 17) as u8).collect();

@@ -1,0 +1,179 @@
+//! The edge of the receive side: one task reads the video track's RTP packets into a [`VideoReceiver`] and sends
+//! its NACKs and keyframe requests as RTCP; one thread decodes. Decisions live in [`VideoReceiver`]; this module
+//! only moves packets, bytes and time.
+
+use super::assembler::AssembledFrame;
+use super::video::{ReceiveOutput, VideoReceiver};
+use crate::capture::wall_clock;
+use crate::decode::{DecodedFrame, Decoder, DecoderConfig};
+use crate::session::FrameQueue;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{nack_pairs_from_sequence_numbers, TransportLayerNack};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+/// Assembled frames waiting for the decoder thread. When it is full the newest frame is dropped (and counted)
+/// and a keyframe is asked for, since what follows a dropped frame cannot be decoded without it.
+const DECODE_QUEUE: usize = 8;
+
+/// How long the loop sleeps when the receiver has no deadline: only a packet or a wake-up has work for it.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Counters and signals shared between the RTP task, the decode thread and the viewer's API.
+#[derive(Debug, Default)]
+pub(crate) struct VideoShared {
+    /// RTP payload bytes received, retransmissions included.
+    pub bytes: AtomicU64,
+    /// Frames decoded.
+    pub frames: AtomicU64,
+    /// Keyframes received.
+    pub keyframes: AtomicU64,
+    /// Assembled frames dropped because the decoder fell behind.
+    pub frames_dropped: AtomicU64,
+    /// Packets asked for again (each NACKed sequence number counts once).
+    pub packets_nacked: AtomicU64,
+    /// NACKed packets that came back.
+    pub packets_recovered: AtomicU64,
+    /// Keyframe requests (PLI) sent.
+    pub keyframe_requests: AtomicU64,
+    /// Set by the app or the decode thread; the RTP task turns it into a keyframe request.
+    keyframe_wanted: AtomicBool,
+    /// Wakes the RTP task for `keyframe_wanted` without waiting for the next packet (a still screen sends none).
+    wake: Notify,
+}
+
+impl VideoShared {
+    /// Asks for a keyframe at the next moment the request policy allows.
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+        // A stored permit when the task is busy: the request is never lost.
+        self.wake.notify_one();
+    }
+}
+
+/// Starts the RTP task and the decode thread for `track`. Both end when the track ends; the frame queue is then
+/// closed.
+pub(crate) fn spawn(
+    track: Arc<dyn TrackRemote>,
+    frames: Arc<FrameQueue<DecodedFrame>>,
+    shared: Arc<VideoShared>,
+    decoder_config: DecoderConfig,
+) {
+    let (to_decoder, from_network) = std::sync::mpsc::sync_channel::<AssembledFrame>(DECODE_QUEUE);
+    {
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("peerdesk-decode".into())
+            .spawn(move || decode_thread(from_network, frames, shared, decoder_config));
+        if let Err(e) = spawned {
+            tracing::error!("decode thread not started: {e}");
+            return;
+        }
+    }
+    tokio::spawn(rtp_task(track, to_decoder, shared));
+}
+
+fn decode_thread(
+    from_network: std::sync::mpsc::Receiver<AssembledFrame>,
+    frames: Arc<FrameQueue<DecodedFrame>>,
+    shared: Arc<VideoShared>,
+    decoder_config: DecoderConfig,
+) {
+    let mut decoder = match Decoder::new(decoder_config) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("decoder unavailable: {e}");
+            frames.close();
+            return;
+        }
+    };
+    while let Ok(frame) = from_network.recv() {
+        match decoder.decode(frame.data, wall_clock()) {
+            Ok(Some(picture)) => {
+                shared.frames.fetch_add(1, Ordering::Relaxed);
+                frames.push(picture);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!("undecodable frame: {e}");
+                shared.request_keyframe();
+            }
+        }
+    }
+    frames.close();
+}
+
+async fn rtp_task(
+    track: Arc<dyn TrackRemote>,
+    to_decoder: std::sync::mpsc::SyncSender<AssembledFrame>,
+    shared: Arc<VideoShared>,
+) {
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let mut receiver = VideoReceiver::default();
+    loop {
+        let deadline = receiver.poll_timeout().unwrap_or_else(|| Instant::now() + IDLE);
+        tokio::select! {
+            event = track.poll() => match event {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    shared.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    let h = &packet.header;
+                    receiver.on_packet(Instant::now(), h.sequence_number, h.timestamp, h.marker, packet.payload);
+                }
+                Some(TrackRemoteEvent::OnEnded) | None => break,
+                Some(_) => continue,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => receiver.on_timeout(Instant::now()),
+            _ = shared.wake.notified() => {}
+        }
+        if shared.keyframe_wanted.swap(false, Ordering::Relaxed) {
+            receiver.request_keyframe(Instant::now());
+        }
+        while let Some(output) = receiver.poll_output() {
+            match output {
+                ReceiveOutput::Frame(frame) => {
+                    let keyframe = frame.keyframe;
+                    match to_decoder.try_send(frame) {
+                        Ok(()) => {
+                            if keyframe {
+                                shared.keyframes.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                            shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                            receiver.request_keyframe(Instant::now());
+                        }
+                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                    }
+                }
+                ReceiveOutput::Nack(sequence_numbers) => {
+                    let nack = TransportLayerNack {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                        nacks: nack_pairs_from_sequence_numbers(&sequence_numbers),
+                    };
+                    if let Err(e) = track.write_rtcp(vec![Box::new(nack)]).await {
+                        tracing::debug!("NACK not sent: {e}");
+                    }
+                }
+                ReceiveOutput::KeyframeRequest => {
+                    let pli = PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                    if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                        tracing::debug!("keyframe request not sent: {e}");
+                    }
+                }
+            }
+        }
+        let counts = receiver.counts();
+        shared.packets_nacked.store(counts.loss.nacked, Ordering::Relaxed);
+        shared.packets_recovered.store(counts.loss.recovered, Ordering::Relaxed);
+        shared
+            .keyframe_requests
+            .store(counts.keyframe_requests, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,524 @@
+//! The receive side of one video stream as a state machine: RTP packets and the clock in; temporal units for the
+//! decoder, NACKs and keyframe requests out. No sockets, no tasks: the viewer's RTP loop drives it, the session
+//! tests drive it with a simulated clock.
+//!
+//! Loss is repaired by retransmission first ([`super::loss`]); only a packet that cannot come back in time, an
+//! undecodable frame, a decoder that fell behind, or the app asks for a keyframe, and keyframe requests leave at
+//! most once per [`KEYFRAME_REQUEST_INTERVAL`] (a request made meanwhile waits, it is not dropped).
+
+use super::assembler::{AssembledFrame, FrameAssembler};
+use super::loss::{Arrival, LossConfig, LossCounts, LossTracker};
+use super::sequence::SequenceExtender;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The shortest time between two keyframe requests (PLI) from one viewer: a keyframe is large, and one request
+/// is enough to get it while the last is still on its way.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The RTP clock rate of video (RFC 7587 and the AV1 RTP specification): 90 kHz.
+const RTP_CLOCK_HZ: u32 = 90_000;
+
+/// What the receiver asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiveOutput {
+    /// A temporal unit for the decoder.
+    Frame(AssembledFrame),
+    /// Send a generic NACK (RFC 4585) for these sequence numbers.
+    Nack(Vec<u16>),
+    /// Send a picture loss indication: the sender should make a keyframe.
+    KeyframeRequest,
+}
+
+/// Counts of the receive side, for statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveCounts {
+    /// Loss repair counts.
+    pub loss: LossCounts,
+    /// Frames given up because of loss or damage.
+    pub frames_lost: u64,
+    /// Keyframe requests sent.
+    pub keyframe_requests: u64,
+}
+
+/// One video stream's receive side.
+///
+/// ```
+/// use peerdesk::receive::video::{VideoReceiver, ReceiveOutput};
+/// use std::time::Instant;
+/// let mut rx = VideoReceiver::default();
+/// let now = Instant::now();
+/// rx.on_packet(now, 7, 0, false, bytes::Bytes::from_static(&[0x18, 0x0a, 0x00])); // hypothetical first packet
+/// rx.on_packet(now, 9, 0, true, bytes::Bytes::from_static(&[0x00, 0x00]));        // 8 is missing
+/// let mut nacked = false;
+/// while let Some(output) = rx.poll_output() {
+///     nacked |= output == ReceiveOutput::Nack(vec![8]);
+/// }
+/// assert!(nacked);
+/// ```
+#[derive(Debug)]
+pub struct VideoReceiver {
+    sequence: SequenceExtender,
+    /// The newest packet so far: extended sequence number and RTP timestamp.
+    newest: Option<(u64, u32)>,
+    /// [`LossConfig::max_wait`] in RTP timestamp ticks (90 kHz).
+    max_wait_ticks: i32,
+    loss: LossTracker,
+    assembler: FrameAssembler,
+    keyframe_wanted: bool,
+    last_keyframe_request: Option<Instant>,
+    keyframe_requests: u64,
+    frames: Vec<AssembledFrame>,
+    nacks: Vec<u16>,
+    out: VecDeque<ReceiveOutput>,
+}
+
+impl Default for VideoReceiver {
+    fn default() -> Self {
+        Self::new(LossConfig::default())
+    }
+}
+
+impl VideoReceiver {
+    /// A receiver waiting for its first keyframe.
+    pub fn new(loss: LossConfig) -> Self {
+        VideoReceiver {
+            sequence: SequenceExtender::default(),
+            newest: None,
+            max_wait_ticks: (loss.max_wait.as_secs_f64() * f64::from(RTP_CLOCK_HZ)).min(f64::from(i32::MAX)) as i32,
+            loss: LossTracker::new(loss),
+            assembler: FrameAssembler::new(),
+            keyframe_wanted: false,
+            last_keyframe_request: None,
+            keyframe_requests: 0,
+            frames: Vec::new(),
+            nacks: Vec::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Takes one RTP packet of the stream (after SRTP and RTX de-encapsulation).
+    pub fn on_packet(&mut self, now: Instant, sequence_number: u16, timestamp: u32, marker: bool, payload: Bytes) {
+        let seq = self.sequence.extend(sequence_number);
+        // Packets sent longer ago than the loss deadline (a gap that spans a cut) are not worth asking for: by the
+        // time they came back they would be stale. Give them up now and go for a keyframe.
+        let stale_gap = self.newest.is_some_and(|(newest_seq, newest_timestamp)| {
+            seq > newest_seq + 1 && (timestamp.wrapping_sub(newest_timestamp) as i32) > self.max_wait_ticks
+        });
+        if self.newest.is_none_or(|(newest_seq, _)| seq > newest_seq) {
+            self.newest = Some((seq, timestamp));
+        }
+        let arrival = if stale_gap {
+            self.loss.jump_to(seq)
+        } else {
+            self.loss.on_packet(now, seq)
+        };
+        if arrival == Arrival::Jump {
+            self.assembler.abandon_through(seq.saturating_sub(1), &mut self.frames);
+        }
+        self.assembler.push(seq, timestamp, marker, payload, &mut self.frames);
+        self.update(now);
+    }
+
+    /// Lets time pass: repeats NACKs, gives up packets, sends a deferred keyframe request. Call it at
+    /// [`VideoReceiver::poll_timeout`].
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.update(now);
+    }
+
+    /// Asks the sender for a keyframe (the decoder failed or fell behind, or the app asked), at the next moment
+    /// the request interval allows.
+    pub fn request_keyframe(&mut self, now: Instant) {
+        self.keyframe_wanted = true;
+        self.update(now);
+    }
+
+    fn update(&mut self, now: Instant) {
+        while let Some(given_up) = self.loss.expire(now) {
+            tracing::debug!(given_up, "a lost packet did not come back in time");
+            self.assembler.abandon_through(given_up, &mut self.frames);
+        }
+        if let Some(next) = self.assembler.next_expected() {
+            // Whatever the assembler has moved past (its memory bound) is no longer worth a NACK.
+            self.loss.forget_through(next.saturating_sub(1));
+        }
+        self.out.extend(self.frames.drain(..).map(ReceiveOutput::Frame));
+        self.loss.poll_nacks(now, &mut self.nacks);
+        if !self.nacks.is_empty() {
+            self.out.push_back(ReceiveOutput::Nack(std::mem::take(&mut self.nacks)));
+        }
+        self.keyframe_wanted |= self.assembler.take_keyframe_request();
+        if self.keyframe_wanted && self.keyframe_request_allowed_at().is_none_or(|at| now >= at) {
+            self.keyframe_wanted = false;
+            self.last_keyframe_request = Some(now);
+            self.keyframe_requests += 1;
+            tracing::debug!(requests = self.keyframe_requests, "keyframe request");
+            self.out.push_back(ReceiveOutput::KeyframeRequest);
+        }
+    }
+
+    fn keyframe_request_allowed_at(&self) -> Option<Instant> {
+        self.last_keyframe_request.map(|last| last + KEYFRAME_REQUEST_INTERVAL)
+    }
+
+    /// The next output, oldest first. Outputs are produced only by the `on_*` calls, so this queue holds at
+    /// most what one call made.
+    pub fn poll_output(&mut self) -> Option<ReceiveOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`VideoReceiver::on_timeout`] should next be called; `None` when nothing is pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let keyframe = if self.keyframe_wanted {
+            self.keyframe_request_allowed_at()
+        } else {
+            None
+        };
+        match (self.loss.next_deadline(), keyframe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The measured time a NACKed packet takes to come back.
+    pub fn repair_time(&self) -> Duration {
+        self.loss.repair_time()
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> ReceiveCounts {
+        ReceiveCounts {
+            loss: self.loss.counts(),
+            frames_lost: self.assembler.frames_lost(),
+            keyframe_requests: self.keyframe_requests,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A deterministic link between a simulated sender (AV1 RTP packets from the crate's payloader, a
+    //! retransmission buffer, keyframes on request) and the receiver, with a fake clock: loss, delay and cuts,
+    //! many simulated seconds per real one.
+    use super::*;
+    use rtc::rtp::codec::av1::Av1Payloader;
+    use rtc::rtp::packetizer::Payloader;
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A temporal unit: TD, a sequence header when `key`, and a frame OBU of `len` bytes of `fill`.
+    fn temporal_unit(key: bool, fill: u8, len: usize) -> Bytes {
+        let mut tu = vec![0x12, 0x00];
+        if key {
+            tu.extend_from_slice(&[0x0a, 0x03, 0x00, 0x00, 0x00]);
+        }
+        tu.push(0x32);
+        let mut size = len;
+        loop {
+            let byte = (size & 0x7f) as u8;
+            size >>= 7;
+            if size == 0 {
+                tu.push(byte);
+                break;
+            }
+            tu.push(byte | 0x80);
+        }
+        tu.extend(std::iter::repeat_n(fill, len));
+        Bytes::from(tu)
+    }
+
+    #[derive(Debug, Clone)]
+    struct Packet {
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+    }
+
+    #[derive(Debug)]
+    enum Event {
+        ToReceiver(Packet),
+        NackToSender(Vec<u16>),
+        PliToSender,
+        NextFrame,
+    }
+
+    /// The link and both ends. Loss is decided by a fixed pseudo-random sequence (xorshift), so every run is
+    /// the same.
+    struct Link {
+        now: Instant,
+        start: Instant,
+        events: BinaryHeap<Reverse<(Instant, u64)>>,
+        payloads: HashMap<u64, Event>,
+        order: u64,
+        one_way: Duration,
+        loss: f64,
+        /// UDP is cut both ways while `now` is in this window.
+        cut: Option<(Instant, Instant)>,
+        /// The next this many transmissions are lost, whatever else holds.
+        drop_next: u32,
+        rng: u64,
+        rx: VideoReceiver,
+        // Sender.
+        next_seq: u16,
+        frame_index: u32,
+        keyframe_due: bool,
+        sent: HashMap<u16, Packet>,
+        frame_sent_at: HashMap<u32, Instant>,
+        moving: bool,
+        keyframes_sent: u32,
+        packets_sent: u64,
+        // Receiver's results.
+        delays: Vec<Duration>,
+        frames_ok: u32,
+        nacks_sent: u64,
+        keyframe_requests: u32,
+    }
+
+    impl Link {
+        fn new(one_way: Duration, loss: f64) -> Self {
+            let start = Instant::now();
+            let mut link = Link {
+                now: start,
+                start,
+                events: BinaryHeap::new(),
+                payloads: HashMap::new(),
+                order: 0,
+                one_way,
+                loss,
+                cut: None,
+                drop_next: 0,
+                rng: 0x9E37_79B9_7F4A_7C15,
+                rx: VideoReceiver::default(),
+                next_seq: 65_000,
+                frame_index: 0,
+                keyframe_due: true,
+                sent: HashMap::new(),
+                frame_sent_at: HashMap::new(),
+                moving: true,
+                keyframes_sent: 0,
+                packets_sent: 0,
+                delays: Vec::new(),
+                frames_ok: 0,
+                nacks_sent: 0,
+                keyframe_requests: 0,
+            };
+            link.schedule(start, Event::NextFrame);
+            link
+        }
+
+        fn schedule(&mut self, at: Instant, event: Event) {
+            self.order += 1;
+            self.events.push(Reverse((at, self.order)));
+            self.payloads.insert(self.order, event);
+        }
+
+        fn lost(&mut self) -> bool {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let cut = self.cut.is_some_and(|(from, to)| self.now >= from && self.now < to);
+            if self.drop_next > 0 {
+                self.drop_next -= 1;
+                return true;
+            }
+            cut || (self.rng % 1_000_000) as f64 / 1e6 < self.loss
+        }
+
+        /// Sends over the link: dropped, or delivered one way later.
+        fn transmit(&mut self, event: Event) {
+            if !self.lost() {
+                self.schedule(self.now + self.one_way, event);
+            }
+        }
+
+        fn send_frame(&mut self) {
+            let key = std::mem::take(&mut self.keyframe_due);
+            // A moving screen sends 3–4 packets a frame, a keyframe about 25; a still one a small frame a second.
+            let len = if key { 30_000 } else { 4_000 };
+            let timestamp = self.frame_index * 3000;
+            self.frame_index += 1;
+            let tu = temporal_unit(key, self.frame_index as u8, len);
+            self.keyframes_sent += u32::from(key);
+            self.frame_sent_at.insert(timestamp, self.now);
+            let payloads = Av1Payloader::default().payload(1200, &tu).expect("payloads");
+            let n = payloads.len();
+            for (i, payload) in payloads.into_iter().enumerate() {
+                let packet = Packet {
+                    seq: self.next_seq,
+                    timestamp,
+                    marker: i + 1 == n,
+                    payload,
+                };
+                self.next_seq = self.next_seq.wrapping_add(1);
+                self.sent.insert(packet.seq, packet.clone());
+                self.packets_sent += 1;
+                self.transmit(Event::ToReceiver(packet));
+            }
+        }
+
+        fn drain_receiver(&mut self) {
+            while let Some(output) = self.rx.poll_output() {
+                match output {
+                    ReceiveOutput::Frame(frame) => {
+                        let sent_at = self.frame_sent_at[&frame.rtp_timestamp];
+                        self.delays.push(self.now - sent_at);
+                        let fill = (frame.rtp_timestamp / 3000 + 1) as u8;
+                        assert!(frame.data[frame.data.len() - 16..].iter().all(|&b| b == fill), "intact");
+                        self.frames_ok += 1;
+                    }
+                    ReceiveOutput::Nack(seqs) => {
+                        self.nacks_sent += seqs.len() as u64;
+                        self.transmit(Event::NackToSender(seqs));
+                    }
+                    ReceiveOutput::KeyframeRequest => {
+                        self.keyframe_requests += 1;
+                        self.transmit(Event::PliToSender);
+                    }
+                }
+            }
+        }
+
+        /// Runs the simulation until `until` (simulated time since the start).
+        fn run(&mut self, until: Duration) {
+            let end = self.start + until;
+            loop {
+                let next_event = self.events.peek().map(|Reverse((at, _))| *at);
+                let timeout = self.rx.poll_timeout();
+                let next = match (next_event, timeout) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).expect("frames are always scheduled"),
+                };
+                if next > end {
+                    self.now = end;
+                    return;
+                }
+                self.now = self.now.max(next);
+                if timeout.is_some_and(|t| t <= self.now) {
+                    self.rx.on_timeout(self.now);
+                    self.drain_receiver();
+                }
+                if next_event.is_some_and(|t| t <= self.now) {
+                    let Some(Reverse((_, id))) = self.events.pop() else {
+                        continue;
+                    };
+                    let event = self.payloads.remove(&id).expect("scheduled");
+                    self.handle(event);
+                }
+            }
+        }
+
+        fn handle(&mut self, event: Event) {
+            match event {
+                Event::ToReceiver(p) => {
+                    self.rx.on_packet(self.now, p.seq, p.timestamp, p.marker, p.payload);
+                    self.drain_receiver();
+                }
+                Event::NackToSender(seqs) => {
+                    for seq in seqs {
+                        if let Some(packet) = self.sent.get(&seq).cloned() {
+                            self.packets_sent += 1;
+                            self.transmit(Event::ToReceiver(packet));
+                        }
+                    }
+                }
+                Event::PliToSender => self.keyframe_due = true,
+                Event::NextFrame => {
+                    let interval = if self.moving { ms(33) } else { ms(1000) };
+                    self.send_frame();
+                    self.schedule(self.now + interval, Event::NextFrame);
+                }
+            }
+        }
+
+        fn p95(&self) -> Duration {
+            let mut delays = self.delays.clone();
+            delays.sort();
+            delays[delays.len() * 95 / 100]
+        }
+    }
+
+    #[test]
+    fn a_lost_packet_is_nacked_within_one_round_trip_and_repaired_without_a_keyframe() {
+        let mut link = Link::new(ms(20), 0.0);
+        link.run(ms(500));
+        assert_eq!(link.keyframes_sent, 1);
+        // Lose exactly the next packet on its way.
+        link.drop_next = 1;
+        link.run(ms(2000));
+        assert_eq!(link.nacks_sent, 1, "one NACK for one lost packet");
+        assert_eq!(link.keyframe_requests, 0);
+        assert_eq!(link.keyframes_sent, 1, "repaired by retransmission alone");
+        assert_eq!(link.frames_ok, link.frame_index, "every frame delivered");
+        // The frame that lost a packet was one round trip (40 ms) late, plus at most a frame's wait to see the gap.
+        assert!(
+            link.delays.iter().max().unwrap() <= &(ms(20) + ms(40) + ms(33)),
+            "{:?}",
+            link.delays
+        );
+    }
+
+    #[test]
+    fn five_percent_loss_is_repaired_by_nacks_alone() {
+        let mut link = Link::new(ms(10), 0.05);
+        link.run(ms(60_000));
+        let counts = link.rx.counts();
+        assert!(counts.loss.recovered > 200, "{counts:?}");
+        assert_eq!(link.keyframe_requests, 0, "{counts:?}");
+        assert_eq!(link.frames_ok, link.frame_index - 1, "all but the frame in flight");
+        // One-way 10 ms; a repair costs a round trip, twice when the retransmission is lost too.
+        assert!(link.p95() <= ms(10 + 20 + 33), "p95 {:?}", link.p95());
+        assert!(link.rx.repair_time() >= ms(20) && link.rx.repair_time() < ms(25));
+    }
+
+    #[test]
+    fn a_still_screen_with_loss_costs_a_few_nacks_not_a_storm() {
+        let mut link = Link::new(ms(5), 0.10);
+        link.moving = false;
+        link.run(ms(120_000));
+        // 120 small frames of 4 packets; ~10 % lost, each NACKed until repaired (at most 5 times).
+        assert!(
+            link.nacks_sent <= 5 * (link.packets_sent / 5),
+            "nacks {}",
+            link.nacks_sent
+        );
+        assert!(link.packets_sent < 120 * 4 * 13 / 10, "packets {}", link.packets_sent);
+        assert!(link.keyframes_sent <= 2, "keyframes {}", link.keyframes_sent);
+    }
+
+    #[test]
+    fn a_cut_ends_in_throttled_keyframe_requests_and_the_picture_comes_back() {
+        let mut link = Link::new(ms(10), 0.0);
+        link.run(ms(1000));
+        let cut_start = link.now;
+        link.cut = Some((cut_start, cut_start + ms(3000)));
+        link.run(ms(6000));
+        // The missing packets are given up (at most 1 s), then keyframe requests leave at most every 300 ms
+        // while the link is down, and one after it returns brings the picture back.
+        assert!(link.keyframe_requests >= 2, "requests {}", link.keyframe_requests);
+        assert!(
+            link.keyframe_requests <= 1 + 4000 / 300,
+            "requests {}",
+            link.keyframe_requests
+        );
+        assert!(link.keyframes_sent >= 2);
+        let last_delays = &link.delays[link.delays.len() - 30..];
+        assert!(last_delays.iter().all(|d| *d <= ms(10)), "{last_delays:?}");
+    }
+
+    #[test]
+    fn a_keyframe_request_on_a_still_screen_leaves_at_once() {
+        let mut link = Link::new(ms(10), 0.0);
+        link.moving = false;
+        link.run(ms(1500));
+        let before = link.keyframe_requests;
+        link.rx.request_keyframe(link.now);
+        link.drain_receiver();
+        assert_eq!(link.keyframe_requests, before + 1, "sent without waiting for a packet");
+    }
+}
