@@ -6,12 +6,13 @@
 #  - fresh-machine.sh: setup.sh on a clean Debian 12 root, twice (~4 min; the first run ever also bootstraps the
 #    cached root, ~2 min more)
 #  - loopback-only.sh: a whole demo session in a network namespace with only `lo` (~15 s)
+#  - lossy-link.sh: a demo session with 5 % random media loss: NACK repair, no retransmission or keyframe storm (~25 s)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 results="${RESULTS_DIR:-$here/../../target/test-results}"
 mkdir -p "$results"
 status=0
-for check in setup-layouts fresh-machine loopback-only; do
+for check in setup-layouts fresh-machine loopback-only lossy-link; do
     echo "-- tests/system/$check.sh"
     JUNIT_FILE="$results/system-$check.xml" "$here/$check.sh" || status=1
 done
