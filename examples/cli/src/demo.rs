@@ -176,10 +176,15 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut stamped = 0u32;
+    let mut freezes = Freezes::default();
+    let mut last_arrival = Instant::now();
     while started.elapsed().as_secs_f64() < args.seconds {
-        let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(5), viewer.next_frame()).await else {
+        let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(15), viewer.next_frame()).await else {
             bail!("frames stopped");
         };
+        let now = Instant::now();
+        freezes.gap(now - last_arrival);
+        last_arrival = now;
         if let Ok(decoded) = frame.to_frame() {
             if let Some(s) = stamp::read_i420(&decoded) {
                 latencies.push(f64::from(s.age_millis(stamp::now_millis())));
@@ -233,6 +238,12 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
         println!("  glass-to-glass          n/a (the shared screen carries no frame stamp; use --synthetic)");
     }
     println!("  moving screen           {fps:.1} fps delivered, {kbps:.0} kbit/s, RTT {rtt:.1} ms");
+    println!(
+        "  freezes > {} ms        {} (longest {:.0} ms)",
+        FREEZE.as_millis(),
+        freezes.count,
+        freezes.longest.as_secs_f64() * 1000.0
+    );
     println!("  CPU while moving        host {host_cpu:.0} %, viewer {viewer_cpu:.0} % of one core");
     println!("  still screen            {still_kbps:.1} kbit/s, host CPU {still_host_cpu:.1} % of one core");
     println!("  peak memory             host {host_rss:.0} MB, viewer {viewer_rss:.0} MB resident");
@@ -250,4 +261,23 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), host.wait()).await;
     let _ = stop_server.send(());
     Ok(())
+}
+
+/// A gap between two delivered frames longer than this is a freeze a user notices.
+const FREEZE: Duration = Duration::from_millis(250);
+
+/// Freezes of the moving picture: gaps between delivered frames longer than [`FREEZE`].
+#[derive(Debug, Default)]
+struct Freezes {
+    count: u32,
+    longest: Duration,
+}
+
+impl Freezes {
+    fn gap(&mut self, gap: Duration) {
+        if gap > FREEZE {
+            self.count += 1;
+        }
+        self.longest = self.longest.max(gap);
+    }
 }
