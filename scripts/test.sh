@@ -2,7 +2,8 @@
 # Runs every test of the project: formatting, lints, the Rust unit, integration, doc and end-to-end tests (a
 # signaling server process, real WebRTC on loopback, X11 capture and XTest input under a private Xvfb), the
 # Python, Kotlin and Swift bindings, browser interop in headless Chromium, and the system tests (setup.sh on a
-# fresh Debian 12 root, a session in a network namespace with only loopback), and a short fuzzing run.
+# fresh Debian 12 root, a session in a network namespace with only loopback, sessions with 5 % media loss), and a
+# short fuzzing run.
 # Installs what it needs first (scripts/setup.sh). Every suite runs even when an earlier one failed; each writes
 # a machine-readable report to target/test-results (libtest JSON, JUnit XML) and the last line counts them all:
 # "tests: N passed, N failed, N skipped". A suite that fails without reporting a failed test (a compile error)
