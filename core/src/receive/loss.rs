@@ -2,11 +2,11 @@
 //! logic with time passed in.
 //!
 //! A gap is NACKed the moment a later packet shows it. A retransmission normally arrives one repair time later
-//! (the round trip plus the sender's pacing), measured here from packets repaired by their first NACK; a packet
-//! not back after [`LossConfig::retry_factor`] repair times is asked for again, up to
-//! [`LossConfig::max_nacks`] times. After the last NACK has had its chance, or [`LossConfig::max_wait`] after
-//! the gap appeared, the packet is given up and the caller falls back to a keyframe. On a loopback or LAN path
-//! this gives up within about 60 ms; on a 100 ms path within about a second.
+//! (the round trip plus the sender's pacing), measured here from a packet's first NACK to its arrival; a packet
+//! not back after [`LossConfig::retry_factor`] repair times (plus [`LossConfig::min_retry`]) is asked for
+//! again, up to [`LossConfig::max_nacks`] times. After the last NACK has had its chance, or
+//! [`LossConfig::max_wait`] after the gap appeared, the packet is given up and the caller falls back to a
+//! keyframe. On a loopback or LAN path this gives up after about 170 ms; on a 100 ms path after 1 s.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct LossConfig {
-    /// NACKs sent for one packet before it is given up. Default 5; at least 1.
+    /// NACKs sent for one packet before it is given up. Default 8 (libwebrtc: 10); at least 1.
     pub max_nacks: u8,
     /// How long a retransmission is waited for, as a multiple of the measured repair time (plus
     /// [`LossConfig::min_retry`]). Default 1.5.
     pub retry_factor: f64,
-    /// The shortest wait between two NACKs for one packet. Default 8 ms.
+    /// Added to every wait between two NACKs for one packet, for the sender's pacing and scheduling. Default 20 ms.
     pub min_retry: Duration,
     /// The repair time assumed before one has been measured. Default 50 ms.
     pub initial_repair_time: Duration,
@@ -60,6 +60,7 @@ pub enum Arrival {
 #[derive(Debug, Clone, Copy)]
 struct Missing {
     since: Instant,
+    first_nack: Option<Instant>,
     last_nack: Option<Instant>,
     nacks: u8,
 }
@@ -132,6 +133,7 @@ impl LossTracker {
                     missing,
                     Missing {
                         since: now,
+                        first_nack: None,
                         last_nack: None,
                         nacks: 0,
                     },
@@ -143,7 +145,12 @@ impl LossTracker {
         match self.missing.remove(&seq) {
             Some(missing) => {
                 self.counts.recovered += 1;
-                if let (1, Some(asked)) = (missing.nacks, missing.last_nack) {
+                // Timed from the first NACK, also when it took several: a repair slower than the retry interval
+                // (retransmissions queued behind a keyframe in the sender's pacer) must lengthen the interval, or
+                // every retry adds one more copy to that queue. When a retransmission itself was lost this
+                // overestimates by one interval; at loss rate p the estimate settles near (rtt + 20 ms·p) /
+                // (1 − 1.5·p), which stays bounded for any p below 60 %.
+                if let Some(asked) = missing.first_nack {
                     self.learn_repair_time(now.saturating_duration_since(asked));
                 }
                 Arrival::Repaired
@@ -200,6 +207,7 @@ impl LossTracker {
                 Some(last) => missing.nacks < max_nacks && now >= last + retry,
             };
             if due {
+                missing.first_nack.get_or_insert(now);
                 missing.last_nack = Some(now);
                 missing.nacks += 1;
                 self.counts.nacked += 1;
@@ -297,10 +305,37 @@ mod tests {
         assert_eq!(loss.on_packet(t0 + ms(5), 20), Arrival::Repaired);
         assert_eq!(loss.repair_time(), ms(4));
         let retry = loss.retry_interval();
-        assert_eq!(retry, ms(6) + ms(8));
+        assert_eq!(retry, ms(6) + ms(20));
         assert!(nacks(&mut loss, t0 + ms(1) + retry - ms(1)).is_empty());
         assert_eq!(nacks(&mut loss, t0 + ms(1) + retry), [21, 22]);
         assert_eq!(loss.on_packet(t0 + ms(30), 20), Arrival::Stale, "a duplicate");
+    }
+
+    #[test]
+    fn repairs_slower_than_the_retry_interval_lengthen_it() {
+        // Retransmissions queued 200 ms behind a keyframe: each packet is NACKed several times before its first
+        // retransmission arrives. Timing from the first NACK, the interval grows until one NACK is enough.
+        let t0 = Instant::now();
+        let mut loss = LossTracker::new(LossConfig::default());
+        let mut seq = 0;
+        let mut now = t0;
+        loss.on_packet(now, seq);
+        let mut nacks_per_packet = Vec::new();
+        for _ in 0..40 {
+            seq += 2; // seq - 1 is lost
+            loss.on_packet(now, seq);
+            let asked_at = now;
+            let mut asked = 0;
+            while now < asked_at + ms(200) {
+                asked += nacks(&mut loss, now).len();
+                now += ms(1);
+            }
+            assert_eq!(loss.on_packet(now, seq - 1), Arrival::Repaired);
+            nacks_per_packet.push(asked);
+        }
+        assert!(nacks_per_packet[0] >= 3, "{nacks_per_packet:?}");
+        assert_eq!(nacks_per_packet.last(), Some(&1), "{nacks_per_packet:?}");
+        assert!(loss.repair_time() >= ms(150), "{:?}", loss.repair_time());
     }
 
     #[test]
@@ -316,9 +351,9 @@ mod tests {
             now = loss.next_deadline().expect("something is due while 2 is missing");
             assert!(now - t0 < ms(1000));
         }
-        assert_eq!(sent, 5, "max_nacks NACKs, then given up");
-        // Five NACKs 83 ms apart (initial guess 50 ms × 1.5 + 8), given up one interval after the last.
-        assert_eq!(now - t0, ms(83) * 5);
+        assert_eq!(sent, 8, "max_nacks NACKs, then given up");
+        // Eight NACKs 95 ms apart (initial guess 50 ms × 1.5 + 20), given up one interval after the last.
+        assert_eq!(now - t0, ms(95) * 8);
         assert_eq!(loss.missing(), 0);
         assert_eq!(loss.counts().abandoned, 1);
         assert_eq!(loss.next_deadline(), None);

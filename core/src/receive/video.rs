@@ -473,7 +473,11 @@ mod tests {
         assert_eq!(link.frames_ok, link.frame_index - 1, "all but the frame in flight");
         // One-way 10 ms; a repair costs a round trip, twice when the retransmission is lost too.
         assert!(link.p95() <= ms(10 + 20 + 33), "p95 {:?}", link.p95());
-        assert!(link.rx.repair_time() >= ms(20) && link.rx.repair_time() < ms(25));
+        // The round trip is 20 ms; a lost retransmission makes one sample a retry interval longer, so the
+        // estimate sits above it (about 23 ms on average at 5 %, moving by up to ~7 ms with one such sample),
+        // never below, and well under two round trips.
+        let repair = link.rx.repair_time();
+        assert!(repair >= ms(20) && repair < ms(40), "repair time {repair:?}");
     }
 
     #[test]
