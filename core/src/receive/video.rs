@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// is enough to get it while the last is still on its way.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
+/// The fewest missing packets (plus one) for a gap spanning more than the loss deadline to be given up without
+/// NACKs: about a third of a second of a moving 1080p screen, and more than a still screen's frame.
+const STALE_GAP_MIN_PACKETS: u64 = 33;
+
 /// The RTP clock rate of video (RFC 7587 and the AV1 RTP specification): 90 kHz.
 const RTP_CLOCK_HZ: u32 = 90_000;
 
@@ -101,10 +105,13 @@ impl VideoReceiver {
     /// Takes one RTP packet of the stream (after SRTP and RTX de-encapsulation).
     pub fn on_packet(&mut self, now: Instant, sequence_number: u16, timestamp: u32, marker: bool, payload: Bytes) {
         let seq = self.sequence.extend(sequence_number);
-        // Packets sent longer ago than the loss deadline (a gap that spans a cut) are not worth asking for: by the
-        // time they came back they would be stale. Give them up now and go for a keyframe.
+        // A cut on a moving screen: many packets missing, sent over longer than the loss deadline. Asking for
+        // them all would bring back seconds of stale frames in one burst; give them up and go for a keyframe.
+        // A still screen's lost frame (a few packets, a second apart in RTP time) is still worth a NACK: it is
+        // the current picture, and a keyframe costs far more.
         let stale_gap = self.newest.is_some_and(|(newest_seq, newest_timestamp)| {
-            seq > newest_seq + 1 && (timestamp.wrapping_sub(newest_timestamp) as i32) > self.max_wait_ticks
+            seq > newest_seq + STALE_GAP_MIN_PACKETS
+                && (timestamp.wrapping_sub(newest_timestamp) as i32) > self.max_wait_ticks
         });
         if self.newest.is_none_or(|(newest_seq, _)| seq > newest_seq) {
             self.newest = Some((seq, timestamp));
@@ -269,7 +276,8 @@ mod tests {
         frame_index: u32,
         keyframe_due: bool,
         sent: HashMap<u16, Packet>,
-        frame_sent_at: HashMap<u32, Instant>,
+        /// Send time and fill byte of every frame, by RTP timestamp.
+        frame_sent_at: HashMap<u32, (Instant, u8)>,
         moving: bool,
         keyframes_sent: u32,
         packets_sent: u64,
@@ -341,11 +349,13 @@ mod tests {
             let key = std::mem::take(&mut self.keyframe_due);
             // A moving screen sends 3–4 packets a frame, a keyframe about 25; a still one a small frame a second.
             let len = if key { 30_000 } else { 4_000 };
-            let timestamp = self.frame_index * 3000;
+            // The 90 kHz clock of the sender's wall time, as a real sender stamps it (a still screen's frames are a
+            // second apart in RTP time too).
+            let timestamp = ((self.now - self.start).as_micros() * 9 / 100) as u32;
             self.frame_index += 1;
             let tu = temporal_unit(key, self.frame_index as u8, len);
             self.keyframes_sent += u32::from(key);
-            self.frame_sent_at.insert(timestamp, self.now);
+            self.frame_sent_at.insert(timestamp, (self.now, self.frame_index as u8));
             let payloads = Av1Payloader::default().payload(1200, &tu).expect("payloads");
             let n = payloads.len();
             for (i, payload) in payloads.into_iter().enumerate() {
@@ -366,9 +376,8 @@ mod tests {
             while let Some(output) = self.rx.poll_output() {
                 match output {
                     ReceiveOutput::Frame(frame) => {
-                        let sent_at = self.frame_sent_at[&frame.rtp_timestamp];
+                        let (sent_at, fill) = self.frame_sent_at[&frame.rtp_timestamp];
                         self.delays.push(self.now - sent_at);
-                        let fill = (frame.rtp_timestamp / 3000 + 1) as u8;
                         assert!(frame.data[frame.data.len() - 16..].iter().all(|&b| b == fill), "intact");
                         self.frames_ok += 1;
                     }
@@ -513,6 +522,19 @@ mod tests {
         assert!(link.keyframes_sent >= 2);
         let last_delays = &link.delays[link.delays.len() - 30..];
         assert!(last_delays.iter().all(|d| *d <= ms(10)), "{last_delays:?}");
+    }
+
+    #[test]
+    fn a_lost_frame_on_a_still_screen_is_nacked_not_replaced_by_a_keyframe() {
+        let mut link = Link::new(ms(10), 0.0);
+        link.moving = false;
+        link.run(ms(2500));
+        // The next still-screen frame (4 packets, a second after the one before) is lost on its way.
+        link.drop_next = 4;
+        link.run(ms(6500));
+        assert_eq!(link.keyframe_requests, 0, "a NACK is enough");
+        assert_eq!(link.keyframes_sent, 1);
+        assert_eq!(link.frames_ok, link.frame_index, "every frame delivered");
     }
 
     #[test]

@@ -608,6 +608,14 @@ fn encode_thread(
             counters.encode_time_us.store(mean, Ordering::Relaxed);
         }
         let encoded_at = Instant::now();
+        if !packets.is_empty() {
+            tracing::trace!(
+                decision = ?report.decision,
+                drain_repeats = report.drain_repeats,
+                bytes = packets.iter().map(|p| p.data.len()).sum::<usize>(),
+                "encoded"
+            );
+        }
         for packet in packets.drain(..) {
             counters.frames.fetch_add(1, Ordering::Relaxed);
             counters.bytes.fetch_add(packet.data.len() as u64, Ordering::Relaxed);
