@@ -67,6 +67,7 @@ struct Missing {
 
 /// Counts kept by the tracker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LossCounts {
     /// Sequence numbers put into NACKs (a packet asked for twice counts twice).
     pub nacked: u64,
@@ -153,6 +154,13 @@ impl LossTracker {
                 if let Some(asked) = missing.first_nack {
                     self.learn_repair_time(now.saturating_duration_since(asked));
                 }
+                tracing::trace!(
+                    seq,
+                    nacks = missing.nacks,
+                    missing_for = ?now.saturating_duration_since(missing.since),
+                    repair_time = ?self.repair_time(),
+                    "repaired"
+                );
                 Arrival::Repaired
             }
             None => Arrival::Stale,

@@ -36,7 +36,7 @@ pub(crate) struct VideoShared {
     pub keyframes: AtomicU64,
     /// Assembled frames dropped because the decoder fell behind.
     pub frames_dropped: AtomicU64,
-    /// Packets asked for again (each NACKed sequence number counts once).
+    /// Sequence numbers put into NACKs (a packet asked for twice counts twice).
     pub packets_nacked: AtomicU64,
     /// NACKed packets that came back.
     pub packets_recovered: AtomicU64,

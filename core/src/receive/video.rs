@@ -2,9 +2,9 @@
 //! decoder, NACKs and keyframe requests out. No sockets, no tasks: the viewer's RTP loop drives it, the session
 //! tests drive it with a simulated clock.
 //!
-//! Loss is repaired by retransmission first ([`super::loss`]); only a packet that cannot come back in time, an
-//! undecodable frame, a decoder that fell behind, or the app asks for a keyframe, and keyframe requests leave at
-//! most once per [`KEYFRAME_REQUEST_INTERVAL`] (a request made meanwhile waits, it is not dropped).
+//! Loss is repaired by retransmission first ([`super::loss`]). A keyframe is asked for only when a packet cannot
+//! come back in time, a frame cannot be decoded, the decoder fell behind, or the app asks; requests leave at most
+//! once per [`KEYFRAME_REQUEST_INTERVAL`] (a request made meanwhile waits, it is not dropped).
 
 use super::assembler::{AssembledFrame, FrameAssembler};
 use super::loss::{Arrival, LossConfig, LossCounts, LossTracker};
@@ -26,6 +26,7 @@ const RTP_CLOCK_HZ: u32 = 90_000;
 
 /// What the receiver asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReceiveOutput {
     /// A temporal unit for the decoder.
     Frame(AssembledFrame),
@@ -37,6 +38,7 @@ pub enum ReceiveOutput {
 
 /// Counts of the receive side, for statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReceiveCounts {
     /// Loss repair counts.
     pub loss: LossCounts,

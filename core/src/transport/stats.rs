@@ -21,7 +21,7 @@ pub struct ConnectionStats {
     pub bytes: u64,
     /// Keyframes received (viewer).
     pub keyframes: u64,
-    /// Lost packets asked for again by NACK (viewer), each counted once.
+    /// Sequence numbers asked for again by NACK (viewer); a packet asked for twice counts twice.
     pub packets_nacked: u64,
     /// NACKed packets that came back in time (viewer).
     pub packets_recovered: u64,
