@@ -199,6 +199,12 @@ impl FrameAssembler {
         let timestamp = self.frame_timestamp.take().expect("frame started");
         if self.frame_broken {
             let was_waiting = self.waiting_for_keyframe;
+            tracing::debug!(
+                rtp_timestamp = timestamp,
+                starts_sequence = self.frame_keyframe,
+                waiting_for_keyframe = was_waiting,
+                "frame discarded"
+            );
             self.frame_broken = false;
             self.frame.clear();
             if !was_waiting {
