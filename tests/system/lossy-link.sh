@@ -6,8 +6,10 @@
 #
 # Before the receiver had its own NACK logic (webrtc-rs's NACK generator re-requested repaired packets for as
 # long as they stayed in its window), this measured a still screen at ~1,600 kbit/s and p95 144-291 ms; with
-# NACK repair it is ~1 kbit/s and p95 ~50-110 ms in most sessions (2-core VM). The thresholds leave a wide margin
-# for a loaded machine while still failing the old behaviour by far (checked: the old binary fails three checks).
+# NACK repair it is ~1-30 kbit/s and p95 ~50-500 ms (2-core VM). The checks that tell the two apart are the
+# recovered packets and the still screen (checked: the old binary fails three checks); p95 and fps are only
+# "the session is alive" bounds, since a loaded machine (seen in CI right after the fresh-machine test) halves
+# the frame rate and multiplies the latency without anything being wrong with loss repair.
 #
 #   tests/system/lossy-link.sh [PEERDESK_BINARY]     # default: target/ci/peerdesk; needs root (ip netns, iptables)
 #
@@ -25,8 +27,8 @@ finish() { junit_end; exit "$failed"; }
 
 LOSS="${PEERDESK_TEST_LOSS:-0.05}"
 MAX_STILL_KBPS=100
-MAX_P95_MS=600
-MIN_FPS=24
+MAX_P95_MS=1000
+MIN_FPS=10
 MAX_KEYFRAME_REQUESTS=8
 
 if [ "$(id -u)" -ne 0 ]; then check "lossy link" skip "needs root (ip netns, iptables)"; finish; fi

@@ -12,7 +12,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 results="${RESULTS_DIR:-$here/../../target/test-results}"
 mkdir -p "$results"
 status=0
-for check in setup-layouts fresh-machine loopback-only lossy-link; do
+# The network sessions run before the fresh-machine test: right after it, in one run on this 2-core machine, the
+# demo's frame rate halved (15.7 fps) and p95 rose to 475 ms (cause not found: nothing was left running).
+for check in setup-layouts loopback-only lossy-link fresh-machine; do
     echo "-- tests/system/$check.sh"
     JUNIT_FILE="$results/system-$check.xml" "$here/$check.sh" || status=1
 done
