@@ -229,6 +229,7 @@ impl FrameAssembler {
 #[cfg(test)]
 mod tests {
     use super::super::sequence::SequenceExtender;
+    use super::super::test_support::temporal_unit;
     use super::*;
 
     /// The assembler fed 16-bit sequence numbers, as they come off the wire.
@@ -267,27 +268,6 @@ mod tests {
     }
     use rtc::rtp::codec::av1::Av1Payloader;
     use rtc::rtp::packetizer::Payloader;
-
-    /// A fake temporal unit: TD, a sequence header when `key`, and a large frame OBU (type 6) with size fields.
-    fn temporal_unit(key: bool, fill: u8, len: usize) -> Bytes {
-        let mut tu = vec![0x12, 0x00];
-        if key {
-            tu.extend_from_slice(&[0x0a, 0x03, 0x00, 0x00, 0x00]); // sequence header OBU (type 1), 3 bytes
-        }
-        tu.push(0x32); // frame OBU, has_size
-        let mut size = len;
-        loop {
-            let byte = (size & 0x7f) as u8;
-            size >>= 7;
-            if size == 0 {
-                tu.push(byte);
-                break;
-            }
-            tu.push(byte | 0x80);
-        }
-        tu.extend(std::iter::repeat_n(fill, len));
-        Bytes::from(tu)
-    }
 
     fn packets(tu: &Bytes, first_seq: u16, timestamp: u32) -> Vec<(u16, u32, bool, Bytes)> {
         let payloads = Av1Payloader::default().payload(1200, tu).unwrap();

@@ -59,7 +59,8 @@ fn read_leb128(data: &[u8]) -> Result<(usize, usize), DepacketizeError> {
     Err(DepacketizeError::BadLength)
 }
 
-fn write_leb128(out: &mut BytesMut, mut value: usize) {
+/// Appends `value` as LEB128, the AV1 size encoding.
+pub(super) fn write_leb128(out: &mut BytesMut, mut value: usize) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;

@@ -15,3 +15,22 @@ pub mod loss;
 pub(crate) mod rtp_loop;
 pub mod sequence;
 pub mod video;
+
+/// Temporal units for the receive side's tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use bytes::{Bytes, BytesMut};
+
+    /// A fake temporal unit: TD, a sequence header (type 1, 3 bytes) when `key`, and a frame OBU (type 6, with a
+    /// size field) of `len` bytes of `fill`.
+    pub(crate) fn temporal_unit(key: bool, fill: u8, len: usize) -> Bytes {
+        let mut tu = BytesMut::from(&[0x12u8, 0x00][..]);
+        if key {
+            tu.extend_from_slice(&[0x0a, 0x03, 0x00, 0x00, 0x00]);
+        }
+        tu.extend_from_slice(&[0x32]);
+        super::av1_depacketizer::write_leb128(&mut tu, len);
+        tu.extend(std::iter::repeat_n(fill, len));
+        tu.freeze()
+    }
+}

@@ -210,6 +210,7 @@ mod tests {
     //! A deterministic link between a simulated sender (AV1 RTP packets from the crate's payloader, a
     //! retransmission buffer, keyframes on request) and the receiver, with a fake clock: loss, delay and cuts,
     //! many simulated seconds per real one.
+    use super::super::test_support::temporal_unit;
     use super::*;
     use rtc::rtp::codec::av1::Av1Payloader;
     use rtc::rtp::packetizer::Payloader;
@@ -218,27 +219,6 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    /// A temporal unit: TD, a sequence header when `key`, and a frame OBU of `len` bytes of `fill`.
-    fn temporal_unit(key: bool, fill: u8, len: usize) -> Bytes {
-        let mut tu = vec![0x12, 0x00];
-        if key {
-            tu.extend_from_slice(&[0x0a, 0x03, 0x00, 0x00, 0x00]);
-        }
-        tu.push(0x32);
-        let mut size = len;
-        loop {
-            let byte = (size & 0x7f) as u8;
-            size >>= 7;
-            if size == 0 {
-                tu.push(byte);
-                break;
-            }
-            tu.push(byte | 0x80);
-        }
-        tu.extend(std::iter::repeat_n(fill, len));
-        Bytes::from(tu)
     }
 
     #[derive(Debug, Clone)]
