@@ -12,6 +12,7 @@ use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
 use crate::ratelimit::TokenBucket;
+use crate::session::verification::{permissions_in_force, sdp_fingerprint};
 use crate::signaling::{
     ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, PROTOCOL_VERSION,
 };
@@ -55,6 +56,9 @@ pub struct HostConfig {
     /// Which servers a `wss://` signaling URL may present certificates from (default: the webpki roots and
     /// the system's bundle).
     pub tls: SignalingTls,
+    /// Control and clipboard only after the host's user confirmed the session's verification code (see
+    /// [`HostConfig::require_verification`]). Default: off.
+    pub require_verification: bool,
 }
 
 impl HostConfig {
@@ -70,7 +74,18 @@ impl HostConfig {
             threads: 2,
             connect_timeout: Duration::from_secs(10),
             tls: SignalingTls::default(),
+            require_verification: false,
         }
+    }
+    /// With `true`, an admitted viewer watches at once but gets the control and clipboard permissions it was
+    /// granted only after the host app calls [`Host::confirm_verification`] — which it should do when its user
+    /// has compared the six-digit code of [`HostEvent::VerificationCode`] with the one the technician reads out
+    /// from their screen. Equal codes prove that no signaling server or relay sits in the middle of the
+    /// encrypted connection. Default: `false` (permissions apply at once; the code is still shown).
+    #[must_use]
+    pub fn require_verification(mut self, required: bool) -> Self {
+        self.require_verification = required;
+        self
     }
     /// Sets the name shown to viewers.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -123,6 +138,8 @@ pub struct JoinRequest {
     /// The name they typed: not verified by anyone, so show it as such. Control, format and bidi-override
     /// characters are removed.
     pub name: String,
+    /// The session code the viewer joined with (part of the verification code's input).
+    session_code: String,
     reply: Option<mpsc::UnboundedSender<Command>>,
 }
 
@@ -133,6 +150,7 @@ impl JoinRequest {
             let _ = reply.send(Command::Consent {
                 viewer: self.viewer.clone(),
                 name: self.name.clone(),
+                session_code: std::mem::take(&mut self.session_code),
                 consent,
             });
         }
@@ -145,6 +163,7 @@ impl Drop for JoinRequest {
             let _ = reply.send(Command::Consent {
                 viewer: self.viewer.clone(),
                 name: self.name.clone(),
+                session_code: String::new(),
                 consent: Consent::Deny("the host did not answer".into()),
             });
         }
@@ -157,6 +176,16 @@ impl Drop for JoinRequest {
 pub enum HostEvent {
     /// A viewer asks to join.
     JoinRequest(JoinRequest),
+    /// The verification code of an admitted viewer's connection, sent just before
+    /// [`HostEvent::ViewerConnected`]. Show it to the user and ask whether the technician reads the same six
+    /// digits from their screen; if so, call [`Host::confirm_verification`]. Different codes mean someone sits
+    /// in the middle of the connection: disconnect that viewer.
+    VerificationCode {
+        /// Who.
+        viewer: ViewerId,
+        /// Six digits in two groups, e.g. `"042 917"`.
+        code: String,
+    },
     /// An admitted viewer's connection is up.
     ViewerConnected {
         /// Who.
@@ -227,7 +256,11 @@ enum Command {
     Consent {
         viewer: ViewerId,
         name: String,
+        session_code: String,
         consent: Consent,
+    },
+    ConfirmVerification {
+        viewer: ViewerId,
     },
     SetPermissions {
         viewer: ViewerId,
@@ -365,6 +398,7 @@ impl Host {
             input: input_tx,
             counters: counters.clone(),
             max_bitrate: config.max_bitrate_bps,
+            require_verification: config.require_verification,
         };
         tokio::spawn(run_host(
             shared,
@@ -431,6 +465,16 @@ impl Host {
             viewer: viewer.clone(),
             permissions,
         });
+    }
+
+    /// Records that the host's user compared this viewer's verification code ([`HostEvent::VerificationCode`])
+    /// with the technician's and found them equal. With [`HostConfig::require_verification`] on, the viewer's
+    /// granted control and clipboard permissions apply from now on (the viewer is told); without it, this only
+    /// marks the session as verified. Unknown viewers are ignored.
+    pub fn confirm_verification(&self, viewer: &ViewerId) {
+        let _ = self
+            .commands
+            .send(Command::ConfirmVerification { viewer: viewer.clone() });
     }
 
     /// Disconnects one viewer.
@@ -728,17 +772,20 @@ struct Shared {
     input: Option<std::sync::mpsc::SyncSender<InputCommand>>,
     counters: Arc<Counters>,
     max_bitrate: u32,
+    require_verification: bool,
 }
 
 enum ToViewer {
     Signal(SignalPayload),
     SetPermissions(Permissions),
+    Verified,
     Clipboard(String),
     Chat(String),
     End(String),
 }
 
 enum FromViewer {
+    VerificationCode { viewer: ViewerId, code: String },
     Connected { viewer: ViewerId, name: String },
     Left { viewer: ViewerId, reason: String },
     Clipboard { viewer: ViewerId, text: String },
@@ -781,7 +828,7 @@ async fn run_host(
                     // The name is whatever the viewer typed: no control, format or bidi-override characters reach
                     // the app's prompt.
                     let name = crate::text::printable(&name).trim().to_string();
-                    let request = JoinRequest { viewer: peer, name, reply: Some(commands_tx.clone()) };
+                    let request = JoinRequest { viewer: peer, name, session_code: code, reply: Some(commands_tx.clone()) };
                     let _ = events.send(HostEvent::JoinRequest(request));
                 }
                 Some(ServerMessage::Signal { from, payload, .. }) => {
@@ -810,7 +857,7 @@ async fn run_host(
             },
             command = commands.recv() => match command {
                 None => break "the host stopped sharing".to_string(),
-                Some(Command::Consent { viewer, name, consent }) => match consent {
+                Some(Command::Consent { viewer, name, session_code, consent }) => match consent {
                     Consent::Deny(reason) => {
                         tracing::info!(%viewer, "join denied");
                         let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer: viewer, reason }).await;
@@ -819,13 +866,19 @@ async fn run_host(
                         tracing::info!(%viewer, ?permissions, "join accepted");
                         let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: viewer.clone() }).await;
                         let (tx, rx) = mpsc::unbounded_channel();
-                        let task = tokio::spawn(run_viewer(shared.clone(), viewer.clone(), name, permissions, rx, from_viewers_tx.clone()));
+                        let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions };
+                        let task = tokio::spawn(run_viewer(shared.clone(), admitted, rx, from_viewers_tx.clone()));
                         viewers.insert(viewer, (tx, task));
                     }
                 },
                 Some(Command::SetPermissions { viewer, permissions }) => {
                     if let Some((tx, _)) = viewers.get(&viewer) {
                         let _ = tx.send(ToViewer::SetPermissions(permissions));
+                    }
+                }
+                Some(Command::ConfirmVerification { viewer }) => {
+                    if let Some((tx, _)) = viewers.get(&viewer) {
+                        let _ = tx.send(ToViewer::Verified);
                     }
                 }
                 Some(Command::Disconnect { viewer, reason }) => {
@@ -867,6 +920,9 @@ async fn run_host(
                 }
             },
             Some(note) = from_viewers.recv() => match note {
+                FromViewer::VerificationCode { viewer, code } => {
+                    let _ = events.send(HostEvent::VerificationCode { viewer, code });
+                }
                 FromViewer::Connected { viewer, name } => {
                     let _ = events.send(HostEvent::ViewerConnected { viewer, name });
                 }
@@ -918,16 +974,25 @@ async fn send_control(channel: &Arc<dyn DataChannel>, message: &HostMessage) {
     }
 }
 
+/// A viewer the host's user let in.
+struct Admitted {
+    viewer: ViewerId,
+    name: String,
+    /// The code it joined with.
+    session_code: String,
+    /// What the user granted (in force at once, or after verification when that is required).
+    permissions: Permissions,
+}
+
 /// One admitted viewer: its peer connection, control channel and video sender.
 async fn run_viewer(
     shared: Arc<Shared>,
-    viewer: ViewerId,
-    name: String,
-    permissions: Permissions,
+    admitted: Admitted,
     mut from_host: mpsc::UnboundedReceiver<ToViewer>,
     notes: mpsc::UnboundedSender<FromViewer>,
 ) {
-    let reason = match viewer_session(&shared, &viewer, &name, permissions, &mut from_host, &notes).await {
+    let viewer = admitted.viewer.clone();
+    let reason = match viewer_session(&shared, &admitted, &mut from_host, &notes).await {
         Ok(reason) => reason,
         Err(e) => {
             tracing::warn!(%viewer, "viewer session failed: {e}");
@@ -939,29 +1004,34 @@ async fn run_viewer(
 
 async fn viewer_session(
     shared: &Arc<Shared>,
-    viewer: &ViewerId,
-    name: &str,
-    permissions: Permissions,
+    admitted: &Admitted,
     from_host: &mut mpsc::UnboundedReceiver<ToViewer>,
     notes: &mpsc::UnboundedSender<FromViewer>,
 ) -> Result<String, SessionError> {
     let peer = new_peer(&shared.transport, &[]).await?;
     let connection = peer.connection.clone();
-    let result = viewer_loop(shared, viewer, name, permissions, from_host, notes, peer).await;
+    let result = viewer_loop(shared, admitted, from_host, notes, peer).await;
     let _ = connection.close().await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn viewer_loop(
     shared: &Arc<Shared>,
-    viewer: &ViewerId,
-    name: &str,
-    permissions: Permissions,
+    admitted: &Admitted,
     from_host: &mut mpsc::UnboundedReceiver<ToViewer>,
     notes: &mpsc::UnboundedSender<FromViewer>,
     peer: crate::transport::peer::Peer,
 ) -> Result<String, SessionError> {
+    let Admitted {
+        viewer,
+        name,
+        session_code,
+        permissions: granted,
+    } = admitted;
+    let mut granted = *granted;
+    let mut verified = false;
+    let permissions = permissions_in_force(granted, shared.require_verification, verified);
+    let mut verification_code = None;
     let connection: Arc<dyn PeerConnection> = peer.connection;
     let mut peer_events = peer.events;
     let (track, ssrc) = new_video_track();
@@ -982,6 +1052,7 @@ async fn viewer_loop(
         .set_local_description(offer.clone())
         .await
         .map_err(TransportError::webrtc)?;
+    let own_fingerprint = sdp_fingerprint(&offer.sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
     shared
         .signaling
         .send(ClientMessage::Signal {
@@ -1054,6 +1125,15 @@ async fn viewer_loop(
         match input {
             ViewerInput::Host(ToViewer::Signal(payload)) => match payload {
                 SignalPayload::Answer { sdp } => {
+                    // The one certificate the DTLS handshake will accept from the viewer: the verification code
+                    // is derived from it, so an answer that names several is refused.
+                    let viewer_fingerprint =
+                        sdp_fingerprint(&sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    verification_code = Some(crate::session::verification_code(
+                        &own_fingerprint,
+                        &viewer_fingerprint,
+                        session_code,
+                    ));
                     let answer =
                         RTCSessionDescription::answer(sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
                     connection
@@ -1090,7 +1170,18 @@ async fn viewer_loop(
                     tracing::warn!(%viewer, "viewer sent an offer; ignored")
                 }
             },
-            ViewerInput::Host(ToViewer::SetPermissions(p)) => {
+            ViewerInput::Host(message @ (ToViewer::SetPermissions(_) | ToViewer::Verified)) => {
+                match message {
+                    ToViewer::SetPermissions(p) => granted = p,
+                    _ => {
+                        tracing::info!(%viewer, "verification code confirmed by the host's user");
+                        verified = true;
+                    }
+                }
+                let p = permissions_in_force(granted, shared.require_verification, verified);
+                if p == gate.permissions() {
+                    continue;
+                }
                 let had_control = control_live.load(Ordering::Acquire);
                 control_live.store(false, Ordering::Release);
                 control_live = Arc::new(AtomicBool::new(p.control));
@@ -1147,6 +1238,12 @@ async fn viewer_loop(
                     shared.counters.watchers.fetch_add(1, Ordering::Relaxed);
                     watching = true;
                     let _ = shared.encoder.send(EncoderCommand::Keyframe);
+                    if let Some(code) = verification_code.clone() {
+                        let _ = notes.send(FromViewer::VerificationCode {
+                            viewer: viewer.clone(),
+                            code,
+                        });
+                    }
                     let _ = notes.send(FromViewer::Connected {
                         viewer: viewer.clone(),
                         name: name.to_string(),
@@ -1209,7 +1306,13 @@ async fn viewer_loop(
                         });
                     }
                     Ok(ViewerMessage::Leave { reason }) => break Ok(format!("viewer left: {reason}")),
-                    Err(e) => {
+                    Err(mut e) => {
+                        if e.code == ControlErrorCode::PermissionDenied && gate.permissions() != granted {
+                            e.message = format!(
+                                "{}: the host's user has not yet confirmed the verification code",
+                                e.message
+                            );
+                        }
                         tracing::info!(%viewer, code = ?e.code, "control message refused: {}", e.message);
                         // Answer every refusal except floods, which get at most one answer per second.
                         let now = Instant::now();

@@ -26,10 +26,12 @@
 
 mod frame_queue;
 mod host;
+mod verification;
 mod viewer;
 
 pub use frame_queue::FrameQueue;
 pub use host::{Consent, Host, HostConfig, HostEvent, HostStats, JoinRequest, ViewerId};
+pub use verification::{parse_fingerprint, sdp_fingerprint, verification_code, Fingerprint, VerificationError};
 pub use viewer::{Viewer, ViewerConfig, ViewerEvent};
 
 use crate::control::ControlErrorCode;

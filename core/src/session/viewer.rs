@@ -5,6 +5,7 @@ use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, H
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, DecoderConfig};
 use crate::receive::rtp_loop::{self, VideoShared};
+use crate::session::verification::{sdp_fingerprint, verification_code};
 use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
     PROTOCOL_VERSION,
@@ -130,6 +131,7 @@ pub struct Viewer {
     screen: (u32, u32),
     host_name: String,
     counters: Arc<Counters>,
+    verification_code: String,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -215,6 +217,8 @@ impl Viewer {
         let host = host.ok_or_else(closed)?;
         let mut transport = config.transport.clone();
         transport.ice_servers.extend(ice_servers);
+        // The one certificate the DTLS handshake will accept from the host; an offer naming several is refused.
+        let host_fingerprint = sdp_fingerprint(&offer).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
         let peer = new_peer(&transport, &[]).await?;
         let offer = RTCSessionDescription::offer(offer).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
         peer.connection
@@ -230,6 +234,8 @@ impl Viewer {
             .set_local_description(answer.clone())
             .await
             .map_err(TransportError::webrtc)?;
+        let own_fingerprint = sdp_fingerprint(&answer.sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+        let verification_code = verification_code(&host_fingerprint, &own_fingerprint, &config.code);
         let (sender, incoming) = client.split();
         sender
             .send(ClientMessage::Signal {
@@ -281,6 +287,7 @@ impl Viewer {
             screen: (welcome.width, welcome.height),
             host_name: welcome.host_name,
             counters,
+            verification_code,
         }
         .with_permissions(welcome.permissions))
     }
@@ -324,9 +331,18 @@ impl Viewer {
         self.screen
     }
 
-    /// The host's display name.
+    /// The host's display name (typed by the host app; not verified by anyone).
     pub fn host_name(&self) -> &str {
         &self.host_name
+    }
+
+    /// This session's verification code: six digits in two groups (`"042 917"`), derived from the two DTLS
+    /// certificates this connection is bound to (see [`crate::session::verification_code`]). Read it to the
+    /// person sharing their screen: their app shows the same code exactly when nobody — signaling server or
+    /// relay — sits in the middle of the encrypted connection. A host may withhold control until its user
+    /// confirmed the code ([`crate::session::HostConfig::require_verification`]).
+    pub fn verification_code(&self) -> &str {
+        &self.verification_code
     }
 
     fn send(&self, message: ViewerMessage) -> Result<(), SessionError> {
