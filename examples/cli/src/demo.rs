@@ -144,7 +144,19 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
             sharing = line;
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = host_out.next_line().await {} });
+    // The host prints each viewer's verification code; the demo compares it with the viewer's.
+    let (host_code_tx, host_code_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let mut host_code_tx = Some(host_code_tx);
+        while let Ok(Some(line)) = host_out.next_line().await {
+            if let Some((_, code)) = line.split_once("verification code for viewer ") {
+                let code = code.split_once(": ").map(|(_, c)| c.trim().to_string());
+                if let (Some(tx), Some(code)) = (host_code_tx.take(), code) {
+                    let _ = tx.send(code);
+                }
+            }
+        }
+    });
     let code = code.expect("loop ends with a code");
     // The host tells its user to pass the code on; here the viewer below is the technician it is passed to.
     let sharing = sharing.split(';').next().unwrap_or(&sharing);
@@ -165,6 +177,17 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
         bail!("the session ended before the first frame")
     };
     let join_to_first_frame = join_started.elapsed();
+    let host_code = tokio::time::timeout(Duration::from_secs(5), host_code_rx).await.ok().and_then(Result::ok);
+    println!(
+        "  verification code: viewer {}, host {} ({})",
+        viewer.verification_code(),
+        host_code.as_deref().unwrap_or("not shown"),
+        if host_code.as_deref() == Some(viewer.verification_code()) {
+            "equal: nobody in the middle"
+        } else {
+            "DIFFERENT: someone is in the middle"
+        }
+    );
 
     // Moving screen.
     let (host_cpu0, self_cpu0, bytes0, frames0) = (

@@ -64,6 +64,11 @@ pub struct ShareArgs {
     /// Name shown to viewers.
     #[arg(long, default_value = "peerdesk share")]
     pub name: String,
+    /// Grant control and clipboard only after you typed `confirm`: compare the six-digit verification code shown
+    /// here with the one the technician reads from their screen first. Equal codes mean nobody (signaling server
+    /// or relay) sits in the middle of the encrypted connection.
+    #[arg(long)]
+    pub require_verification: bool,
 }
 
 /// A source that can be frozen from outside: while frozen it reports no change.
@@ -166,7 +171,8 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
         .transport(transport)
         .backend(args.backend)
         .fps(args.fps)
-        .max_bitrate(args.bitrate);
+        .max_bitrate(args.bitrate)
+        .require_verification(args.require_verification);
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
         config = config.trust_ca_pem(pem);
@@ -185,6 +191,8 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
     // Join requests waiting for an answer, oldest first: each typed answer goes to the one on screen, never to a
     // request that arrived while the user was typing.
     let mut waiting: std::collections::VecDeque<peerdesk::session::JoinRequest> = Default::default();
+    // Viewers whose verification code was shown and not yet confirmed, oldest first.
+    let mut unconfirmed: std::collections::VecDeque<peerdesk::session::ViewerId> = Default::default();
     loop {
         tokio::select! {
             event = host.next_event() => match event {
@@ -203,6 +211,13 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                         }
                     }
                 },
+                Some(HostEvent::VerificationCode { viewer, code }) => {
+                    println!("verification code for viewer {viewer}: {code}");
+                    if args.require_verification {
+                        println!("  if the technician reads exactly these digits, type `confirm` to let control apply; otherwise `disconnect`");
+                        unconfirmed.push_back(viewer);
+                    }
+                }
                 Some(HostEvent::ViewerConnected { name, .. }) => println!("{} is watching", shown(&name)),
                 Some(HostEvent::ViewerLeft { viewer, reason }) => println!("viewer {viewer} left: {}", shown(&reason)),
                 Some(HostEvent::Clipboard { text, .. }) => println!("clipboard from viewer: {}", escape_for_terminal(&text, true)),
@@ -231,6 +246,14 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                             "still" => { frozen.store(true, Ordering::Relaxed); println!("picture frozen"); }
                             "move" => { frozen.store(false, Ordering::Relaxed); println!("picture live"); }
                             "quit" => break,
+                            "confirm" => match unconfirmed.pop_front() {
+                                Some(viewer) => { host.confirm_verification(&viewer); println!("viewer {viewer} verified; the permissions you granted apply"); }
+                                None => println!("no verification code waits for confirmation"),
+                            },
+                            "disconnect" => match unconfirmed.pop_front() {
+                                Some(viewer) => { host.disconnect(&viewer, "the verification codes did not match"); println!("viewer {viewer} disconnected"); }
+                                None => println!("no unverified viewer"),
+                            },
                             cmd if cmd.starts_with("bitrate ") => match cmd[8..].trim().parse::<u32>() {
                                 Ok(bps) => match host.set_max_bitrate(bps) {
                                     Ok(()) => println!("bitrate now at most {bps} bit/s"),
@@ -239,7 +262,7 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                                 Err(_) => println!("usage: bitrate BITS_PER_SECOND"),
                             },
                             "" => {}
-                            other => println!("unknown command `{}` (still, move, bitrate N, quit)", shown(other)),
+                            other => println!("unknown command `{}` (still, move, bitrate N, confirm, disconnect, quit)", shown(other)),
                         }
                     }
                     std::io::stdout().flush()?;

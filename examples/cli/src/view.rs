@@ -69,6 +69,10 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
         escape_for_terminal(viewer.host_name(), false),
         viewer.permissions()
     );
+    println!(
+        "verification code: {} (read it to the person sharing; a different code on their screen means someone is in the middle)",
+        viewer.verification_code()
+    );
     if let Some(dir) = &args.save_frames {
         std::fs::create_dir_all(dir)?;
     }
