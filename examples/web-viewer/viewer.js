@@ -4,6 +4,7 @@
 // on the control channel (protocol v1, see core/src/control/protocol.rs). No framework, no build step.
 
 import { StampReader } from "./stamp.js";
+import { sessionVerificationCode } from "./verification.js";
 
 const V = 1;
 const $ = (id) => document.getElementById(id);
@@ -18,6 +19,9 @@ const state = {
   ws: null,
   channel: null,
   host: null,
+  code: null,
+  // The session's verification code once DTLS is up ("042 917"), to read to the customer.
+  verification: null,
   messages: [],
   // Glass-to-glass latency read from frame stamps, when the shared screen carries them (test screens, benchmarks):
   // one { at, ms } per presented frame, `at` on performance.now()'s clock.
@@ -57,6 +61,7 @@ function join(code, name) {
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
   state.ws = ws;
+  state.code = code;
   state.phase = "waiting";
   status("Connecting…");
   ws.onopen = () => send({ type: "join", code, name });
@@ -91,6 +96,8 @@ function join(code, name) {
 
 async function onSignal(payload) {
   if (payload.kind === "offer") {
+    // One session per page: a second offer (a confused or hostile peer) would leave the first connection open.
+    if (state.pc) { console.warn("a second offer was ignored"); return; }
     const pc = new RTCPeerConnection({ iceServers: (state.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })) });
     state.pc = pc;
     pc.onicecandidate = (e) => {
@@ -132,6 +139,7 @@ function setupChannel(channel) {
         $("stage").hidden = false;
         $("side").hidden = false;
         status(`Connected to ${m.host_name} (${m.width}×${m.height}).`);
+        showVerification();
         break;
       case "permissions":
         setPermissions(m.permissions);
@@ -167,6 +175,22 @@ function end(reason) {
   if (state.ws) state.ws.close();
 }
 
+// Shows the verification code; the customer's app shows the same six digits only if nobody sits in the middle.
+async function showVerification() {
+  for (let attempt = 0; attempt < 50 && state.phase === "connected" && !state.verification; attempt++) {
+    try {
+      state.verification = await sessionVerificationCode(state.pc, state.code);
+    } catch (e) {
+      console.warn("verification code unavailable", e);
+      return;
+    }
+    if (!state.verification) await new Promise((r) => setTimeout(r, 100));
+  }
+  if (state.verification) {
+    $("verification").textContent = `Verification code ${state.verification}: read it to the customer. Their screen shows the same digits only if nobody is in the middle of the connection.`;
+  }
+}
+
 function setPermissions(p) {
   state.permissions = p;
   $("permissions").textContent = `You may ${p.control ? "control the screen" : "view only"}${p.clipboard ? " and share the clipboard" : ""}.`;
@@ -182,11 +206,17 @@ function moveCursor(m) {
   cursor.style.top = `${m.y * video.clientHeight}px`;
   if (m.image) {
     const { width, height, rgba } = m.image;
-    const bytes = Uint8ClampedArray.from(atob(rgba), (c) => c.charCodeAt(0));
     const canvas = document.createElement("canvas");
     canvas.width = width;
     canvas.height = height;
-    canvas.getContext("2d").putImageData(new ImageData(bytes, width, height), 0, 0);
+    try {
+      const bytes = Uint8ClampedArray.from(atob(rgba), (c) => c.charCodeAt(0));
+      canvas.getContext("2d").putImageData(new ImageData(bytes, width, height), 0, 0);
+    } catch (e) {
+      // A cursor image whose size and pixels disagree (or bad base64): keep the previous image.
+      console.warn("bad cursor image ignored", e);
+      return;
+    }
     cursor.style.backgroundImage = `url(${canvas.toDataURL()})`;
     cursor.style.width = `${width}px`;
     cursor.style.height = `${height}px`;

@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
-  BIN, ROOT, start, stopAll, startServer, share as shareOn, launchBrowser, openViewer as openViewerIn, waitFor,
+  BIN, ROOT, start, stopAll, startServer, waitLine, share as shareOn, launchBrowser, openViewer as openViewerIn, waitFor,
   readStampSoon, measureViewer, quantile, startXvfb, startPainter, measureScreenShare,
 } from "./harness.mjs";
 
@@ -63,6 +63,26 @@ test("rust host → browser viewer: AV1 frames decode, stamps advance, host end 
   await waitFor(page, () => window.peerdesk.phase === "ended", null, "ended");
   const text = await page.textContent("#status");
   assert.match(text, /Session ended: the host stopped sharing/);
+  await page.close();
+});
+
+test("verification: the browser and the Rust host show the same code, and control applies only after confirm", async () => {
+  // The derivation agrees with the Rust SDK's on its known vector (core/src/session/verification.rs).
+  const A = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+  const B = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
+  const host = await share(["--synthetic", "--size", "640x360", "--auto-accept", "control", "--require-verification"]);
+  const hostCode = waitLine(host.child, /^verification code for viewer \S+: (\d{3} \d{3})$/, "the host's verification code");
+  const page = await openViewer(host.code);
+  assert.equal(await page.evaluate(([a, b]) => import("/verification.js").then((m) => m.verificationCode(a, b, "1234567890")), [A, B]), "825 223");
+  await waitFor(page, () => window.peerdesk.verification !== null, null, "the page's verification code");
+  const [, expected] = await hostCode;
+  assert.equal(await page.evaluate(() => window.peerdesk.verification), expected, "same code on both sides");
+  assert.match(await page.textContent("#verification"), new RegExp(expected));
+  // Control was granted but waits for the host user's confirmation.
+  assert.equal(await page.evaluate(() => window.peerdesk.permissions.control), false);
+  host.child.stdin.write("confirm\n");
+  await waitFor(page, () => window.peerdesk.permissions.control === true, null, "control after confirm");
+  host.child.stdin.write("quit\n");
   await page.close();
 });
 
