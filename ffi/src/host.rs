@@ -13,6 +13,10 @@ use std::time::Duration;
 pub trait HostListener: Send + Sync {
     /// A viewer asks to join: answer with `request.allow(...)` or `request.deny(...)`, now or later.
     fn on_join_request(&self, request: Arc<JoinRequest>) -> Result<(), CallbackError>;
+    /// The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
+    /// `on_viewer_connected`. Show it; if the technician reads the same digits from their screen, call
+    /// `Host.confirm_verification(viewer)`. Different codes mean someone sits in the middle: disconnect.
+    fn on_verification_code(&self, viewer: String, code: String) -> Result<(), CallbackError>;
     /// An admitted viewer's connection is up.
     fn on_viewer_connected(&self, viewer: String, name: String) -> Result<(), CallbackError>;
     /// A viewer left.
@@ -79,6 +83,7 @@ fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<
                 inner: Mutex::new(Some(request)),
             }))
         }
+        E::VerificationCode { viewer, code } => listener.on_verification_code(viewer, code),
         E::ViewerConnected { viewer, name } => listener.on_viewer_connected(viewer, name),
         E::ViewerLeft { viewer, reason } => listener.on_viewer_left(viewer, reason),
         E::Clipboard { viewer, text } => listener.on_clipboard(viewer, text),
@@ -103,7 +108,8 @@ impl Host {
             .name(&options.name)
             .fps(options.fps)
             .max_bitrate(options.max_bitrate_bps)
-            .transport(transport(options.loopback, &options.ice_servers));
+            .transport(transport(options.loopback, &options.ice_servers))
+            .require_verification(options.require_verification);
         if let Some(pem) = &options.trusted_ca_pem {
             config = config.trust_ca_pem(pem);
         }
@@ -177,6 +183,12 @@ impl Host {
     /// Changes a viewer's permissions (revocation applies to its next message).
     pub fn set_permissions(&self, viewer: String, permissions: Permissions) -> Result<(), SessionError> {
         self.with(|h| h.set_permissions(&viewer, permissions.into()))
+    }
+
+    /// Records that the user found this viewer's verification code equal to the technician's; with
+    /// `require_verification`, the viewer's granted control and clipboard apply from now on.
+    pub fn confirm_verification(&self, viewer: String) -> Result<(), SessionError> {
+        self.with(|h| h.confirm_verification(&viewer))
     }
 
     /// Disconnects one viewer.

@@ -80,6 +80,9 @@ pub struct HostOptions {
     /// webpki roots and the system's bundle are always trusted).
     #[uniffi(default = None)]
     pub trusted_ca_pem: Option<String>,
+    /// Grant control and clipboard only after `Host.confirm_verification` (default false: at once).
+    #[uniffi(default = false)]
+    pub require_verification: bool,
 }
 
 /// Settings of a viewer.

@@ -42,6 +42,7 @@ pub struct Viewer {
     frames: Arc<FrameQueue<DecodedFrame>>,
     size: (u32, u32),
     host_name: String,
+    verification_code: String,
     listening: AtomicBool,
 }
 
@@ -78,6 +79,7 @@ impl Viewer {
             frames: viewer.frame_queue(),
             size: viewer.screen_size(),
             host_name: viewer.host_name().to_string(),
+            verification_code: viewer.verification_code().to_string(),
             inner: Mutex::new(Some(viewer)),
             listening: AtomicBool::new(false),
         }))
@@ -93,9 +95,15 @@ impl Viewer {
         self.size.1
     }
 
-    /// The host's display name.
+    /// The host's display name (typed by the host app; not verified by anyone).
     pub fn host_name(&self) -> String {
         self.host_name.clone()
+    }
+
+    /// This session's six-digit verification code (`"042 917"`): read it to the person sharing; their app shows
+    /// the same digits only if nobody sits in the middle of the encrypted connection.
+    pub fn verification_code(&self) -> String {
+        self.verification_code.clone()
     }
 
     /// Waits up to `timeout_ms` for the next decoded frame (blocking the calling thread; call it from a thread

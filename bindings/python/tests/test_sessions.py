@@ -125,6 +125,36 @@ def test_view_only_input_is_refused_by_the_host(server):
     run(scenario())
 
 
+def test_verification_code_matches_and_confirmation_grants_control(server):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        host_code = loop.create_future()
+        permissions = asyncio.Queue()
+
+        def on_host_event(name, args):
+            if name == "verification" and not host_code.done():
+                loop.call_soon_threadsafe(host_code.set_result, args)
+
+        def on_viewer_event(name, args):
+            if name == "permissions":
+                loop.call_soon_threadsafe(permissions.put_nowait, args[0])
+
+        host = await peerdesk.share(server, ScreenSource.SYNTHETIC(width=320, height=240),
+                                    consent=lambda viewer, name: Permissions(control=True, clipboard=False),
+                                    loopback=True, require_verification=True, on_event=on_host_event)
+        viewer = await peerdesk.join(server, host.code, "pytest", loopback=True, on_event=on_viewer_event)
+        viewer_id, code = await asyncio.wait_for(host_code, 20)
+        assert code == viewer.verification_code, (code, viewer.verification_code)
+        assert viewer.viewer.permissions().control is False
+        host.confirm_verification(viewer_id)
+        granted = await asyncio.wait_for(permissions.get(), 20)
+        assert granted.control is True
+        await viewer.leave()
+        await host.end()
+
+    run(scenario())
+
+
 def test_errors_map_to_exceptions(server):
     with pytest.raises(SessionError.InvalidCode):
         run(peerdesk.join(server, "0000000000", "pytest", loopback=True))

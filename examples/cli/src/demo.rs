@@ -177,7 +177,10 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
         bail!("the session ended before the first frame")
     };
     let join_to_first_frame = join_started.elapsed();
-    let host_code = tokio::time::timeout(Duration::from_secs(5), host_code_rx).await.ok().and_then(Result::ok);
+    let host_code = tokio::time::timeout(Duration::from_secs(5), host_code_rx)
+        .await
+        .ok()
+        .and_then(Result::ok);
     println!(
         "  verification code: viewer {}, host {} ({})",
         viewer.verification_code(),

@@ -181,6 +181,12 @@ class ViewerSession:
     def size(self) -> tuple[int, int]:
         return self.viewer.width(), self.viewer.height()
 
+    @property
+    def verification_code(self) -> str:
+        """Six digits (``"042 917"``) to read to the person sharing: their app shows the same code only if
+        nobody sits in the middle of the encrypted connection."""
+        return self.viewer.verification_code()
+
     def frames(self, count: Optional[int] = None, timeout: float = 5.0) -> Iterator[Frame]:
         """Yields decoded frames until ``count`` are delivered, the session ends, or none comes within ``timeout``."""
         delivered = 0
@@ -250,6 +256,9 @@ class _HostEvents(HostListener):
         else:
             request.allow(permissions)
 
+    def on_verification_code(self, viewer, code):
+        self._emit("verification", viewer, code)
+
     def on_viewer_connected(self, viewer, name):
         self._emit("connected", viewer, name)
 
@@ -279,6 +288,11 @@ class HostSession:
     def code(self) -> str:
         return self.host.code()
 
+    def confirm_verification(self, viewer: str) -> None:
+        """The user found ``viewer``'s verification code (event ``verification``) equal to the technician's;
+        with ``require_verification``, its granted control and clipboard apply from now on."""
+        self.host.confirm_verification(viewer)
+
     def push_frame(self, data, width: int, height: int, stride: int, rgba: bool = False, timestamp_us: int = 0) -> None:
         """Hands in a BGRA (or RGBA) frame from any bytes-like object (bytes, memoryview, numpy array)."""
         self.host.push_frame(bytes(data) if not isinstance(data, bytes) else data, width, height, stride,
@@ -302,9 +316,12 @@ async def share(
     name: str = "peerdesk host",
     fps: int = 30,
     loopback: bool = False,
+    require_verification: bool = False,
     on_event=None,
 ) -> HostSession:
-    """Starts sharing ``source``; ``consent(viewer_id, name)`` returns permissions to admit, or None to deny."""
+    """Starts sharing ``source``; ``consent(viewer_id, name)`` returns permissions to admit, or None to deny.
+    With ``require_verification``, control and clipboard apply only after ``confirm_verification``; each
+    viewer's code arrives as the event ``("verification", (viewer_id, code))``."""
     options = HostOptions(server_url=server_url, name=name, fps=fps, max_bitrate_bps=4_000_000,
-                          loopback=loopback, ice_servers=[])
+                          loopback=loopback, ice_servers=[], require_verification=require_verification)
     return HostSession(await Host.start(options, source, _HostEvents(consent, on_event)))

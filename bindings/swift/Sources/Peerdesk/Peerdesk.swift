@@ -845,6 +845,12 @@ public protocol HostProtocol: AnyObject, Sendable {
     func code()  -> String
     
     /**
+     * Records that the user found this viewer's verification code equal to the technician's; with
+     * `require_verification`, the viewer's granted control and clipboard apply from now on.
+     */
+    func confirmVerification(viewer: String) throws 
+    
+    /**
      * Disconnects one viewer.
      */
     func disconnect(viewer: String, reason: String) throws 
@@ -981,6 +987,19 @@ open func code() -> String  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Records that the user found this viewer's verification code equal to the technician's; with
+     * `require_verification`, the viewer's granted control and clipboard apply from now on.
+     */
+open func confirmVerification(viewer: String)throws   {try rustCallWithError(FfiConverterTypeSessionError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_host_confirm_verification(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(viewer),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -1189,6 +1208,13 @@ public protocol HostListener: AnyObject, Sendable {
     func onJoinRequest(request: JoinRequest) throws 
     
     /**
+     * The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
+     * `on_viewer_connected`. Show it; if the technician reads the same digits from their screen, call
+     * `Host.confirm_verification(viewer)`. Different codes mean someone sits in the middle: disconnect.
+     */
+    func onVerificationCode(viewer: String, code: String) throws 
+    
+    /**
      * An admitted viewer's connection is up.
      */
     func onViewerConnected(viewer: String, name: String) throws 
@@ -1283,6 +1309,21 @@ open func onJoinRequest(request: JoinRequest)throws   {try rustCallWithError(Ffi
     uniffi_peerdesk_ffi_fn_method_hostlistener_on_join_request(
             self.uniffiCloneHandle(),
         FfiConverterTypeJoinRequest_lower(request),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
+     * `on_viewer_connected`. Show it; if the technician reads the same digits from their screen, call
+     * `Host.confirm_verification(viewer)`. Different codes mean someone sits in the middle: disconnect.
+     */
+open func onVerificationCode(viewer: String, code: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_verification_code(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(viewer),
+        FfiConverterString.lower(code),uniffiCallStatus
     )
 }
 }
@@ -1405,6 +1446,33 @@ fileprivate struct UniffiCallbackInterfaceHostListener {
                 }
                 return try uniffiObj.onJoinRequest(
                      request: try FfiConverterTypeJoinRequest_lift(request)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onVerificationCode: { (
+            uniffiHandle: UInt64,
+            viewer: RustBuffer,
+            code: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onVerificationCode(
+                     viewer: try FfiConverterString.lift(viewer),
+                     code: try FfiConverterString.lift(code)
                 )
             }
 
@@ -2114,7 +2182,7 @@ public protocol ViewerProtocol: AnyObject, Sendable {
     func height()  -> UInt32
     
     /**
-     * The host's display name.
+     * The host's display name (typed by the host app; not verified by anyone).
      */
     func hostName()  -> String
     
@@ -2159,6 +2227,12 @@ public protocol ViewerProtocol: AnyObject, Sendable {
      * Connection figures.
      */
     func stats()  -> ViewerStats
+    
+    /**
+     * This session's six-digit verification code (`"042 917"`): read it to the person sharing; their app shows
+     * the same digits only if nobody sits in the middle of the encrypted connection.
+     */
+    func verificationCode()  -> String
     
     /**
      * Width of the host's screen.
@@ -2253,7 +2327,7 @@ open func height() -> UInt32  {
 }
     
     /**
-     * The host's display name.
+     * The host's display name (typed by the host app; not verified by anyone).
      */
 open func hostName() -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
@@ -2366,6 +2440,19 @@ open func stats() -> ViewerStats  {
     return try!  FfiConverterTypeViewerStats_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_peerdesk_ffi_fn_method_viewer_stats(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * This session's six-digit verification code (`"042 917"`): read it to the person sharing; their app shows
+     * the same digits only if nobody sits in the middle of the encrypted connection.
+     */
+open func verificationCode() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_viewer_verification_code(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -2963,6 +3050,10 @@ public struct HostOptions: Equatable, Hashable {
      * webpki roots and the system's bundle are always trusted).
      */
     public var trustedCaPem: String?
+    /**
+     * Grant control and clipboard only after `Host.confirm_verification` (default false: at once).
+     */
+    public var requireVerification: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2988,7 +3079,10 @@ public struct HostOptions: Equatable, Hashable {
         /**
          * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
          * webpki roots and the system's bundle are always trusted).
-         */trustedCaPem: String? = nil) {
+         */trustedCaPem: String? = nil, 
+        /**
+         * Grant control and clipboard only after `Host.confirm_verification` (default false: at once).
+         */requireVerification: Bool = false) {
         self.serverUrl = serverUrl
         self.name = name
         self.fps = fps
@@ -2996,6 +3090,7 @@ public struct HostOptions: Equatable, Hashable {
         self.loopback = loopback
         self.iceServers = iceServers
         self.trustedCaPem = trustedCaPem
+        self.requireVerification = requireVerification
     }
 
     
@@ -3020,7 +3115,8 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
                 maxBitrateBps: FfiConverterUInt32.read(from: &buf), 
                 loopback: FfiConverterBool.read(from: &buf), 
                 iceServers: FfiConverterSequenceString.read(from: &buf), 
-                trustedCaPem: FfiConverterOptionString.read(from: &buf)
+                trustedCaPem: FfiConverterOptionString.read(from: &buf), 
+                requireVerification: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -3032,6 +3128,7 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
         FfiConverterBool.write(value.loopback, into: &buf)
         FfiConverterSequenceString.write(value.iceServers, into: &buf)
         FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
+        FfiConverterBool.write(value.requireVerification, into: &buf)
     }
 }
 
@@ -4480,6 +4577,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_host_code() != 65492) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerdesk_ffi_checksum_method_host_confirm_verification() != 1854) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerdesk_ffi_checksum_method_host_disconnect() != 24545) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4513,22 +4613,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_join_request() != 27999) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_connected() != 15737) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_verification_code() != 31629) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 51645) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_connected() != 20575) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 14973) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 65506) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 21073) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 24221) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 18394) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 64951) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 20184) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 49299) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 38875) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_allow() != 17496) {
@@ -4549,7 +4652,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_viewer_height() != 49223) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_viewer_host_name() != 64676) {
+    if (uniffi_peerdesk_ffi_checksum_method_viewer_host_name() != 8948) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_viewer_leave() != 49866) {
@@ -4574,6 +4677,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_viewer_stats() != 13832) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_viewer_verification_code() != 14369) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_viewer_width() != 33799) {

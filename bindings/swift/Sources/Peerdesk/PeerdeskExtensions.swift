@@ -38,6 +38,7 @@ public final class HostCallbacks: HostListener, @unchecked Sendable {
             request.deny(reason: "the host declined")
         }
     }
+    public func onVerificationCode(viewer: String, code: String) throws { onEvent("verification", [viewer, code]) }
     public func onViewerConnected(viewer: String, name: String) throws { onEvent("connected", [viewer, name]) }
     public func onViewerLeft(viewer: String, reason: String) throws { onEvent("left", [viewer, reason]) }
     public func onClipboard(viewer: String, text: String) throws { onEvent("clipboard", [viewer, text]) }

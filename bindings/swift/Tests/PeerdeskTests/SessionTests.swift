@@ -80,6 +80,28 @@ final class SessionTests: XCTestCase {
         await host.end(reason: "done")
     }
 
+    func testVerificationCodesMatchAndConfirmationGrantsControl() async throws {
+        let hostCode = expectation(description: "the host's verification code")
+        let granted = expectation(description: "control after confirmation")
+        final class Received: @unchecked Sendable { var args: [String] = [] }
+        let received = Received()
+        let options = HostOptions(serverUrl: url, name: "swift host", fps: 30, maxBitrateBps: 4_000_000, loopback: true, iceServers: [], requireVerification: true)
+        let host = try await Host.start(options: options, source: .synthetic(width: 320, height: 240), listener: HostCallbacks(consent: { _, _ in .control }) { name, args in
+            if name == "verification" { received.args = args; hostCode.fulfill() }
+        })
+        let viewer = try await Viewer.join(options: viewerOptions(host.code()), listener: ViewerCallbacks { name, args in
+            if name == "permissions" && args.first == "true" { granted.fulfill() }
+        })
+        await fulfillment(of: [hostCode], timeout: 20)
+        XCTAssertEqual(received.args.count, 2)
+        XCTAssertEqual(received.args[1], viewer.verificationCode())
+        XCTAssertFalse(viewer.permissions().control)
+        try host.confirmVerification(viewer: received.args[0])
+        await fulfillment(of: [granted], timeout: 20)
+        await viewer.leave()
+        await host.end(reason: "done")
+    }
+
     func testErrorsMapToSwiftErrors() async throws {
         do {
             _ = try await Viewer.join(options: viewerOptions("0000000000"), listener: ViewerCallbacks())

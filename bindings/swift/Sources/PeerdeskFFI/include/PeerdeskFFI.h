@@ -287,7 +287,14 @@ typedef void (*UniffiCallbackInterfaceHostListenerMethod5)(uint64_t, RustBuffer,
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD6
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD6
-typedef void (*UniffiCallbackInterfaceHostListenerMethod6)(uint64_t, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod6)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD7
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD7
+typedef void (*UniffiCallbackInterfaceHostListenerMethod7)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -347,12 +354,13 @@ typedef struct UniffiVTableCallbackInterfaceHostListener {
     UniffiCallbackInterfaceFree _Nonnull uniffiFree;
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceHostListenerMethod0 _Nonnull onJoinRequest;
-    UniffiCallbackInterfaceHostListenerMethod1 _Nonnull onViewerConnected;
-    UniffiCallbackInterfaceHostListenerMethod2 _Nonnull onViewerLeft;
-    UniffiCallbackInterfaceHostListenerMethod3 _Nonnull onClipboard;
-    UniffiCallbackInterfaceHostListenerMethod4 _Nonnull onChat;
-    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onRefused;
-    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onEnded;
+    UniffiCallbackInterfaceHostListenerMethod1 _Nonnull onVerificationCode;
+    UniffiCallbackInterfaceHostListenerMethod2 _Nonnull onViewerConnected;
+    UniffiCallbackInterfaceHostListenerMethod3 _Nonnull onViewerLeft;
+    UniffiCallbackInterfaceHostListenerMethod4 _Nonnull onClipboard;
+    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onChat;
+    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onRefused;
+    UniffiCallbackInterfaceHostListenerMethod7 _Nonnull onEnded;
 } UniffiVTableCallbackInterfaceHostListener;
 
 #endif
@@ -454,6 +462,11 @@ uint64_t uniffi_peerdesk_ffi_fn_constructor_host_start(RustBuffer options, RustB
 RustBuffer uniffi_peerdesk_ffi_fn_method_host_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_CONFIRM_VERIFICATION
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_CONFIRM_VERIFICATION
+void uniffi_peerdesk_ffi_fn_method_host_confirm_verification(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_DISCONNECT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_DISCONNECT
 void uniffi_peerdesk_ffi_fn_method_host_disconnect(uint64_t ptr, RustBuffer viewer, RustBuffer reason, RustCallStatus *_Nonnull out_status
@@ -522,6 +535,11 @@ void uniffi_peerdesk_ffi_fn_init_callback_vtable_hostlistener(const UniffiVTable
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
 void uniffi_peerdesk_ffi_fn_method_hostlistener_on_join_request(uint64_t ptr, uint64_t request, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_verification_code(uint64_t ptr, RustBuffer viewer, RustBuffer code, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
@@ -667,6 +685,11 @@ void uniffi_peerdesk_ffi_fn_method_viewer_set_frame_listener(uint64_t ptr, uint6
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_STATS
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_STATS
 RustBuffer uniffi_peerdesk_ffi_fn_method_viewer_stats(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_VERIFICATION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_VERIFICATION_CODE
+RustBuffer uniffi_peerdesk_ffi_fn_method_viewer_verification_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_WIDTH
@@ -1051,6 +1074,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_host_code(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_CONFIRM_VERIFICATION
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_CONFIRM_VERIFICATION
+uint16_t uniffi_peerdesk_ffi_checksum_method_host_confirm_verification(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_DISCONNECT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_DISCONNECT
 uint16_t uniffi_peerdesk_ffi_checksum_method_host_disconnect(void
@@ -1114,6 +1143,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_host_width(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
 uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_join_request(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_verification_code(void
     
 );
 #endif
@@ -1240,6 +1275,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_set_frame_listener(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_STATS
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_STATS
 uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_stats(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_VERIFICATION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_VERIFICATION_CODE
+uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_verification_code(void
     
 );
 #endif

@@ -57,6 +57,7 @@ class HostCallbacks(
         val permissions = runCatching { consent(request.viewer(), request.name()) }.getOrNull()
         if (permissions == null) request.deny("the host declined") else request.allow(permissions)
     }
+    override fun onVerificationCode(viewer: String, code: String) = emit("verification", viewer, code)
     override fun onViewerConnected(viewer: String, name: String) = emit("connected", viewer, name)
     override fun onViewerLeft(viewer: String, reason: String) = emit("left", viewer, reason)
     override fun onClipboard(viewer: String, text: String) = emit("clipboard", viewer, text)

@@ -93,6 +93,29 @@ class SessionTest {
     }
 
     @Test
+    fun verificationCodesMatchAndConfirmationGrantsControl() = runBlocking {
+        val hostCode = CompletableDeferred<List<Any>>()
+        val granted = CompletableDeferred<Permissions>()
+        val host = Host.start(
+            HostOptions(serverUrl = url, name = "kotlin host", loopback = true, requireVerification = true),
+            ScreenSource.Synthetic(320u, 240u),
+            HostCallbacks({ _, _ -> Permissions(control = true, clipboard = false) }) { name, args ->
+                if (name == "verification") hostCode.complete(args)
+            },
+        )
+        val viewer = Viewer.join(viewerOptions(host.code()), ViewerCallbacks { name, args ->
+            if (name == "permissions") granted.complete(args[0] as Permissions)
+        })
+        val (viewerId, code) = withTimeout(20_000) { hostCode.await() }
+        assertEquals(code, viewer.verificationCode())
+        assertEquals(false, viewer.permissions().control)
+        host.confirmVerification(viewerId as String)
+        assertEquals(true, withTimeout(20_000) { granted.await() }.control)
+        viewer.leave()
+        host.end("done")
+    }
+
+    @Test
     fun errorsMapToTypedExceptions() = runBlocking {
         assertThrows<SessionException.InvalidCode> { runBlocking { Viewer.join(viewerOptions("0000000000"), ViewerCallbacks()) } }
         val host = host({ _, _ -> VIEW_ONLY })
