@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::sync::OnceLock;
-use tokio::sync::mpsc;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -34,31 +33,20 @@ where
     }
 }
 
-/// Spawns `future` on peerdesk's runtime without waiting.
-pub(crate) fn spawn<F>(future: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    runtime().spawn(future);
-}
-
-/// Forwards every event from `events` to `call` on one dedicated thread, in order. A failing callback is logged
-/// and skipped; a panicking one is contained.
-pub(crate) fn dispatch_thread<E, F>(name: &str, mut events: mpsc::UnboundedReceiver<E>, call: F)
+/// Calls `call` with every event from `events` on one dedicated thread, in order, until the session ends. The
+/// session's queue is bounded (see `peerdesk::session::EventReceiver`): a listener slower than the events loses
+/// informative ones (chat, cursor moves), counted, never memory. A failing callback is logged and skipped; a
+/// panicking one is contained.
+pub(crate) fn dispatch_thread<E, F>(name: &str, mut events: peerdesk::session::EventReceiver<E>, call: F)
 where
     E: Send + 'static,
     F: Fn(E) -> Result<(), crate::errors::CallbackError> + Send + 'static,
 {
-    let (tx, rx) = std::sync::mpsc::channel::<E>();
-    spawn(async move {
-        while let Some(event) = events.recv().await {
-            if tx.send(event).is_err() {
-                break;
-            }
-        }
-    });
     let _ = std::thread::Builder::new().name(name.to_string()).spawn(move || {
-        while let Ok(event) = rx.recv() {
+        while !events.is_closed() {
+            let Some(event) = events.recv_blocking(std::time::Duration::from_secs(1)) else {
+                continue;
+            };
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(event))) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!("listener failed: {e}"),

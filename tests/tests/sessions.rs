@@ -411,3 +411,56 @@ async fn the_session_goes_on_when_the_signaling_server_dies() {
     let ended = viewer_event(&mut viewer, |e| matches!(e, ViewerEvent::Ended { .. })).await;
     assert_eq!(ended, ViewerEvent::Ended { reason: "done".into() });
 }
+
+/// Before, a view-only viewer could send chat at the control channel's rate (400/s, burst 800) into an unbounded
+/// event queue of an app that reads slowly. Chat and clipboard now have a rate people can read, and the app's
+/// queue is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_flood_from_a_viewer_reaches_the_app_at_a_readable_rate() {
+    let server = SignalingServer::start(&[]);
+    let mut host = start_host(&server, None).await;
+    let code = host.code().to_string();
+    let mut events = host.take_events().unwrap();
+    let join = tokio::spawn(Viewer::join(viewer_config(&server, &code)));
+    loop {
+        match timeout("join request", events.recv()).await.unwrap() {
+            HostEvent::JoinRequest(request) => {
+                request.answer(Consent::Allow(Permissions::VIEW_ONLY));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let mut viewer = timeout("join", join).await.unwrap().unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..2000 {
+        viewer.send_chat(format!("spam {i}")).unwrap();
+    }
+    viewer_event(&mut viewer, |e| {
+        matches!(
+            e,
+            ViewerEvent::Refused {
+                code: ControlErrorCode::RateLimited,
+                ..
+            }
+        )
+    })
+    .await;
+    // The app did not read its events meanwhile; now it does.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut chats = 0;
+    while let Some(event) = events.try_recv() {
+        if matches!(event, HostEvent::Chat { .. }) {
+            chats += 1;
+        }
+    }
+    let allowed = 20.0 + 5.0 * seconds;
+    assert!(
+        chats >= 20 && f64::from(chats) <= allowed + 1.0,
+        "{chats} chat events in {seconds:.1} s (at most {allowed:.0} allowed)"
+    );
+    assert_eq!(events.dropped(), 0, "nothing the app needs was dropped");
+    viewer.leave().await;
+    host.end("done").await;
+}

@@ -8,7 +8,7 @@ use peerdesk::capture::synthetic::{SyntheticConfig, SyntheticSource};
 use peerdesk::control::{ControlErrorCode, InputEvent, Permissions};
 use peerdesk::frame::PixelFormat;
 use peerdesk::input::{InputError, InputSink, RecordingSink};
-use peerdesk::session::{Consent, Host, HostConfig, HostEvent, Viewer, ViewerConfig, ViewerEvent};
+use peerdesk::session::{Consent, EventReceiver, Host, HostConfig, HostEvent, Viewer, ViewerConfig, ViewerEvent};
 use peerdesk::transport::TransportConfig;
 use peerdesk_e2e::SignalingServer;
 use std::time::Duration;
@@ -43,7 +43,7 @@ async fn customer_host(server_url: &str, sink: RecordingSink) -> Host {
 }
 
 /// The next host event that `pred` accepts; join requests are answered with full permissions.
-async fn host_event(events: &mut mpsc::UnboundedReceiver<HostEvent>, pred: impl Fn(&HostEvent) -> bool) -> HostEvent {
+async fn host_event(events: &mut EventReceiver<HostEvent>, pred: impl Fn(&HostEvent) -> bool) -> HostEvent {
     loop {
         match timeout("a host event", events.recv()).await.expect("host events") {
             HostEvent::JoinRequest(request) => request.answer(Consent::Allow(Permissions::FULL)),

@@ -20,12 +20,18 @@ pub struct GateError {
 pub struct ControlGate {
     permissions: Permissions,
     bucket: TokenBucket,
+    /// Chat and clipboard reach the host app's user: a rate people can read, far below input's.
+    text_bucket: TokenBucket,
 }
 
 /// Control messages per second a viewer may send (pointer moves at 240 Hz fit).
 pub const MESSAGES_PER_SECOND: f64 = 400.0;
 /// Burst of control messages.
 pub const MESSAGE_BURST: f64 = 800.0;
+/// Chat and clipboard messages per second a viewer may send (each up to 4 KiB of chat or the clipboard limit).
+pub const TEXT_MESSAGES_PER_SECOND: f64 = 5.0;
+/// Burst of chat and clipboard messages.
+pub const TEXT_MESSAGE_BURST: f64 = 20.0;
 
 impl ControlGate {
     /// A gate with these permissions.
@@ -33,6 +39,7 @@ impl ControlGate {
         ControlGate {
             permissions,
             bucket: TokenBucket::new(MESSAGE_BURST, MESSAGES_PER_SECOND, now),
+            text_bucket: TokenBucket::new(TEXT_MESSAGE_BURST, TEXT_MESSAGES_PER_SECOND, now),
         }
     }
 
@@ -65,6 +72,12 @@ impl ControlGate {
         match &message {
             ViewerMessage::Input(_) if !self.permissions.control => Err(denied("control")),
             ViewerMessage::Clipboard { .. } if !self.permissions.clipboard => Err(denied("clipboard access")),
+            ViewerMessage::Clipboard { .. } | ViewerMessage::Chat { .. } if !self.text_bucket.try_take(now) => {
+                Err(GateError {
+                    code: ControlErrorCode::RateLimited,
+                    message: "too many chat or clipboard messages".into(),
+                })
+            }
             _ => Ok(message),
         }
     }
@@ -112,9 +125,33 @@ mod tests {
     fn floods_are_rate_limited() {
         let now = Instant::now();
         let mut gate = ControlGate::new(Permissions::FULL, now);
-        let chat = encode(&ViewerMessage::Chat { text: "spam".into() });
-        let passed = (0..2000).filter(|_| gate.check(chat.as_bytes(), now).is_ok()).count();
+        let input = encode(&ViewerMessage::Input(InputEvent::PointerMove { x: 0.5, y: 0.5 }));
+        let passed = (0..2000).filter(|_| gate.check(input.as_bytes(), now).is_ok()).count();
         assert_eq!(passed, MESSAGE_BURST as usize);
-        assert!(gate.check(chat.as_bytes(), now + Duration::from_secs(1)).is_ok());
+        assert!(gate.check(input.as_bytes(), now + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn chat_and_clipboard_have_a_readable_rate_of_their_own() {
+        let now = Instant::now();
+        let mut gate = ControlGate::new(Permissions::FULL, now);
+        let chat = encode(&ViewerMessage::Chat { text: "spam".into() });
+        let clip = encode(&ViewerMessage::Clipboard { text: "spam".into() });
+        let passed = (0..100)
+            .filter(|i| {
+                gate.check(if i % 2 == 0 { &chat } else { &clip }.as_bytes(), now)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(passed, TEXT_MESSAGE_BURST as usize);
+        let refused = gate.check(chat.as_bytes(), now).unwrap_err();
+        assert_eq!(refused.code, ControlErrorCode::RateLimited);
+        // Input is not held back by a chat flood.
+        let input = encode(&ViewerMessage::Input(InputEvent::PointerMove { x: 0.5, y: 0.5 }));
+        assert!(gate.check(input.as_bytes(), now).is_ok());
+        // One more text message a fifth of a second later.
+        let later = now + Duration::from_millis(200);
+        assert!(gate.check(chat.as_bytes(), later).is_ok());
+        assert!(gate.check(chat.as_bytes(), later).is_err());
     }
 }

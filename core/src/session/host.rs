@@ -12,6 +12,7 @@ use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
 use crate::ratelimit::TokenBucket;
+use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
 use crate::session::verification::{permissions_in_force, sdp_fingerprint};
 use crate::signaling::{
     ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, PROTOCOL_VERSION,
@@ -228,6 +229,15 @@ pub enum HostEvent {
     },
 }
 
+impl Droppable for HostEvent {
+    fn droppable(&self) -> bool {
+        matches!(
+            self,
+            HostEvent::Clipboard { .. } | HostEvent::Chat { .. } | HostEvent::Refused { .. }
+        )
+    }
+}
+
 /// Host-side figures.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct HostStats {
@@ -306,7 +316,7 @@ struct CursorUpdate {
 pub struct Host {
     code: String,
     commands: mpsc::UnboundedSender<Command>,
-    events: Option<mpsc::UnboundedReceiver<HostEvent>>,
+    events: Option<EventReceiver<HostEvent>>,
     counters: Arc<Counters>,
     screen: (u32, u32),
 }
@@ -385,7 +395,7 @@ impl Host {
         });
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = event_queue();
         let (sender, incoming) = client.split();
         let shared = Shared {
             signaling: sender,
@@ -453,9 +463,10 @@ impl Host {
         self.events.as_mut()?.recv().await
     }
 
-    /// Takes the event stream, for an app that consumes events on a task of its own while it keeps calling the
-    /// host's other methods. Later calls (and `next_event`) get `None`.
-    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<HostEvent>> {
+    /// Takes the event stream, for an app that consumes events on a task or thread of its own while it keeps
+    /// calling the host's other methods. Later calls (and `next_event`) get `None`. The queue is bounded: see
+    /// [`EventReceiver`] for what is dropped when the app does not keep up.
+    pub fn take_events(&mut self) -> Option<EventReceiver<HostEvent>> {
         self.events.take()
     }
 
@@ -784,6 +795,22 @@ enum ToViewer {
     End(String),
 }
 
+/// Notes from the viewer tasks to the host's loop. Chat, clipboard, refusals and bitrate estimates are dropped when
+/// it is full (a flooding viewer loses its own messages); lifecycle notes wait for room.
+const FROM_VIEWERS_QUEUE: usize = 1024;
+/// Messages from the host's loop to one viewer's task; when full, the message is dropped and logged (the loop
+/// never waits for one viewer).
+const TO_VIEWER_QUEUE: usize = 256;
+
+/// Control-channel events and RTCP waiting for one viewer's task.
+const VIEWER_INPUT_QUEUE: usize = 256;
+
+fn to_viewer(tx: &mpsc::Sender<ToViewer>, message: ToViewer) {
+    if tx.try_send(message).is_err() {
+        tracing::warn!("a viewer's task is not keeping up; message dropped");
+    }
+}
+
 enum FromViewer {
     VerificationCode { viewer: ViewerId, code: String },
     Connected { viewer: ViewerId, name: String },
@@ -800,13 +827,13 @@ async fn run_host(
     mut incoming: mpsc::Receiver<ServerMessage>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     commands_tx: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedSender<HostEvent>,
+    events: EventSender<HostEvent>,
 ) {
     let shared = Arc::new(shared);
-    let mut viewers: HashMap<ViewerId, (mpsc::UnboundedSender<ToViewer>, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let mut viewers: HashMap<ViewerId, (mpsc::Sender<ToViewer>, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut invites: VecDeque<oneshot::Sender<Result<String, SessionError>>> = VecDeque::new();
     let mut bitrates: HashMap<ViewerId, f64> = HashMap::new();
-    let (from_viewers_tx, mut from_viewers) = mpsc::unbounded_channel::<FromViewer>();
+    let (from_viewers_tx, mut from_viewers) = mpsc::channel::<FromViewer>(FROM_VIEWERS_QUEUE);
     let mut signaling_open = true;
     let mut max_bitrate = shared.max_bitrate;
     // Codes this host was given; a join request naming any other code is refused without asking the user.
@@ -833,12 +860,12 @@ async fn run_host(
                 }
                 Some(ServerMessage::Signal { from, payload, .. }) => {
                     if let Some((tx, _)) = viewers.get(&from) {
-                        let _ = tx.send(ToViewer::Signal(payload));
+                        to_viewer(tx, ToViewer::Signal(payload));
                     }
                 }
                 Some(ServerMessage::PeerLeft { peer, reason, .. }) => {
                     if let Some((tx, _)) = viewers.get(&peer) {
-                        let _ = tx.send(ToViewer::End(format!("viewer {reason}")));
+                        to_viewer(tx, ToViewer::End(format!("viewer {reason}")));
                     }
                 }
                 Some(ServerMessage::Registered { code, .. }) => {
@@ -865,7 +892,7 @@ async fn run_host(
                     Consent::Allow(permissions) => {
                         tracing::info!(%viewer, ?permissions, "join accepted");
                         let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: viewer.clone() }).await;
-                        let (tx, rx) = mpsc::unbounded_channel();
+                        let (tx, rx) = mpsc::channel(TO_VIEWER_QUEUE);
                         let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions };
                         let task = tokio::spawn(run_viewer(shared.clone(), admitted, rx, from_viewers_tx.clone()));
                         viewers.insert(viewer, (tx, task));
@@ -873,27 +900,27 @@ async fn run_host(
                 },
                 Some(Command::SetPermissions { viewer, permissions }) => {
                     if let Some((tx, _)) = viewers.get(&viewer) {
-                        let _ = tx.send(ToViewer::SetPermissions(permissions));
+                        to_viewer(tx, ToViewer::SetPermissions(permissions));
                     }
                 }
                 Some(Command::ConfirmVerification { viewer }) => {
                     if let Some((tx, _)) = viewers.get(&viewer) {
-                        let _ = tx.send(ToViewer::Verified);
+                        to_viewer(tx, ToViewer::Verified);
                     }
                 }
                 Some(Command::Disconnect { viewer, reason }) => {
                     if let Some((tx, _)) = viewers.get(&viewer) {
-                        let _ = tx.send(ToViewer::End(reason));
+                        to_viewer(tx, ToViewer::End(reason));
                     }
                 }
                 Some(Command::Clipboard(text)) => {
                     for (tx, _) in viewers.values() {
-                        let _ = tx.send(ToViewer::Clipboard(text.clone()));
+                        to_viewer(tx, ToViewer::Clipboard(text.clone()));
                     }
                 }
                 Some(Command::Chat(text)) => {
                     for (tx, _) in viewers.values() {
-                        let _ = tx.send(ToViewer::Chat(text.clone()));
+                        to_viewer(tx, ToViewer::Chat(text.clone()));
                     }
                 }
                 Some(Command::MaxBitrate(bps)) => {
@@ -912,7 +939,7 @@ async fn run_host(
                 }
                 Some(Command::End { reason, done }) => {
                     for (tx, task) in viewers.drain().map(|(_, v)| v) {
-                        let _ = tx.send(ToViewer::End(reason.clone()));
+                        to_viewer(&tx, ToViewer::End(reason.clone()));
                         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
                     }
                     let _ = done.send(());
@@ -956,7 +983,7 @@ async fn run_host(
         .await;
     let _ = shared.encoder.send(EncoderCommand::Stop);
     for (_, (tx, _)) in viewers.drain() {
-        let _ = tx.send(ToViewer::End(end_reason.clone()));
+        to_viewer(&tx, ToViewer::End(end_reason.clone()));
     }
     let _ = events.send(HostEvent::Ended { reason: end_reason });
 }
@@ -988,8 +1015,8 @@ struct Admitted {
 async fn run_viewer(
     shared: Arc<Shared>,
     admitted: Admitted,
-    mut from_host: mpsc::UnboundedReceiver<ToViewer>,
-    notes: mpsc::UnboundedSender<FromViewer>,
+    mut from_host: mpsc::Receiver<ToViewer>,
+    notes: mpsc::Sender<FromViewer>,
 ) {
     let viewer = admitted.viewer.clone();
     let reason = match viewer_session(&shared, &admitted, &mut from_host, &notes).await {
@@ -999,14 +1026,14 @@ async fn run_viewer(
             e.to_string()
         }
     };
-    let _ = notes.send(FromViewer::Left { viewer, reason });
+    let _ = notes.send(FromViewer::Left { viewer, reason }).await;
 }
 
 async fn viewer_session(
     shared: &Arc<Shared>,
     admitted: &Admitted,
-    from_host: &mut mpsc::UnboundedReceiver<ToViewer>,
-    notes: &mpsc::UnboundedSender<FromViewer>,
+    from_host: &mut mpsc::Receiver<ToViewer>,
+    notes: &mpsc::Sender<FromViewer>,
 ) -> Result<String, SessionError> {
     let peer = new_peer(&shared.transport, &[]).await?;
     let connection = peer.connection.clone();
@@ -1018,8 +1045,8 @@ async fn viewer_session(
 async fn viewer_loop(
     shared: &Arc<Shared>,
     admitted: &Admitted,
-    from_host: &mut mpsc::UnboundedReceiver<ToViewer>,
-    notes: &mpsc::UnboundedSender<FromViewer>,
+    from_host: &mut mpsc::Receiver<ToViewer>,
+    notes: &mpsc::Sender<FromViewer>,
     peer: crate::transport::peer::Peer,
 ) -> Result<String, SessionError> {
     let Admitted {
@@ -1062,14 +1089,16 @@ async fn viewer_loop(
         })
         .await?;
 
-    // Funnel every source into one queue.
-    let (tx, mut inputs) = mpsc::unbounded_channel::<ViewerInput>();
+    // Funnel the control channel and RTCP into one bounded queue. Control messages wait for room, so a viewer
+    // that sends faster than the host handles them is slowed by SCTP's flow control instead of growing a queue;
+    // keyframe requests are dropped when it is full (the throttle keeps only one per interval anyway).
+    let (tx, mut inputs) = mpsc::channel::<ViewerInput>(VIEWER_INPUT_QUEUE);
     {
         let tx = tx.clone();
         let channel = channel.clone();
         tokio::spawn(async move {
             while let Some(event) = channel.poll().await {
-                if tx.send(ViewerInput::Channel(event)).is_err() {
+                if tx.send(ViewerInput::Channel(event)).await.is_err() {
                     break;
                 }
             }
@@ -1117,7 +1146,7 @@ async fn viewer_loop(
                 let mut stats = ConnectionStats::default();
                 fill_from_report(&report, &mut stats);
                 if stats.target_bitrate_bps > 0.0 {
-                    let _ = notes.send(FromViewer::TargetBitrate { viewer: viewer.clone(), bps: stats.target_bitrate_bps });
+                    let _ = notes.try_send(FromViewer::TargetBitrate { viewer: viewer.clone(), bps: stats.target_bitrate_bps });
                 }
                 continue;
             }
@@ -1227,7 +1256,9 @@ async fn viewer_loop(
                     let rtcp_track = track.clone();
                     tokio::spawn(async move {
                         while let Some(event) = rtcp_track.poll().await {
-                            if rtcp_tx.send(ViewerInput::Rtcp(event)).is_err() {
+                            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                                rtcp_tx.try_send(ViewerInput::Rtcp(event))
+                            {
                                 break;
                             }
                         }
@@ -1239,15 +1270,19 @@ async fn viewer_loop(
                     watching = true;
                     let _ = shared.encoder.send(EncoderCommand::Keyframe);
                     if let Some(code) = verification_code.clone() {
-                        let _ = notes.send(FromViewer::VerificationCode {
-                            viewer: viewer.clone(),
-                            code,
-                        });
+                        let _ = notes
+                            .send(FromViewer::VerificationCode {
+                                viewer: viewer.clone(),
+                                code,
+                            })
+                            .await;
                     }
-                    let _ = notes.send(FromViewer::Connected {
-                        viewer: viewer.clone(),
-                        name: name.to_string(),
-                    });
+                    let _ = notes
+                        .send(FromViewer::Connected {
+                            viewer: viewer.clone(),
+                            name: name.to_string(),
+                        })
+                        .await;
                 }
                 RTCPeerConnectionState::Failed => {
                     break Err(SessionError::Transport(TransportError::WebRtc(
@@ -1294,13 +1329,13 @@ async fn viewer_loop(
                         }
                     },
                     Ok(ViewerMessage::Clipboard { text }) => {
-                        let _ = notes.send(FromViewer::Clipboard {
+                        let _ = notes.try_send(FromViewer::Clipboard {
                             viewer: viewer.clone(),
                             text,
                         });
                     }
                     Ok(ViewerMessage::Chat { text }) => {
-                        let _ = notes.send(FromViewer::Chat {
+                        let _ = notes.try_send(FromViewer::Chat {
                             viewer: viewer.clone(),
                             text,
                         });
@@ -1328,7 +1363,7 @@ async fn viewer_loop(
                                 },
                             )
                             .await;
-                            let _ = notes.send(FromViewer::Refused {
+                            let _ = notes.try_send(FromViewer::Refused {
                                 viewer: viewer.clone(),
                                 code: e.code,
                             });

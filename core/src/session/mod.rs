@@ -24,11 +24,13 @@
 //! # Ok(()) }
 //! ```
 
+mod event_queue;
 mod frame_queue;
 mod host;
 mod verification;
 mod viewer;
 
+pub use event_queue::{EventReceiver, EVENT_QUEUE_CAPACITY, EVENT_QUEUE_HARD_LIMIT};
 pub use frame_queue::FrameQueue;
 pub use host::{Consent, Host, HostConfig, HostEvent, HostStats, JoinRequest, ViewerId};
 pub use verification::{parse_fingerprint, sdp_fingerprint, verification_code, Fingerprint, VerificationError};

@@ -5,6 +5,7 @@ use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, H
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, DecoderConfig};
 use crate::receive::rtp_loop::{self, VideoShared};
+use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
 use crate::session::verification::{sdp_fingerprint, verification_code};
 use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
@@ -110,6 +111,15 @@ pub enum ViewerEvent {
     },
 }
 
+impl Droppable for ViewerEvent {
+    fn droppable(&self) -> bool {
+        matches!(
+            self,
+            ViewerEvent::Cursor { .. } | ViewerEvent::Clipboard(_) | ViewerEvent::Chat(_) | ViewerEvent::Refused { .. }
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     /// The video path's counters and its keyframe-request signal.
@@ -125,7 +135,7 @@ enum Command {
 /// A joined session.
 pub struct Viewer {
     commands: mpsc::UnboundedSender<Command>,
-    events: Option<mpsc::UnboundedReceiver<ViewerEvent>>,
+    events: Option<EventReceiver<ViewerEvent>>,
     frames: Arc<FrameQueue<DecodedFrame>>,
     permissions: watch::Receiver<Permissions>,
     screen: (u32, u32),
@@ -248,7 +258,7 @@ impl Viewer {
         let frames = Arc::new(FrameQueue::new(config.frame_queue));
         let counters = Arc::new(Counters::default());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = event_queue();
         let (permissions_tx, permissions_rx) = watch::channel(Permissions::VIEW_ONLY);
         let (welcome_tx, welcome_rx) = oneshot::channel();
         let connection = peer.connection.clone();
@@ -313,11 +323,11 @@ impl Viewer {
 
     /// An event if one is waiting.
     pub fn try_next_event(&mut self) -> Option<ViewerEvent> {
-        self.events.as_mut()?.try_recv().ok()
+        self.events.as_mut()?.try_recv()
     }
 
     /// Takes the event stream, for an app that consumes events on a task of its own.
-    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<ViewerEvent>> {
+    pub fn take_events(&mut self) -> Option<EventReceiver<ViewerEvent>> {
         self.events.take()
     }
 
@@ -402,7 +412,7 @@ struct Task {
     signaling: SignalingSender,
     incoming: mpsc::Receiver<ServerMessage>,
     commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<ViewerEvent>,
+    events: EventSender<ViewerEvent>,
     permissions: watch::Sender<Permissions>,
     welcome: Option<oneshot::Sender<Result<Welcome, SessionError>>>,
     frames: Arc<FrameQueue<DecodedFrame>>,
@@ -433,7 +443,8 @@ async fn run_viewer(mut task: Task) {
 
 async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     let connection: Arc<dyn PeerConnection> = task.peer.connection.clone();
-    let (channel_tx, mut channel_events) = mpsc::unbounded_channel::<DataChannelEvent>();
+    // Bounded: a host sending faster than this loop handles its messages is slowed by SCTP's flow control.
+    let (channel_tx, mut channel_events) = mpsc::channel::<DataChannelEvent>(256);
     let mut channel: Option<Arc<dyn DataChannel>> = None;
     let mut video_started = false;
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
@@ -492,7 +503,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     let forward = dc.clone();
                     tokio::spawn(async move {
                         while let Some(event) = forward.poll().await {
-                            if tx.send(event).is_err() { break; }
+                            if tx.send(event).await.is_err() { break; }
                         }
                     });
                     channel = Some(dc);
