@@ -70,6 +70,7 @@ PACKAGES=(
     "xdotool:/usr/bin/xdotool"
     "iproute2:/usr/sbin/ip"
     "iptables:/usr/sbin/iptables"
+    "coturn:/usr/bin/turnserver"
 )
 
 missing=()

@@ -49,6 +49,7 @@ async function start() {
   const ws = new WebSocket(url);
   const send = (m) => ws.send(JSON.stringify({ v: V, ...m }));
   const peers = new Map();
+  const admitting = new Set();
   ws.onopen = () => send({ type: "register" });
   ws.onmessage = async (event) => {
     let m;
@@ -64,8 +65,15 @@ async function start() {
       const ok = confirm(`"${name}" (name not verified) asks to see your screen. Allow (view only)?`);
       if (!ok) { send({ type: "reject", peer: m.peer, reason: "the customer declined" }); return; }
       send({ type: "accept", peer: m.peer });
-      const pc = new RTCPeerConnection();
-      peers.set(m.peer, pc);
+      admitting.add(m.peer);
+    } else if (m.type === "admitted") {
+      // The server confirmed the admission and issued the STUN/TURN servers (TURN credentials are only given
+      // for an admitted viewer) for this connection.
+      const peer = m.viewer;
+      if (!admitting.delete(peer)) return;
+      const iceServers = (m.ice_servers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+      const pc = new RTCPeerConnection({ iceServers });
+      peers.set(peer, pc);
       const channel = pc.createDataChannel("peerdesk-control", { ordered: true });
       channel.onopen = () => channel.send(JSON.stringify({ v: V, type: "welcome", permissions: { control: false, clipboard: false },
         width: track.getSettings().width || 640, height: track.getSettings().height || 360, host_name: "browser host" }));
@@ -75,14 +83,14 @@ async function start() {
         if (av1.length) transceiver.setCodecPreferences(av1);
       }
       pc.onicecandidate = (e) => {
-        if (e.candidate) send({ type: "signal", to: m.peer, payload: { kind: "candidate", candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_mline_index: e.candidate.sdpMLineIndex } });
+        if (e.candidate) send({ type: "signal", to: peer, payload: { kind: "candidate", candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_mline_index: e.candidate.sdpMLineIndex } });
       };
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === "connected") { state.viewers++; state.phase = "sharing"; status("A technician is watching. Close this tab to stop."); }
       };
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
-      send({ type: "signal", to: m.peer, payload: { kind: "offer", sdp: offer.sdp } });
+      send({ type: "signal", to: peer, payload: { kind: "offer", sdp: offer.sdp } });
     } else if (m.type === "signal") {
       const pc = peers.get(m.from);
       if (!pc) return;

@@ -98,7 +98,9 @@ async function onSignal(payload) {
   if (payload.kind === "offer") {
     // One session per page: a second offer (a confused or hostile peer) would leave the first connection open.
     if (state.pc) { console.warn("a second offer was ignored"); return; }
-    const pc = new RTCPeerConnection({ iceServers: (state.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })) });
+    // ?relay=1: only through the operator's TURN relay, so the customer's side never learns this machine's addresses.
+    const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
+    const pc = new RTCPeerConnection({ iceTransportPolicy, iceServers: (state.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })) });
     state.pc = pc;
     pc.onicecandidate = (e) => {
       if (e.candidate) send({ type: "signal", to: state.host, payload: { kind: "candidate", candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_mline_index: e.candidate.sdpMLineIndex } });

@@ -108,7 +108,7 @@ impl Host {
             .name(&options.name)
             .fps(options.fps)
             .max_bitrate(options.max_bitrate_bps)
-            .transport(transport(options.loopback, &options.ice_servers))
+            .transport(transport(options.loopback, options.relay_only, &options.ice_servers))
             .require_verification(options.require_verification);
         if let Some(pem) = &options.trusted_ca_pem {
             config = config.trust_ca_pem(pem);

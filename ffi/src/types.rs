@@ -76,6 +76,9 @@ pub struct HostOptions {
     /// STUN/TURN URLs you operate (none by default).
     #[uniffi(default = [])]
     pub ice_servers: Vec<String>,
+    /// Connect only through a TURN relay (default false): the other side never learns this machine's addresses.
+    #[uniffi(default = false)]
+    pub relay_only: bool,
     /// Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
     /// webpki roots and the system's bundle are always trusted).
     #[uniffi(default = None)]
@@ -104,18 +107,26 @@ pub struct ViewerOptions {
     /// STUN/TURN URLs you operate (none by default).
     #[uniffi(default = [])]
     pub ice_servers: Vec<String>,
+    /// Connect only through a TURN relay (default false): the other side never learns this machine's addresses.
+    #[uniffi(default = false)]
+    pub relay_only: bool,
     /// Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
     /// webpki roots and the system's bundle are always trusted).
     #[uniffi(default = None)]
     pub trusted_ca_pem: Option<String>,
 }
 
-pub(crate) fn transport(loopback: bool, ice_servers: &[String]) -> peerdesk::transport::TransportConfig {
+pub(crate) fn transport(
+    loopback: bool,
+    relay_only: bool,
+    ice_servers: &[String],
+) -> peerdesk::transport::TransportConfig {
     let mut config = if loopback {
         peerdesk::transport::TransportConfig::loopback()
     } else {
         peerdesk::transport::TransportConfig::default()
     };
+    config.relay_only = relay_only;
     if !ice_servers.is_empty() {
         config.ice_servers.push(peerdesk::signaling::IceServer {
             urls: ice_servers.to_vec(),

@@ -64,7 +64,7 @@ impl Viewer {
     #[uniffi::constructor]
     pub async fn join(options: ViewerOptions, listener: Arc<dyn ViewerListener>) -> Result<Arc<Viewer>, SessionError> {
         let mut config = core::ViewerConfig::new(&options.server_url, &options.code, &options.name)
-            .transport(transport(options.loopback, &options.ice_servers));
+            .transport(transport(options.loopback, options.relay_only, &options.ice_servers));
         config.frame_queue = options.frame_queue.clamp(1, 64) as usize;
         if let Some(pem) = &options.trusted_ca_pem {
             config = config.trust_ca_pem(pem);

@@ -63,6 +63,9 @@ async fn paired(server: &SignalingServer) -> (Socket, Socket, String, String) {
     )
     .await;
     assert_eq!(recv(&mut viewer).await["type"], "accepted");
+    let admitted = recv(&mut host).await;
+    assert_eq!(admitted["type"], "admitted");
+    assert_eq!(admitted["viewer"], viewer_id.as_str());
     (host, viewer, host_id, viewer_id)
 }
 

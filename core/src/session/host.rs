@@ -838,6 +838,8 @@ async fn run_host(
     let mut max_bitrate = shared.max_bitrate;
     // Codes this host was given; a join request naming any other code is refused without asking the user.
     let mut held_codes: std::collections::HashSet<String> = [first_code].into();
+    // Viewers the user let in whose admission the server has not confirmed yet.
+    let mut awaiting_admission: HashMap<ViewerId, Admitted> = HashMap::new();
     let end_reason = loop {
         tokio::select! {
             message = incoming.recv(), if signaling_open => match message {
@@ -863,7 +865,16 @@ async fn run_host(
                         to_viewer(tx, ToViewer::Signal(payload));
                     }
                 }
+                Some(ServerMessage::Admitted { viewer, ice_servers, .. }) => {
+                    if let Some(mut admitted) = awaiting_admission.remove(&viewer) {
+                        admitted.ice_servers = ice_servers;
+                        let (tx, rx) = mpsc::channel(TO_VIEWER_QUEUE);
+                        let task = tokio::spawn(run_viewer(shared.clone(), admitted, rx, from_viewers_tx.clone()));
+                        viewers.insert(viewer, (tx, task));
+                    }
+                }
                 Some(ServerMessage::PeerLeft { peer, reason, .. }) => {
+                    awaiting_admission.remove(&peer);
                     if let Some((tx, _)) = viewers.get(&peer) {
                         to_viewer(tx, ToViewer::End(format!("viewer {reason}")));
                     }
@@ -892,10 +903,12 @@ async fn run_host(
                     Consent::Allow(permissions) => {
                         tracing::info!(%viewer, ?permissions, "join accepted");
                         let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: viewer.clone() }).await;
-                        let (tx, rx) = mpsc::channel(TO_VIEWER_QUEUE);
-                        let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions };
-                        let task = tokio::spawn(run_viewer(shared.clone(), admitted, rx, from_viewers_tx.clone()));
-                        viewers.insert(viewer, (tx, task));
+                        // The connection starts once the server confirms (`admitted`), with the STUN/TURN servers
+                        // it issues for this viewer. Bounded by the join requests the server lets through.
+                        if awaiting_admission.len() < MAX_AWAITING_ADMISSION {
+                            let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions, ice_servers: Vec::new() };
+                            awaiting_admission.insert(viewer, admitted);
+                        }
                     }
                 },
                 Some(Command::SetPermissions { viewer, permissions }) => {
@@ -1009,7 +1022,12 @@ struct Admitted {
     session_code: String,
     /// What the user granted (in force at once, or after verification when that is required).
     permissions: Permissions,
+    /// STUN/TURN servers the signaling server issued for this viewer's connection.
+    ice_servers: Vec<crate::signaling::IceServer>,
 }
+
+/// Viewers let in by the user and waiting for the server's confirmation, at most.
+const MAX_AWAITING_ADMISSION: usize = 64;
 
 /// One admitted viewer: its peer connection, control channel and video sender.
 async fn run_viewer(
@@ -1035,7 +1053,7 @@ async fn viewer_session(
     from_host: &mut mpsc::Receiver<ToViewer>,
     notes: &mpsc::Sender<FromViewer>,
 ) -> Result<String, SessionError> {
-    let peer = new_peer(&shared.transport, &[]).await?;
+    let peer = new_peer(&shared.transport, &admitted.ice_servers).await?;
     let connection = peer.connection.clone();
     let result = viewer_loop(shared, admitted, from_host, notes, peer).await;
     let _ = connection.close().await;
@@ -1054,6 +1072,7 @@ async fn viewer_loop(
         name,
         session_code,
         permissions: granted,
+        ..
     } = admitted;
     let mut granted = *granted;
     let mut verified = false;

@@ -188,7 +188,9 @@ pub enum ServerMessage {
         code: String,
         /// Seconds until the code expires.
         expires_in_secs: u64,
-        /// STUN/TURN servers the operator configured.
+        /// Empty from this server version on: STUN/TURN servers (and TURN credentials) come in `admitted`, once
+        /// the host let a viewer in, so that registering alone earns no relay.
+        #[serde(default)]
         ice_servers: Vec<IceServer>,
     },
     /// The viewer's join request went to the host.
@@ -224,6 +226,17 @@ pub enum ServerMessage {
         /// STUN/TURN servers the operator configured: given only once the host consented, so that TURN
         /// credentials do not go to anyone who merely sends a `join`. Empty from servers older than this field
         /// (which sent them in `join_pending`).
+        #[serde(default)]
+        ice_servers: Vec<IceServer>,
+    },
+    /// The host's `accept` went through (to the host): the STUN/TURN servers for this viewer's connection, with
+    /// TURN credentials issued for this host (time-limited when the operator runs a TURN REST secret).
+    Admitted {
+        /// Protocol version.
+        v: u32,
+        /// The viewer admitted.
+        viewer: PeerId,
+        /// STUN/TURN servers for the connection to that viewer.
         #[serde(default)]
         ice_servers: Vec<IceServer>,
     },

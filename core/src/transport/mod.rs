@@ -61,6 +61,10 @@ pub struct TransportConfig {
     pub min_bitrate_bps: u32,
     /// Highest bitrate the estimator may ask for, bit/s.
     pub max_bitrate_bps: u32,
+    /// Connect only through a TURN relay: no host or server-reflexive candidates are offered, so the other side
+    /// (and the signaling server) never learn this machine's addresses, at the cost of a relay hop. Needs a TURN
+    /// server among the ICE servers (the signaling server's operator hands one out on admission). Default: off.
+    pub relay_only: bool,
 }
 
 impl Default for TransportConfig {
@@ -72,6 +76,7 @@ impl Default for TransportConfig {
             start_bitrate_bps: 1_000_000,
             min_bitrate_bps: 150_000,
             max_bitrate_bps: 50_000_000,
+            relay_only: false,
         }
     }
 }

@@ -26,7 +26,7 @@ use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
 };
 
 /// The payload type peerdesk offers AV1 on (Chrome's choice too).
@@ -309,7 +309,15 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
             credential: s.credential.clone(),
         })
         .collect();
-    let rtc_config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
+    let policy = if config.relay_only {
+        RTCIceTransportPolicy::Relay
+    } else {
+        RTCIceTransportPolicy::All
+    };
+    let rtc_config = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice_servers)
+        .with_ice_transport_policy(policy)
+        .build();
     let (tx, rx) = mpsc::unbounded_channel();
     let mdns_mode = multicast_dns_mode(&config.bind_addrs);
     let settings = SettingEngineBuilder::new()

@@ -61,6 +61,10 @@ pub struct ShareArgs {
     /// Bind ICE to 127.0.0.1 only (sessions on this machine).
     #[arg(long)]
     pub loopback: bool,
+    /// Connect only through the TURN relay the signaling server hands out: the other side never learns this
+    /// machine's addresses.
+    #[arg(long)]
+    pub relay_only: bool,
     /// Name shown to viewers.
     #[arg(long, default_value = "peerdesk share")]
     pub name: String,
@@ -161,11 +165,12 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
         inner: source,
         frozen: frozen.clone(),
     });
-    let transport = if args.loopback {
+    let mut transport = if args.loopback {
         TransportConfig::loopback()
     } else {
         TransportConfig::default()
     };
+    transport.relay_only = args.relay_only;
     let mut config = HostConfig::new(&args.server)
         .name(&args.name)
         .transport(transport)

@@ -35,6 +35,10 @@ pub struct ViewArgs {
     /// Bind ICE to 127.0.0.1 only (sessions on this machine).
     #[arg(long)]
     pub loopback: bool,
+    /// Connect only through the TURN relay the signaling server hands out: the other side never learns this
+    /// machine's addresses.
+    #[arg(long)]
+    pub relay_only: bool,
     /// Print `stamp N` for every frame carrying a frame stamp (synthetic or test-pattern hosts).
     #[arg(long)]
     pub print_stamps: bool,
@@ -51,11 +55,12 @@ pub fn save_png(frame: &DecodedFrame, path: &Path) -> anyhow::Result<()> {
 
 /// Runs `peerdesk view`.
 pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
-    let transport = if args.loopback {
+    let mut transport = if args.loopback {
         TransportConfig::loopback()
     } else {
         TransportConfig::default()
     };
+    transport.relay_only = args.relay_only;
     let mut config = ViewerConfig::new(&args.server, &args.code, &args.name).transport(transport);
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;

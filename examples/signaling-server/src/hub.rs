@@ -7,6 +7,7 @@
 use crate::limits::{JoinGuard, JoinLimits};
 use crate::outbox::{outbox, Outbox, OutboxError, OutboxReceiver, OUTBOX_BYTES};
 use crate::rooms::{new_code, RedeemError, Relation, RoomStore};
+use crate::turn::TurnRest;
 use peerdesk::ratelimit::TokenBucket;
 use peerdesk::signaling::protocol::{parse_client_message, MAX_NAME_CHARS};
 use peerdesk::signaling::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION};
@@ -22,8 +23,10 @@ pub struct HubConfig {
     pub code_digits: usize,
     /// How long a code stays valid.
     pub code_ttl: Duration,
-    /// STUN/TURN servers handed to clients.
+    /// STUN/TURN servers handed to admitted peers (with static credentials, if any).
     pub ice_servers: Vec<IceServer>,
+    /// A TURN server that takes time-limited REST credentials, issued per peer on admission.
+    pub turn: Option<TurnRest>,
     /// Most peers connected at once.
     pub max_peers: usize,
     /// Limits on failed joins (code guesses), per client key and prefix.
@@ -40,6 +43,7 @@ impl Default for HubConfig {
             code_digits: 10,
             code_ttl: Duration::from_secs(600),
             ice_servers: Vec::new(),
+            turn: None,
             max_peers: 10_000,
             join: JoinLimits::default(),
             codes_per_host: 16,
@@ -291,7 +295,8 @@ impl Hub {
                 peer: peer.clone(),
                 code,
                 expires_in_secs: self.config.code_ttl.as_secs(),
-                ice_servers: self.config.ice_servers.clone(),
+                // STUN/TURN only once a viewer is admitted (`admitted`): registering earns no relay.
+                ice_servers: Vec::new(),
             },
         );
     }
@@ -401,13 +406,34 @@ impl Hub {
                     ServerMessage::Accepted {
                         v: PROTOCOL_VERSION,
                         host: host.clone(),
-                        ice_servers: self.config.ice_servers.clone(),
+                        ice_servers: self.ice_servers_for(viewer),
+                    },
+                );
+                self.send(
+                    host,
+                    ServerMessage::Admitted {
+                        v: PROTOCOL_VERSION,
+                        viewer: viewer.clone(),
+                        ice_servers: self.ice_servers_for(host),
                     },
                 );
             }
             Relation::Admitted => self.reply_error(host, ErrorCode::NotAllowed, "viewer already accepted"),
             Relation::None => self.reply_error(host, ErrorCode::UnknownPeer, format!("no pending viewer {viewer:?}")),
         }
+    }
+
+    /// The STUN/TURN servers for one admitted peer: the static list, plus a time-limited TURN credential of its
+    /// own when a TURN REST secret is configured.
+    fn ice_servers_for(&self, peer: &PeerId) -> Vec<IceServer> {
+        let mut servers = self.config.ice_servers.clone();
+        if let Some(turn) = &self.config.turn {
+            let unix_now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            servers.push(turn.credential_for(peer, unix_now));
+        }
+        servers
     }
 
     fn reject(&self, host: &PeerId, viewer: &PeerId, reason: &str) {
@@ -565,6 +591,65 @@ mod tests {
     }
 
     #[test]
+    fn turn_rest_credentials_go_to_a_host_only_with_an_admitted_viewer() {
+        // Security review M10: a bare `register` earned the operator's TURN credential (an open relay).
+        let config = HubConfig {
+            turn: Some(TurnRest::new(
+                vec!["turn:127.0.0.1:3478".into()],
+                b"shared",
+                Duration::from_secs(600),
+            )),
+            ..HubConfig::default()
+        };
+        let hub = Hub::new(config, Arc::new(MemoryRoomStore::default()));
+        let now = Instant::now();
+        let (host, mut host_rx) = hub.connect().unwrap();
+        let (viewer, mut viewer_rx) = hub.connect().unwrap();
+        hub.handle(&host, ADDR, r#"{"type":"register","v":1}"#, now);
+        let ServerMessage::Registered { code, ice_servers, .. } = next(&mut host_rx) else {
+            panic!()
+        };
+        assert!(ice_servers.is_empty(), "no credentials for registering");
+        hub.handle(
+            &viewer,
+            ADDR,
+            &format!(r#"{{"type":"join","v":1,"code":"{code}","name":"T"}}"#),
+            now,
+        );
+        next(&mut viewer_rx);
+        next(&mut host_rx);
+        hub.handle(
+            &host,
+            ADDR,
+            &format!(r#"{{"type":"accept","v":1,"peer":"{viewer}"}}"#),
+            now,
+        );
+        let ServerMessage::Accepted {
+            ice_servers: for_viewer,
+            ..
+        } = next(&mut viewer_rx)
+        else {
+            panic!()
+        };
+        let ServerMessage::Admitted {
+            viewer: admitted,
+            ice_servers: for_host,
+            ..
+        } = next(&mut host_rx)
+        else {
+            panic!()
+        };
+        assert_eq!(admitted, viewer);
+        assert!(
+            for_viewer[0].username.ends_with(&format!(":{viewer}")),
+            "{:?}",
+            for_viewer[0]
+        );
+        assert!(for_host[0].username.ends_with(&format!(":{host}")), "{:?}", for_host[0]);
+        assert_ne!(for_viewer[0].credential, for_host[0].credential);
+    }
+
+    #[test]
     fn a_host_can_invite_again_once_its_codes_are_used() {
         // The limit counted codes ever issued: after 16 invites a host could never invite again.
         let hub = hub();
@@ -587,6 +672,7 @@ mod tests {
                 now,
             );
             next(&mut viewer_rx);
+            assert!(matches!(next(&mut host_rx), ServerMessage::Admitted { .. }));
             hub.disconnect(&viewer);
             next(&mut host_rx); // peer_left
         }

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod outbox;
 pub mod rooms;
 pub mod tls;
+pub mod turn;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};

@@ -13,6 +13,7 @@ use clap::Parser;
 use peerdesk::signaling::IceServer;
 use peerdesk_signaling_server::limits::{Cidr, JoinLimits};
 use peerdesk_signaling_server::tls::TlsFiles;
+use peerdesk_signaling_server::turn::TurnRest;
 use peerdesk_signaling_server::{shutdown_signal, ConnectionLimits, HubConfig, Server, ServerOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,16 @@ struct Args {
     /// File holding the TURN credential for the ICE servers (kept out of the command line, where `ps` shows it).
     #[arg(long)]
     ice_credential_file: Option<PathBuf>,
+    /// URL of a TURN server that takes time-limited credentials (coturn with `use-auth-secret`; repeatable).
+    /// Each admitted host and viewer gets a credential of its own, valid for --turn-ttl-secs.
+    #[arg(long = "turn-url", requires = "turn_secret_file")]
+    turn_urls: Vec<String>,
+    /// File holding the secret shared with the TURN server (coturn's `static-auth-secret`).
+    #[arg(long, requires = "turn_urls")]
+    turn_secret_file: Option<PathBuf>,
+    /// Seconds a TURN credential stays valid (60 to 604800); a relayed session cannot outlast it.
+    #[arg(long, default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    turn_ttl_secs: u64,
     /// TLS certificate chain (PEM, leaf first); with --tls-key, serves HTTPS and WSS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -116,10 +127,25 @@ async fn main() -> anyhow::Result<()> {
             credential,
         }]
     };
+    let turn = match &args.turn_secret_file {
+        Some(path) => {
+            let secret = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read --turn-secret-file {}: {e}", path.display()))?;
+            let secret = secret.trim();
+            anyhow::ensure!(!secret.is_empty(), "--turn-secret-file {} is empty", path.display());
+            Some(TurnRest::new(
+                args.turn_urls.clone(),
+                secret.as_bytes(),
+                Duration::from_secs(args.turn_ttl_secs),
+            ))
+        }
+        None => None,
+    };
     let config = HubConfig {
         code_digits: usize::from(args.code_digits),
         code_ttl: Duration::from_secs(args.code_ttl_secs),
         ice_servers,
+        turn,
         max_peers: args.max_peers,
         join: JoinLimits {
             per_key: args.join_failures_per_addr,

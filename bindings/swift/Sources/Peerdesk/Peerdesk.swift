@@ -3046,6 +3046,10 @@ public struct HostOptions: Equatable, Hashable {
      */
     public var iceServers: [String]
     /**
+     * Connect only through a TURN relay (default false): the other side never learns this machine's addresses.
+     */
+    public var relayOnly: Bool
+    /**
      * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
      * webpki roots and the system's bundle are always trusted).
      */
@@ -3077,6 +3081,9 @@ public struct HostOptions: Equatable, Hashable {
          * STUN/TURN URLs you operate (none by default).
          */iceServers: [String] = [], 
         /**
+         * Connect only through a TURN relay (default false): the other side never learns this machine's addresses.
+         */relayOnly: Bool = false, 
+        /**
          * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
          * webpki roots and the system's bundle are always trusted).
          */trustedCaPem: String? = nil, 
@@ -3089,6 +3096,7 @@ public struct HostOptions: Equatable, Hashable {
         self.maxBitrateBps = maxBitrateBps
         self.loopback = loopback
         self.iceServers = iceServers
+        self.relayOnly = relayOnly
         self.trustedCaPem = trustedCaPem
         self.requireVerification = requireVerification
     }
@@ -3115,6 +3123,7 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
                 maxBitrateBps: FfiConverterUInt32.read(from: &buf), 
                 loopback: FfiConverterBool.read(from: &buf), 
                 iceServers: FfiConverterSequenceString.read(from: &buf), 
+                relayOnly: FfiConverterBool.read(from: &buf), 
                 trustedCaPem: FfiConverterOptionString.read(from: &buf), 
                 requireVerification: FfiConverterBool.read(from: &buf)
         )
@@ -3127,6 +3136,7 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
         FfiConverterUInt32.write(value.maxBitrateBps, into: &buf)
         FfiConverterBool.write(value.loopback, into: &buf)
         FfiConverterSequenceString.write(value.iceServers, into: &buf)
+        FfiConverterBool.write(value.relayOnly, into: &buf)
         FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
         FfiConverterBool.write(value.requireVerification, into: &buf)
     }
@@ -3345,6 +3355,10 @@ public struct ViewerOptions: Equatable, Hashable {
      */
     public var iceServers: [String]
     /**
+     * Connect only through a TURN relay (default false): the other side never learns this machine's addresses.
+     */
+    public var relayOnly: Bool
+    /**
      * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
      * webpki roots and the system's bundle are always trusted).
      */
@@ -3372,6 +3386,9 @@ public struct ViewerOptions: Equatable, Hashable {
          * STUN/TURN URLs you operate (none by default).
          */iceServers: [String] = [], 
         /**
+         * Connect only through a TURN relay (default false): the other side never learns this machine's addresses.
+         */relayOnly: Bool = false, 
+        /**
          * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
          * webpki roots and the system's bundle are always trusted).
          */trustedCaPem: String? = nil) {
@@ -3381,6 +3398,7 @@ public struct ViewerOptions: Equatable, Hashable {
         self.loopback = loopback
         self.frameQueue = frameQueue
         self.iceServers = iceServers
+        self.relayOnly = relayOnly
         self.trustedCaPem = trustedCaPem
     }
 
@@ -3406,6 +3424,7 @@ public struct FfiConverterTypeViewerOptions: FfiConverterRustBuffer {
                 loopback: FfiConverterBool.read(from: &buf), 
                 frameQueue: FfiConverterUInt32.read(from: &buf), 
                 iceServers: FfiConverterSequenceString.read(from: &buf), 
+                relayOnly: FfiConverterBool.read(from: &buf), 
                 trustedCaPem: FfiConverterOptionString.read(from: &buf)
         )
     }
@@ -3417,6 +3436,7 @@ public struct FfiConverterTypeViewerOptions: FfiConverterRustBuffer {
         FfiConverterBool.write(value.loopback, into: &buf)
         FfiConverterUInt32.write(value.frameQueue, into: &buf)
         FfiConverterSequenceString.write(value.iceServers, into: &buf)
+        FfiConverterBool.write(value.relayOnly, into: &buf)
         FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
     }
 }
