@@ -19,6 +19,10 @@ pub trait HostListener: Send + Sync {
     fn on_verification_code(&self, viewer: String, code: String) -> Result<(), CallbackError>;
     /// An admitted viewer's connection is up.
     fn on_viewer_connected(&self, viewer: String, name: String) -> Result<(), CallbackError>;
+    /// A viewer's connection was lost; ICE is restarted for up to a minute.
+    fn on_viewer_reconnecting(&self, viewer: String) -> Result<(), CallbackError>;
+    /// A viewer's lost connection is back.
+    fn on_viewer_reconnected(&self, viewer: String) -> Result<(), CallbackError>;
     /// A viewer left.
     fn on_viewer_left(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
     /// Clipboard text from a viewer holding the clipboard permission.
@@ -85,6 +89,8 @@ fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<
         }
         E::VerificationCode { viewer, code } => listener.on_verification_code(viewer, code),
         E::ViewerConnected { viewer, name } => listener.on_viewer_connected(viewer, name),
+        E::ViewerReconnecting { viewer } => listener.on_viewer_reconnecting(viewer),
+        E::ViewerReconnected { viewer } => listener.on_viewer_reconnected(viewer),
         E::ViewerLeft { viewer, reason } => listener.on_viewer_left(viewer, reason),
         E::Clipboard { viewer, text } => listener.on_clipboard(viewer, text),
         E::Chat { viewer, text } => listener.on_chat(viewer, text),

@@ -24,6 +24,10 @@ pub trait ViewerListener: Send + Sync {
     fn on_permissions_changed(&self, permissions: Permissions) -> Result<(), CallbackError>;
     /// The host refused a message (`code` e.g. `"PermissionDenied"`).
     fn on_refused(&self, code: String, message: String) -> Result<(), CallbackError>;
+    /// The connection to the host was lost; the host restarts ICE and the session waits up to a minute.
+    fn on_reconnecting(&self) -> Result<(), CallbackError>;
+    /// The lost connection is back.
+    fn on_reconnected(&self) -> Result<(), CallbackError>;
     /// The session ended.
     fn on_ended(&self, reason: String) -> Result<(), CallbackError>;
 }
@@ -53,6 +57,8 @@ fn dispatch(listener: &Arc<dyn ViewerListener>, event: ViewerEvent) -> Result<()
         ViewerEvent::Chat(text) => listener.on_chat(text),
         ViewerEvent::PermissionsChanged(p) => listener.on_permissions_changed(p.into()),
         ViewerEvent::Refused { code, message } => listener.on_refused(format!("{code:?}"), message),
+        ViewerEvent::Reconnecting => listener.on_reconnecting(),
+        ViewerEvent::Reconnected => listener.on_reconnected(),
         ViewerEvent::Ended { reason } => listener.on_ended(reason),
         _ => Ok(()),
     }

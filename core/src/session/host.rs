@@ -13,6 +13,7 @@ use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
 use crate::ratelimit::TokenBucket;
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
+use crate::session::reconnect::{PathChange, PathState, ReconnectAction, Reconnector};
 use crate::session::verification::{permissions_in_force, sdp_fingerprint};
 use crate::signaling::{
     ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, PROTOCOL_VERSION,
@@ -193,6 +194,17 @@ pub enum HostEvent {
         viewer: ViewerId,
         /// Their name.
         name: String,
+    },
+    /// A viewer's connection was lost (network cut, address change); the session tries to restore it for up to
+    /// [`RECONNECT_WINDOW`](crate::session::RECONNECT_WINDOW), restarting ICE. Video and control pause.
+    ViewerReconnecting {
+        /// Who.
+        viewer: ViewerId,
+    },
+    /// A lost connection is back; video and control go on where they were.
+    ViewerReconnected {
+        /// Who.
+        viewer: ViewerId,
     },
     /// A viewer left or was disconnected.
     ViewerLeft {
@@ -813,6 +825,7 @@ fn to_viewer(tx: &mpsc::Sender<ToViewer>, message: ToViewer) {
 
 enum FromViewer {
     VerificationCode { viewer: ViewerId, code: String },
+    Path { viewer: ViewerId, change: PathChange },
     Connected { viewer: ViewerId, name: String },
     Left { viewer: ViewerId, reason: String },
     Clipboard { viewer: ViewerId, text: String },
@@ -962,6 +975,12 @@ async fn run_host(
             Some(note) = from_viewers.recv() => match note {
                 FromViewer::VerificationCode { viewer, code } => {
                     let _ = events.send(HostEvent::VerificationCode { viewer, code });
+                }
+                FromViewer::Path { viewer, change: PathChange::Lost } => {
+                    let _ = events.send(HostEvent::ViewerReconnecting { viewer });
+                }
+                FromViewer::Path { viewer, change: PathChange::Restored } => {
+                    let _ = events.send(HostEvent::ViewerReconnected { viewer });
                 }
                 FromViewer::Connected { viewer, name } => {
                     let _ = events.send(HostEvent::ViewerConnected { viewer, name });
@@ -1135,12 +1154,34 @@ async fn viewer_loop(
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_refusal_report = Instant::now() - Duration::from_secs(10);
     let mut keyframe_requests = crate::encode::KeyframeRequests::default();
+    let mut reconnector = Reconnector::default();
+    // The viewer's certificate, fixed by the first answer: a restart's answer must name the same one.
+    let mut viewer_fingerprint = None;
     // Cleared when control ends, so that input already queued is not injected after the revoke.
     let mut control_live = Arc::new(AtomicBool::new(permissions.control));
 
     let outcome = loop {
         let keyframe_due = keyframe_requests.deadline();
         let input = tokio::select! {
+            _ = sleep_until_or_never(reconnector.deadline()) => {
+                match reconnector.poll(Instant::now()) {
+                    ReconnectAction::Wait => {}
+                    ReconnectAction::RestartIce => {
+                        tracing::info!(%viewer, restarts = reconnector.restarts(), "connection lost; restarting ICE");
+                        // Candidates of the new generation wait for the answer to the restart.
+                        remote_set = false;
+                        if let Err(e) = restart_ice(&connection, shared, viewer).await {
+                            tracing::warn!(%viewer, "ICE restart not sent: {e}");
+                        }
+                    }
+                    ReconnectAction::GiveUp => {
+                        break Err(SessionError::Transport(TransportError::WebRtc(
+                            "the connection was lost and did not come back within a minute".into(),
+                        )))
+                    }
+                }
+                continue;
+            }
             _ = sleep_until_or_never(keyframe_due) => {
                 if keyframe_requests.poll(Instant::now()) {
                     let _ = shared.encoder.send(EncoderCommand::Keyframe);
@@ -1172,14 +1213,39 @@ async fn viewer_loop(
         };
         match input {
             ViewerInput::Host(ToViewer::Signal(payload)) => match payload {
+                SignalPayload::Answer { sdp } if viewer_fingerprint.is_some() => {
+                    // The answer to an ICE restart: it must name the certificate of the first one (a different one
+                    // would be someone else), and a late answer to an earlier restart is dropped, not fatal.
+                    if sdp_fingerprint(&sdp).ok() != viewer_fingerprint {
+                        tracing::warn!(%viewer, "a restart answer with another certificate; ignored");
+                        continue;
+                    }
+                    let applied = match RTCSessionDescription::answer(sdp) {
+                        Ok(answer) => connection
+                            .set_remote_description(answer)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = applied {
+                        tracing::debug!(%viewer, "restart answer not applied: {e}");
+                        continue;
+                    }
+                    remote_set = true;
+                    for candidate in pending_candidates.drain(..) {
+                        if let Err(e) = connection.add_ice_candidate(candidate).await {
+                            tracing::debug!("remote candidate refused: {e}");
+                        }
+                    }
+                }
                 SignalPayload::Answer { sdp } => {
                     // The one certificate the DTLS handshake will accept from the viewer: the verification code
                     // is derived from it, so an answer that names several is refused.
-                    let viewer_fingerprint =
-                        sdp_fingerprint(&sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    let fingerprint = sdp_fingerprint(&sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    viewer_fingerprint = Some(fingerprint);
                     verification_code = Some(crate::session::verification_code(
                         &own_fingerprint,
-                        &viewer_fingerprint,
+                        &fingerprint,
                         session_code,
                     ));
                     let answer =
@@ -1303,13 +1369,29 @@ async fn viewer_loop(
                         })
                         .await;
                 }
-                RTCPeerConnectionState::Failed => {
+                RTCPeerConnectionState::Failed if video_task.is_none() => {
                     break Err(SessionError::Transport(TransportError::WebRtc(
                         "ICE/DTLS failed".into(),
                     )))
                 }
                 RTCPeerConnectionState::Closed => break Ok("connection closed".to_string()),
-                _ => {}
+                state => {
+                    let path = match state {
+                        RTCPeerConnectionState::Connected => Some(PathState::Connected),
+                        RTCPeerConnectionState::Disconnected => Some(PathState::Disconnected),
+                        RTCPeerConnectionState::Failed => Some(PathState::Failed),
+                        _ => None,
+                    };
+                    if let Some(change) = path.and_then(|p| reconnector.on_state(p, Instant::now())) {
+                        tracing::info!(%viewer, ?change, "connection path");
+                        let _ = notes
+                            .send(FromViewer::Path {
+                                viewer: viewer.clone(),
+                                change,
+                            })
+                            .await;
+                    }
+                }
             },
             ViewerInput::Peer(_) => {}
             ViewerInput::Channel(DataChannelEvent::OnOpen) => {
@@ -1413,6 +1495,33 @@ async fn viewer_loop(
         task.abort();
     }
     outcome
+}
+
+/// Sends the viewer an offer with new ICE credentials: both sides gather and check candidate pairs again, on the
+/// addresses they have now; DTLS, media and the control channel carry on once a pair works.
+async fn restart_ice(
+    connection: &Arc<dyn PeerConnection>,
+    shared: &Shared,
+    viewer: &ViewerId,
+) -> Result<(), SessionError> {
+    let options = rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true };
+    let offer = connection
+        .create_offer(Some(options))
+        .await
+        .map_err(TransportError::webrtc)?;
+    connection
+        .set_local_description(offer.clone())
+        .await
+        .map_err(TransportError::webrtc)?;
+    shared
+        .signaling
+        .send(ClientMessage::Signal {
+            v: PROTOCOL_VERSION,
+            to: viewer.clone(),
+            payload: SignalPayload::Offer { sdp: offer.sdp },
+        })
+        .await?;
+    Ok(())
 }
 
 /// Lets go of keys and buttons the viewers' input still holds. Blocks briefly if the input queue is full, so

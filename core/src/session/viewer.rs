@@ -6,6 +6,7 @@ use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, DecoderConfig};
 use crate::receive::rtp_loop::{self, VideoShared};
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
+use crate::session::reconnect::{LossTimer, PathChange, PathState};
 use crate::session::verification::{sdp_fingerprint, verification_code};
 use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
@@ -97,6 +98,12 @@ pub enum ViewerEvent {
     Chat(String),
     /// The host changed this viewer's permissions.
     PermissionsChanged(Permissions),
+    /// The connection to the host was lost (network cut, address change); the host restarts ICE and the session
+    /// waits up to [`RECONNECT_WINDOW`](crate::session::RECONNECT_WINDOW) for it to come back. Video and input
+    /// pause.
+    Reconnecting,
+    /// The lost connection is back.
+    Reconnected,
     /// The host refused a message (e.g. input without the control permission).
     Refused {
         /// Why.
@@ -274,6 +281,7 @@ impl Viewer {
             frames: frames.clone(),
             counters: counters.clone(),
             decoder: config.decoder.clone(),
+            host_fingerprint,
         }));
         let welcome = match tokio::time::timeout(config.connect_timeout, welcome_rx).await {
             Ok(Ok(Ok(w))) => w,
@@ -418,6 +426,8 @@ struct Task {
     frames: Arc<FrameQueue<DecodedFrame>>,
     counters: Arc<Counters>,
     decoder: DecoderConfig,
+    /// The host's certificate: an ICE-restart offer must name the same one.
+    host_fingerprint: crate::session::Fingerprint,
 }
 
 async fn run_viewer(mut task: Task) {
@@ -451,9 +461,30 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     let mut last = (Instant::now(), 0u64, 0u64);
     let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
     let mut signaling_open = true;
+    let mut loss = LossTimer::default();
+    let mut connected_once = false;
     loop {
         tokio::select! {
+            _ = sleep_until_or_never(loss.deadline()) => {
+                return Err(SessionError::Transport(TransportError::WebRtc(
+                    "the connection was lost and did not come back within a minute".into(),
+                )));
+            }
             message = task.incoming.recv(), if signaling_open => match message {
+                Some(ServerMessage::Signal { from, payload: SignalPayload::Offer { sdp }, .. }) if from == task.host => {
+                    // The host restarts ICE after losing the connection. Same certificate, or it is not the host.
+                    if sdp_fingerprint(&sdp).ok() != Some(task.host_fingerprint) {
+                        tracing::warn!("a restart offer with another certificate; ignored");
+                        continue;
+                    }
+                    match answer_restart(&connection, sdp).await {
+                        Ok(answer) => {
+                            let payload = SignalPayload::Answer { sdp: answer };
+                            let _ = task.signaling.send(ClientMessage::Signal { v: PROTOCOL_VERSION, to: task.host.clone(), payload }).await;
+                        }
+                        Err(e) => tracing::warn!("ICE restart offer not answered: {e}"),
+                    }
+                }
                 Some(ServerMessage::Signal { from, payload: SignalPayload::Candidate { candidate, sdp_mid, sdp_mline_index }, .. }) if from == task.host => {
                     let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
                     if let Err(e) = connection.add_ice_candidate(init.clone()).await {
@@ -485,11 +516,31 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     let payload = SignalPayload::Candidate { candidate: c.candidate, sdp_mid: c.sdp_mid, sdp_mline_index: c.sdp_mline_index };
                     let _ = task.signaling.send(ClientMessage::Signal { v: PROTOCOL_VERSION, to: task.host.clone(), payload }).await;
                 }
-                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) => {
+                // Before the first connection, or without signaling to carry the host's restart, a failure is final.
+                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) if !connected_once || !signaling_open => {
                     return Err(SessionError::Transport(TransportError::WebRtc("ICE/DTLS failed".into())));
                 }
                 Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => return Ok("connection closed".into()),
-                Some(PeerEvent::State(_)) => {}
+                Some(PeerEvent::State(state)) => {
+                    let path = match state {
+                        RTCPeerConnectionState::Connected => Some(PathState::Connected),
+                        RTCPeerConnectionState::Disconnected => Some(PathState::Disconnected),
+                        RTCPeerConnectionState::Failed => Some(PathState::Failed),
+                        _ => None,
+                    };
+                    connected_once |= path == Some(PathState::Connected);
+                    match path.and_then(|p| loss.on_state(p, Instant::now())) {
+                        Some(PathChange::Lost) => {
+                            tracing::info!("connection to the host lost; waiting for the host to restart ICE");
+                            let _ = task.events.send(ViewerEvent::Reconnecting);
+                        }
+                        Some(PathChange::Restored) => {
+                            tracing::info!("connection to the host restored");
+                            let _ = task.events.send(ViewerEvent::Reconnected);
+                        }
+                        None => {}
+                    }
+                }
                 // One control channel and one video track per session: more from a hostile host are ignored
                 // (each track used to cost a decode thread, and a later channel replaced the control channel).
                 Some(PeerEvent::DataChannel(_)) if channel.is_some() => {
@@ -572,5 +623,28 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                 }
             }
         }
+    }
+}
+
+/// Answers the host's ICE-restart offer; returns the answer's SDP.
+async fn answer_restart(connection: &Arc<dyn PeerConnection>, sdp: String) -> Result<String, SessionError> {
+    let offer = RTCSessionDescription::offer(sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+    connection
+        .set_remote_description(offer)
+        .await
+        .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+    let answer = connection.create_answer(None).await.map_err(TransportError::webrtc)?;
+    connection
+        .set_local_description(answer.clone())
+        .await
+        .map_err(TransportError::webrtc)?;
+    Ok(answer.sdp)
+}
+
+/// Sleeps until `deadline`, or forever without one (a `select!` arm that never fires).
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }

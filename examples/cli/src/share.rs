@@ -224,6 +224,8 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                     }
                 }
                 Some(HostEvent::ViewerConnected { name, .. }) => println!("{} is watching", shown(&name)),
+                Some(HostEvent::ViewerReconnecting { viewer }) => println!("viewer {viewer}: connection lost; reconnecting..."),
+                Some(HostEvent::ViewerReconnected { viewer }) => println!("viewer {viewer}: reconnected"),
                 Some(HostEvent::ViewerLeft { viewer, reason }) => println!("viewer {viewer} left: {}", shown(&reason)),
                 Some(HostEvent::Clipboard { text, .. }) => println!("clipboard from viewer: {}", escape_for_terminal(&text, true)),
                 Some(HostEvent::Chat { text, .. }) => println!("chat: {}", escape_for_terminal(&text, true)),

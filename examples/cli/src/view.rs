@@ -109,6 +109,8 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
             event = viewer.next_event() => match event {
                 Some(ViewerEvent::Ended { reason }) => { println!("session ended: {}", escape_for_terminal(&reason, false)); break; }
                 Some(ViewerEvent::PermissionsChanged(p)) => println!("permissions now {p:?}"),
+                Some(ViewerEvent::Reconnecting) => println!("connection lost; reconnecting..."),
+                Some(ViewerEvent::Reconnected) => println!("reconnected"),
                 Some(ViewerEvent::Clipboard(text)) => println!("clipboard from host: {}", escape_for_terminal(&text, true)),
                 Some(ViewerEvent::Chat(text)) => println!("chat: {}", escape_for_terminal(&text, true)),
                 Some(ViewerEvent::Refused { message, .. }) => println!("refused: {}", escape_for_terminal(&message, false)),

@@ -167,6 +167,12 @@ class _ViewerEvents(ViewerListener):
     def on_refused(self, code, message):
         self._emit("refused", code, message)
 
+    def on_reconnecting(self):
+        self._emit("reconnecting")
+
+    def on_reconnected(self):
+        self._emit("reconnected")
+
     def on_ended(self, reason):
         self._emit("ended", reason)
 
@@ -261,6 +267,12 @@ class _HostEvents(HostListener):
 
     def on_viewer_connected(self, viewer, name):
         self._emit("connected", viewer, name)
+
+    def on_viewer_reconnecting(self, viewer):
+        self._emit("reconnecting", viewer)
+
+    def on_viewer_reconnected(self, viewer):
+        self._emit("reconnected", viewer)
 
     def on_viewer_left(self, viewer, reason):
         self._emit("left", viewer, reason)

@@ -1220,6 +1220,16 @@ public protocol HostListener: AnyObject, Sendable {
     func onViewerConnected(viewer: String, name: String) throws 
     
     /**
+     * A viewer's connection was lost; ICE is restarted for up to a minute.
+     */
+    func onViewerReconnecting(viewer: String) throws 
+    
+    /**
+     * A viewer's lost connection is back.
+     */
+    func onViewerReconnected(viewer: String) throws 
+    
+    /**
      * A viewer left.
      */
     func onViewerLeft(viewer: String, reason: String) throws 
@@ -1337,6 +1347,30 @@ open func onViewerConnected(viewer: String, name: String)throws   {try rustCallW
             self.uniffiCloneHandle(),
         FfiConverterString.lower(viewer),
         FfiConverterString.lower(name),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A viewer's connection was lost; ICE is restarted for up to a minute.
+     */
+open func onViewerReconnecting(viewer: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnecting(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(viewer),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A viewer's lost connection is back.
+     */
+open func onViewerReconnected(viewer: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnected(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(viewer),uniffiCallStatus
     )
 }
 }
@@ -1500,6 +1534,56 @@ fileprivate struct UniffiCallbackInterfaceHostListener {
                 return try uniffiObj.onViewerConnected(
                      viewer: try FfiConverterString.lift(viewer),
                      name: try FfiConverterString.lift(name)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onViewerReconnecting: { (
+            uniffiHandle: UInt64,
+            viewer: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onViewerReconnecting(
+                     viewer: try FfiConverterString.lift(viewer)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onViewerReconnected: { (
+            uniffiHandle: UInt64,
+            viewer: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onViewerReconnected(
+                     viewer: try FfiConverterString.lift(viewer)
                 )
             }
 
@@ -2551,6 +2635,16 @@ public protocol ViewerListener: AnyObject, Sendable {
     func onRefused(code: String, message: String) throws 
     
     /**
+     * The connection to the host was lost; the host restarts ICE and the session waits up to a minute.
+     */
+    func onReconnecting() throws 
+    
+    /**
+     * The lost connection is back.
+     */
+    func onReconnected() throws 
+    
+    /**
      * The session ended.
      */
     func onEnded(reason: String) throws 
@@ -2671,6 +2765,28 @@ open func onRefused(code: String, message: String)throws   {try rustCallWithErro
             self.uniffiCloneHandle(),
         FfiConverterString.lower(code),
         FfiConverterString.lower(message),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The connection to the host was lost; the host restarts ICE and the session waits up to a minute.
+     */
+open func onReconnecting()throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnecting(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The lost connection is back.
+     */
+open func onReconnected()throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnected(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
 }
@@ -2834,6 +2950,52 @@ fileprivate struct UniffiCallbackInterfaceViewerListener {
                 return try uniffiObj.onRefused(
                      code: try FfiConverterString.lift(code),
                      message: try FfiConverterString.lift(message)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onReconnecting: { (
+            uniffiHandle: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onReconnecting(
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onReconnected: { (
+            uniffiHandle: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onReconnected(
                 )
             }
 
@@ -4639,19 +4801,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_connected() != 20575) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 65506) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnecting() != 22192) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 24221) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnected() != 19813) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 64951) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 40940) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 49299) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 40857) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 38875) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 13987) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 10682) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 36626) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_allow() != 17496) {
@@ -4720,7 +4888,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_refused() != 15069) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_ended() != 63278) {
+    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnecting() != 44864) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnected() != 37849) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_ended() != 7649) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_constructor_host_start() != 60528) {

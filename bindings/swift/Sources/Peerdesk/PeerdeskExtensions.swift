@@ -40,6 +40,8 @@ public final class HostCallbacks: HostListener, @unchecked Sendable {
     }
     public func onVerificationCode(viewer: String, code: String) throws { onEvent("verification", [viewer, code]) }
     public func onViewerConnected(viewer: String, name: String) throws { onEvent("connected", [viewer, name]) }
+    public func onViewerReconnecting(viewer: String) throws { onEvent("reconnecting", [viewer]) }
+    public func onViewerReconnected(viewer: String) throws { onEvent("reconnected", [viewer]) }
     public func onViewerLeft(viewer: String, reason: String) throws { onEvent("left", [viewer, reason]) }
     public func onClipboard(viewer: String, text: String) throws { onEvent("clipboard", [viewer, text]) }
     public func onChat(viewer: String, text: String) throws { onEvent("chat", [viewer, text]) }
@@ -60,5 +62,7 @@ public final class ViewerCallbacks: ViewerListener, @unchecked Sendable {
     public func onChat(text: String) throws { onEvent("chat", [text]) }
     public func onPermissionsChanged(permissions: Permissions) throws { onEvent("permissions", ["\(permissions.control)", "\(permissions.clipboard)"]) }
     public func onRefused(code: String, message: String) throws { onEvent("refused", [code, message]) }
+    public func onReconnecting() throws { onEvent("reconnecting", []) }
+    public func onReconnected() throws { onEvent("reconnected", []) }
     public func onEnded(reason: String) throws { onEvent("ended", [reason]) }
 }

@@ -266,14 +266,14 @@ typedef void (*UniffiCallbackInterfaceHostListenerMethod2)(uint64_t, RustBuffer,
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD3
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD3
-typedef void (*UniffiCallbackInterfaceHostListenerMethod3)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod3)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD4
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD4
-typedef void (*UniffiCallbackInterfaceHostListenerMethod4)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod4)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -294,7 +294,21 @@ typedef void (*UniffiCallbackInterfaceHostListenerMethod6)(uint64_t, RustBuffer,
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD7
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD7
-typedef void (*UniffiCallbackInterfaceHostListenerMethod7)(uint64_t, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod7)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD8
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD8
+typedef void (*UniffiCallbackInterfaceHostListenerMethod8)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD9
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD9
+typedef void (*UniffiCallbackInterfaceHostListenerMethod9)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -343,7 +357,21 @@ typedef void (*UniffiCallbackInterfaceViewerListenerMethod4)(uint64_t, RustBuffe
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD5
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD5
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod5)(uint64_t, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceViewerListenerMethod5)(uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD6
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD6
+typedef void (*UniffiCallbackInterfaceViewerListenerMethod6)(uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD7
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD7
+typedef void (*UniffiCallbackInterfaceViewerListenerMethod7)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -356,11 +384,13 @@ typedef struct UniffiVTableCallbackInterfaceHostListener {
     UniffiCallbackInterfaceHostListenerMethod0 _Nonnull onJoinRequest;
     UniffiCallbackInterfaceHostListenerMethod1 _Nonnull onVerificationCode;
     UniffiCallbackInterfaceHostListenerMethod2 _Nonnull onViewerConnected;
-    UniffiCallbackInterfaceHostListenerMethod3 _Nonnull onViewerLeft;
-    UniffiCallbackInterfaceHostListenerMethod4 _Nonnull onClipboard;
-    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onChat;
-    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onRefused;
-    UniffiCallbackInterfaceHostListenerMethod7 _Nonnull onEnded;
+    UniffiCallbackInterfaceHostListenerMethod3 _Nonnull onViewerReconnecting;
+    UniffiCallbackInterfaceHostListenerMethod4 _Nonnull onViewerReconnected;
+    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onViewerLeft;
+    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onClipboard;
+    UniffiCallbackInterfaceHostListenerMethod7 _Nonnull onChat;
+    UniffiCallbackInterfaceHostListenerMethod8 _Nonnull onRefused;
+    UniffiCallbackInterfaceHostListenerMethod9 _Nonnull onEnded;
 } UniffiVTableCallbackInterfaceHostListener;
 
 #endif
@@ -383,7 +413,9 @@ typedef struct UniffiVTableCallbackInterfaceViewerListener {
     UniffiCallbackInterfaceViewerListenerMethod2 _Nonnull onChat;
     UniffiCallbackInterfaceViewerListenerMethod3 _Nonnull onPermissionsChanged;
     UniffiCallbackInterfaceViewerListenerMethod4 _Nonnull onRefused;
-    UniffiCallbackInterfaceViewerListenerMethod5 _Nonnull onEnded;
+    UniffiCallbackInterfaceViewerListenerMethod5 _Nonnull onReconnecting;
+    UniffiCallbackInterfaceViewerListenerMethod6 _Nonnull onReconnected;
+    UniffiCallbackInterfaceViewerListenerMethod7 _Nonnull onEnded;
 } UniffiVTableCallbackInterfaceViewerListener;
 
 #endif
@@ -545,6 +577,16 @@ void uniffi_peerdesk_ffi_fn_method_hostlistener_on_verification_code(uint64_t pt
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
 void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_connected(uint64_t ptr, RustBuffer viewer, RustBuffer name, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnecting(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnected(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
@@ -735,6 +777,16 @@ void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_permissions_changed(uint64_
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_REFUSED
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_REFUSED
 void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_refused(uint64_t ptr, RustBuffer code, RustBuffer message, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTING
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTING
+void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnecting(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTED
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTED
+void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnected(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_ENDED
@@ -1158,6 +1210,18 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_connected(vo
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnecting(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnected(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
 uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left(void
@@ -1317,6 +1381,18 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_permissions_chang
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_REFUSED
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_REFUSED
 uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_refused(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTING
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTING
+uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnecting(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTED
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTED
+uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnected(void
     
 );
 #endif

@@ -59,6 +59,8 @@ class HostCallbacks(
     }
     override fun onVerificationCode(viewer: String, code: String) = emit("verification", viewer, code)
     override fun onViewerConnected(viewer: String, name: String) = emit("connected", viewer, name)
+    override fun onViewerReconnecting(viewer: String) = emit("reconnecting", viewer)
+    override fun onViewerReconnected(viewer: String) = emit("reconnected", viewer)
     override fun onViewerLeft(viewer: String, reason: String) = emit("left", viewer, reason)
     override fun onClipboard(viewer: String, text: String) = emit("clipboard", viewer, text)
     override fun onChat(viewer: String, text: String) = emit("chat", viewer, text)
@@ -69,13 +71,15 @@ class HostCallbacks(
     }
 }
 
-/** Viewer events as one lambda: `cursor`, `clipboard`, `chat`, `permissions`, `refused`, `ended`. */
+/** Viewer events as one lambda: `cursor`, `clipboard`, `chat`, `permissions`, `refused`, `reconnecting`, `reconnected`, `ended`. */
 class ViewerCallbacks(private val onEvent: (name: String, args: List<Any>) -> Unit = { _, _ -> }) : ViewerListener {
     override fun onCursor(x: Float, y: Float, visible: Boolean) = emit("cursor", x, y, visible)
     override fun onClipboard(text: String) = emit("clipboard", text)
     override fun onChat(text: String) = emit("chat", text)
     override fun onPermissionsChanged(permissions: Permissions) = emit("permissions", permissions)
     override fun onRefused(code: String, message: String) = emit("refused", code, message)
+    override fun onReconnecting() = emit("reconnecting")
+    override fun onReconnected() = emit("reconnected")
     override fun onEnded(reason: String) = emit("ended", reason)
     private fun emit(name: String, vararg args: Any) {
         runCatching { onEvent(name, args.toList()) }

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A session that survives a network cut longer than ICE's failure timeout: signaling server, `peerdesk share`
+# and `peerdesk view` run in a network namespace of this test's own; after the first frames, every UDP packet is
+# dropped for CUT seconds (default 35; ICE declares the path failed after 25), while the signaling connection
+# (TCP) stays. The host restarts ICE over signaling until a path works again; the session must go on, with the
+# viewer told "reconnecting" and "reconnected", frames arriving again soon after the cut ends, and the same
+# session (no new join).
+#
+# Before ICE restarts (checked with that binary), both sides ended the session when ICE failed ~25-30 s into
+# the cut: "session ended: ICE/DTLS failed", and no frame after the cut.
+#
+#   tests/system/network-cut.sh [PEERDESK_BIN_DIR]     # default: target/ci; needs root (ip netns, iptables)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+bin="$(realpath "${1:-$repo/target/ci}")"
+# shellcheck source=../../scripts/junit.sh
+. "$repo/scripts/junit.sh"
+junit_begin "${JUNIT_FILE:-/dev/null}" network-cut
+failed=0
+check() { junit_case "$1" "$2" "${3:-}"; if [ "$2" = fail ]; then failed=1; fi; }
+finish() { junit_end; exit "$failed"; }
+
+CUT="${PEERDESK_TEST_CUT_SECONDS:-35}"
+MAX_RECOVERY_S=10
+
+if [ "$(id -u)" -ne 0 ]; then check "network cut" skip "needs root (ip netns, iptables)"; finish; fi
+if ! command -v iptables >/dev/null 2>&1; then check "network cut" fail "iptables missing (scripts/setup.sh installs it)"; finish; fi
+netns="peerdesk-cut-$$"
+ip netns add "$netns"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    exec 3>&- 2>/dev/null || true
+    # Everything started inside the namespace (the `ip netns exec` wrappers' children too), then what is left.
+    for pid in $(ip netns pids "$netns" 2>/dev/null) "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$netns" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ip -n "$netns" link set lo up
+in_ns() { ip netns exec "$netns" env -u DISPLAY RUST_LOG=warn "$@"; }
+# Every output line with the time it was printed (seconds since the epoch).
+stamp_lines() { while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done; }
+wait_for() { # FILE PATTERN SECONDS WHAT
+    local deadline=$((SECONDS + $3))
+    until grep -qE "$2" "$1"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then check "$4" fail "not seen within $3 s: $(tail -3 "$1" | tr '\n' ' ')"; finish; fi
+        sleep 0.2
+    done
+}
+
+in_ns "$bin/peerdesk-signaling-server" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
+pids+=($!)
+wait_for "$work/server.log" '^listening on ' 20 "the signaling server starts"
+addr="$(sed -n 's/^listening on //p' "$work/server.log" | head -n 1)"
+server="ws://$addr/ws"
+
+mkfifo "$work/host-in"
+in_ns "$bin/peerdesk" share --server "$server" --synthetic --size 640x360 --auto-accept view --loopback \
+    <"$work/host-in" > >(stamp_lines >"$work/host.log") 2>"$work/host.err" &
+pids+=($!)
+exec 3>"$work/host-in" # keeps the host's stdin open
+wait_for "$work/host.log" ' code: [0-9]+' 20 "the host gets a code"
+code="$(sed -nE 's/^[0-9.]+ code: ([0-9]+).*/\1/p' "$work/host.log" | head -n 1)"
+
+in_ns "$bin/peerdesk" view --server "$server" --code "$code" --loopback --print-stamps --seconds $((CUT + 30)) \
+    > >(stamp_lines >"$work/view.log") 2>"$work/view.err" &
+viewer=$!
+pids+=("$viewer")
+wait_for "$work/view.log" ' stamp [0-9]+' 30 "the viewer receives frames"
+sleep 2
+
+ip netns exec "$netns" iptables -A INPUT -p udp -j DROP
+cut_start="$(date +%s.%N)"
+sleep "$CUT"
+dropped="$(ip netns exec "$netns" iptables -L INPUT -v -n -x | awk '/DROP/ {print $1; exit}')"
+ip netns exec "$netns" iptables -D INPUT -p udp -j DROP
+cut_end="$(date +%s.%N)"
+sleep $((MAX_RECOVERY_S + 2))
+
+[ "${dropped:-0}" -gt 0 ] && check "the cut dropped packets" pass "$dropped UDP packets in $CUT s" \
+    || check "the cut dropped packets" fail "nothing dropped: the test measured nothing"
+if grep -q 'reconnecting' "$work/view.log"; then
+    check "the viewer is told the connection was lost" pass
+else
+    check "the viewer is told the connection was lost" fail "$(tail -3 "$work/view.log" | tr '\n' ' ')"
+fi
+ended="$(awk -v t="$cut_end" '$1 < t && /session ended/' "$work/view.log" | head -n 1)"
+if [ -z "$ended" ]; then
+    check "the session survives a ${CUT} s cut" pass
+else
+    check "the session survives a ${CUT} s cut" fail "${ended#* }"
+fi
+first_after="$(awk -v t="$cut_end" '$1 >= t && / stamp [0-9]+/ {print $1; exit}' "$work/view.log")"
+if [ -n "$first_after" ]; then
+    recovery="$(awk -v a="$first_after" -v b="$cut_end" 'BEGIN { printf "%.1f", a - b }')"
+    if awk -v r="$recovery" -v m="$MAX_RECOVERY_S" 'BEGIN { exit !(r <= m) }'; then
+        check "frames again within ${MAX_RECOVERY_S} s of the link's return" pass "${recovery} s"
+    else
+        check "frames again within ${MAX_RECOVERY_S} s of the link's return" fail "${recovery} s"
+    fi
+else
+    check "frames again within ${MAX_RECOVERY_S} s of the link's return" fail "no frame after the cut: $(tail -3 "$work/view.log" | tr '\n' ' ')"
+fi
+if grep -q 'reconnected' "$work/view.log" && grep -q 'reconnected' "$work/host.log"; then
+    check "both sides report the connection back" pass
+else
+    check "both sides report the connection back" fail "viewer: $(grep -c reconnected "$work/view.log" || true), host: $(grep -c reconnected "$work/host.log" || true)"
+fi
+echo "cut from $cut_start to $cut_end" >&2
+finish
