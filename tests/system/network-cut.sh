@@ -6,8 +6,8 @@
 # viewer told "reconnecting" and "reconnected", frames arriving again soon after the cut ends, and the same
 # session (no new join).
 #
-# Before ICE restarts (checked with that binary), both sides ended the session when ICE failed ~25-30 s into
-# the cut: "session ended: ICE/DTLS failed", and no frame after the cut.
+# Before ICE restarts (checked with that commit's binaries: 4 of the 5 checks fail), the viewer ended the session
+# when ICE failed ~30 s into the cut, and no frame came after it.
 #
 #   tests/system/network-cut.sh [PEERDESK_BIN_DIR]     # default: target/ci; needs root (ip netns, iptables)
 set -euo pipefail
@@ -89,7 +89,7 @@ if grep -q 'reconnecting' "$work/view.log"; then
 else
     check "the viewer is told the connection was lost" fail "$(tail -3 "$work/view.log" | tr '\n' ' ')"
 fi
-ended="$(awk -v t="$cut_end" '$1 < t && /session ended/' "$work/view.log" | head -n 1)"
+ended="$(awk -v t="$cut_end" '$1 < t && /session ended|received [0-9]+ frames/' "$work/view.log" | head -n 1)"
 if [ -z "$ended" ]; then
     check "the session survives a ${CUT} s cut" pass
 else

@@ -55,7 +55,8 @@ pub struct ShareArgs {
     #[arg(long, default_value_t = 4_000_000)]
     pub bitrate: u32,
     /// Answer join requests without asking (for scripts and tests); commands then come on stdin:
-    /// `still` freezes the picture, `move` unfreezes it, `bitrate N` caps the bitrate, `quit` ends the session.
+    /// `invite` issues another code, `still` freezes the picture, `move` unfreezes it, `bitrate N` caps the bitrate,
+    /// `quit` ends the session.
     #[arg(long, value_enum)]
     pub auto_accept: Option<AutoAnswer>,
     /// Bind ICE to 127.0.0.1 only (sessions on this machine).
@@ -253,6 +254,10 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                             "still" => { frozen.store(true, Ordering::Relaxed); println!("picture frozen"); }
                             "move" => { frozen.store(false, Ordering::Relaxed); println!("picture live"); }
                             "quit" => break,
+                            "invite" => match host.invite().await {
+                                Ok(code) => println!("code: {code}"),
+                                Err(e) => println!("no new code: {}", shown(&e.to_string())),
+                            },
                             "confirm" => match unconfirmed.pop_front() {
                                 Some(viewer) => { host.confirm_verification(&viewer); println!("viewer {viewer} verified; the permissions you granted apply"); }
                                 None => println!("no verification code waits for confirmation"),
@@ -269,7 +274,7 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                                 Err(_) => println!("usage: bitrate BITS_PER_SECOND"),
                             },
                             "" => {}
-                            other => println!("unknown command `{}` (still, move, bitrate N, confirm, disconnect, quit)", shown(other)),
+                            other => println!("unknown command `{}` (invite, still, move, bitrate N, confirm, disconnect, quit)", shown(other)),
                         }
                     }
                     std::io::stdout().flush()?;
