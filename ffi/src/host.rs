@@ -23,6 +23,8 @@ pub trait HostListener: Send + Sync {
     fn on_viewer_reconnecting(&self, viewer: String) -> Result<(), CallbackError>;
     /// A viewer's lost connection is back.
     fn on_viewer_reconnected(&self, viewer: String) -> Result<(), CallbackError>;
+    /// The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
+    fn on_signaling_restored(&self, code: String) -> Result<(), CallbackError>;
     /// A viewer left.
     fn on_viewer_left(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
     /// Clipboard text from a viewer holding the clipboard permission.
@@ -91,6 +93,7 @@ fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<
         E::ViewerConnected { viewer, name } => listener.on_viewer_connected(viewer, name),
         E::ViewerReconnecting { viewer } => listener.on_viewer_reconnecting(viewer),
         E::ViewerReconnected { viewer } => listener.on_viewer_reconnected(viewer),
+        E::SignalingRestored { code } => listener.on_signaling_restored(code),
         E::ViewerLeft { viewer, reason } => listener.on_viewer_left(viewer, reason),
         E::Clipboard { viewer, text } => listener.on_clipboard(viewer, text),
         E::Chat { viewer, text } => listener.on_chat(viewer, text),

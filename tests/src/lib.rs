@@ -36,8 +36,14 @@ impl SignalingServer {
         let binary = std::env::var_os("PEERDESK_SIGNALING_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_binary("peerdesk-signaling-server"));
+        // A free port unless `extra` names the address (a restart on the same one).
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

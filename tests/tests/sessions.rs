@@ -464,3 +464,45 @@ async fn a_chat_flood_from_a_viewer_reaches_the_app_at_a_readable_rate() {
     viewer.leave().await;
     host.end("done").await;
 }
+
+/// Before, a host whose signaling connection closed never reconnected: after a server restart nobody new could
+/// join until the customer restarted sharing. Now it reconnects with a growing wait, registers again and hands
+/// out a new code, while the viewer already connected goes on peer to peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_reconnects_after_a_signaling_restart_and_new_viewers_join() {
+    let mut server = SignalingServer::start(&[]);
+    let addr = server.addr();
+    let host = start_host(&server, None).await;
+    let code = host.code().to_string();
+    let (mut events, stop, slot) = auto_answer(host, Consent::Allow(Permissions::VIEW_ONLY));
+    let mut first = timeout("join", Viewer::join(viewer_config(&server, &code)))
+        .await
+        .unwrap();
+    host_event(&mut events, |e| matches!(e, HostEvent::ViewerConnected { .. })).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The same address, a new process: all its state is gone.
+    let server = SignalingServer::start(&["--listen", &addr]);
+    let restored = host_event(&mut events, |e| matches!(e, HostEvent::SignalingRestored { .. })).await;
+    let HostEvent::SignalingRestored { code: new_code } = restored else {
+        unreachable!()
+    };
+    assert_ne!(new_code, code);
+    let second = timeout(
+        "a join with the new code",
+        Viewer::join(viewer_config(&server, &new_code)),
+    )
+    .await
+    .unwrap();
+    timeout("a frame for the new viewer", second.next_frame())
+        .await
+        .expect("frames");
+    // The first viewer never noticed.
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let host = slot.lock().await.take().unwrap();
+    host.send_chat("still here").unwrap();
+    let chat = viewer_event(&mut first, |e| matches!(e, ViewerEvent::Chat(_))).await;
+    assert_eq!(chat, ViewerEvent::Chat("still here".into()));
+    host.end("done").await;
+}

@@ -13,7 +13,7 @@ use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
 use crate::ratelimit::TokenBucket;
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
-use crate::session::reconnect::{PathChange, PathState, ReconnectAction, Reconnector};
+use crate::session::reconnect::{Backoff, PathChange, PathState, ReconnectAction, Reconnector};
 use crate::session::verification::{permissions_in_force, sdp_fingerprint};
 use crate::signaling::{
     ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, PROTOCOL_VERSION,
@@ -205,6 +205,13 @@ pub enum HostEvent {
     ViewerReconnected {
         /// Who.
         viewer: ViewerId,
+    },
+    /// The signaling connection was lost and is back (the server restarted, a proxy dropped the connection):
+    /// connected viewers never noticed, and new viewers join with this new code — the earlier codes died with
+    /// the old connection. Until then, the host retries with a growing wait (1 s to 30 s).
+    SignalingRestored {
+        /// The new one-time code.
+        code: String,
     },
     /// A viewer left or was disconnected.
     ViewerLeft {
@@ -410,7 +417,9 @@ impl Host {
         let (events_tx, events_rx) = event_queue();
         let (sender, incoming) = client.split();
         let shared = Shared {
-            signaling: sender,
+            signaling: SignalingLink(std::sync::Mutex::new(sender)),
+            server_url: config.server_url.clone(),
+            tls: config.tls.clone(),
             transport,
             host_name: config.name.clone(),
             screen: (width, height),
@@ -784,8 +793,25 @@ fn input_thread(mut sink: Box<dyn InputSink>, commands: std::sync::mpsc::Receive
     }
 }
 
+/// The current signaling connection's sending side; replaced when the host reconnects.
+struct SignalingLink(std::sync::Mutex<SignalingSender>);
+
+impl SignalingLink {
+    async fn send(&self, message: ClientMessage) -> Result<(), crate::signaling::SignalingError> {
+        let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sender.send(message).await
+    }
+
+    fn replace(&self, sender: SignalingSender) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = sender;
+    }
+}
+
 struct Shared {
-    signaling: SignalingSender,
+    signaling: SignalingLink,
+    /// Where and how to reach the signaling server again.
+    server_url: String,
+    tls: SignalingTls,
     transport: TransportConfig,
     host_name: String,
     screen: (u32, u32),
@@ -848,6 +874,10 @@ async fn run_host(
     let mut bitrates: HashMap<ViewerId, f64> = HashMap::new();
     let (from_viewers_tx, mut from_viewers) = mpsc::channel::<FromViewer>(FROM_VIEWERS_QUEUE);
     let mut signaling_open = true;
+    let mut backoff = Backoff::default();
+    let mut reconnect_at: Option<Instant> = None;
+    // A registration sent after reconnecting, whose code is announced as SignalingRestored.
+    let mut reregistering = false;
     let mut max_bitrate = shared.max_bitrate;
     // Codes this host was given; a join request naming any other code is refused without asking the user.
     let mut held_codes: std::collections::HashSet<String> = [first_code].into();
@@ -857,8 +887,15 @@ async fn run_host(
         tokio::select! {
             message = incoming.recv(), if signaling_open => match message {
                 None => {
-                    tracing::warn!("signaling connection lost; connected viewers stay, new ones cannot join");
+                    tracing::warn!("signaling connection lost; connected viewers stay; reconnecting");
                     signaling_open = false;
+                    // The codes and pending joins died with the connection.
+                    held_codes.clear();
+                    awaiting_admission.clear();
+                    for invite in invites.drain(..) {
+                        let _ = invite.send(Err(SessionError::Signaling(crate::signaling::SignalingError::Closed)));
+                    }
+                    reconnect_at = Some(backoff.next_attempt(Instant::now()));
                 }
                 Some(ServerMessage::JoinRequest { peer, name, code, .. }) => {
                     if !code.is_empty() && !held_codes.contains(&code) {
@@ -894,7 +931,12 @@ async fn run_host(
                 }
                 Some(ServerMessage::Registered { code, .. }) => {
                     held_codes.insert(code.clone());
-                    if let Some(invite) = invites.pop_front() {
+                    if reregistering {
+                        reregistering = false;
+                        backoff.reset();
+                        tracing::info!("signaling connection restored; new session code issued");
+                        let _ = events.send(HostEvent::SignalingRestored { code });
+                    } else if let Some(invite) = invites.pop_front() {
                         let _ = invite.send(Ok(code));
                     }
                 }
@@ -906,6 +948,21 @@ async fn run_host(
                 }
                 Some(other) => tracing::debug!(?other, "ignored signaling message"),
             },
+            _ = sleep_until_or_never(reconnect_at), if !signaling_open => {
+                match reconnect_signaling(&shared).await {
+                    Ok(receiver) => {
+                        incoming = receiver;
+                        signaling_open = true;
+                        reregistering = true;
+                        reconnect_at = None;
+                    }
+                    Err(e) => {
+                        tracing::info!("signaling server still unreachable: {e}");
+                        reconnect_at = Some(backoff.next_attempt(Instant::now()));
+                    }
+                }
+                continue;
+            }
             command = commands.recv() => match command {
                 None => break "the host stopped sharing".to_string(),
                 Some(Command::Consent { viewer, name, session_code, consent }) => match consent {
@@ -1495,6 +1552,21 @@ async fn viewer_loop(
         task.abort();
     }
     outcome
+}
+
+/// Connects to the signaling server again and registers; the new code arrives as `registered` on the returned
+/// receiver.
+async fn reconnect_signaling(shared: &Shared) -> Result<mpsc::Receiver<ServerMessage>, SessionError> {
+    let client = tokio::time::timeout(
+        Duration::from_secs(10),
+        SignalingClient::connect_with(&shared.server_url, &shared.tls),
+    )
+    .await
+    .map_err(timeout_err("the signaling server"))??;
+    client.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await?;
+    let (sender, incoming) = client.split();
+    shared.signaling.replace(sender);
+    Ok(incoming)
 }
 
 /// Sends the viewer an offer with new ICE credentials: both sides gather and check candidate pairs again, on the

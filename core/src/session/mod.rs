@@ -34,7 +34,9 @@ mod viewer;
 pub use event_queue::{EventReceiver, EVENT_QUEUE_CAPACITY, EVENT_QUEUE_HARD_LIMIT};
 pub use frame_queue::FrameQueue;
 pub use host::{Consent, Host, HostConfig, HostEvent, HostStats, JoinRequest, ViewerId};
-pub use reconnect::{RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED, RESTART_RETRY};
+pub use reconnect::{
+    RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED, RESTART_RETRY, SIGNALING_RETRY_FIRST, SIGNALING_RETRY_MAX,
+};
 pub use verification::{parse_fingerprint, sdp_fingerprint, verification_code, Fingerprint, VerificationError};
 pub use viewer::{Viewer, ViewerConfig, ViewerEvent};
 

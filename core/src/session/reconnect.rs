@@ -150,8 +150,46 @@ impl LossTimer {
     }
 }
 
+/// Waits between attempts to reach the signaling server again: 1 s, doubling to at most 30 s, for as long as the
+/// host shares. Plain logic with time passed in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Backoff {
+    failures: u32,
+}
+
+/// The first wait before reconnecting to the signaling server.
+pub const SIGNALING_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between attempts.
+pub const SIGNALING_RETRY_MAX: Duration = Duration::from_secs(30);
+
+impl Backoff {
+    /// When to try next after a failure (or the loss of the connection) at `now`.
+    pub(crate) fn next_attempt(&mut self, now: Instant) -> Instant {
+        let wait = SIGNALING_RETRY_FIRST
+            .saturating_mul(1 << self.failures.min(5))
+            .min(SIGNALING_RETRY_MAX);
+        self.failures = self.failures.saturating_add(1);
+        now + wait
+    }
+
+    /// The connection is back: the next loss starts from the first wait again.
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn signaling_retries_back_off_to_thirty_seconds_and_reset() {
+        let t0 = Instant::now();
+        let mut backoff = Backoff::default();
+        let waits: Vec<u64> = (0..8).map(|_| (backoff.next_attempt(t0) - t0).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        backoff.reset();
+        assert_eq!(backoff.next_attempt(t0) - t0, SIGNALING_RETRY_FIRST);
+    }
+
     use super::*;
 
     #[test]

@@ -225,6 +225,10 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                     }
                 }
                 Some(HostEvent::ViewerConnected { name, .. }) => println!("{} is watching", shown(&name)),
+                Some(HostEvent::SignalingRestored { code }) => {
+                    println!("signaling server reachable again; earlier codes are void");
+                    println!("code: {code}");
+                }
                 Some(HostEvent::ViewerReconnecting { viewer }) => println!("viewer {viewer}: connection lost; reconnecting..."),
                 Some(HostEvent::ViewerReconnected { viewer }) => println!("viewer {viewer}: reconnected"),
                 Some(HostEvent::ViewerLeft { viewer, reason }) => println!("viewer {viewer} left: {}", shown(&reason)),

@@ -274,6 +274,9 @@ class _HostEvents(HostListener):
     def on_viewer_reconnected(self, viewer):
         self._emit("reconnected", viewer)
 
+    def on_signaling_restored(self, code):
+        self._emit("signaling_restored", code)
+
     def on_viewer_left(self, viewer, reason):
         self._emit("left", viewer, reason)
 

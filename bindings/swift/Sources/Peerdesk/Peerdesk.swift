@@ -1230,6 +1230,11 @@ public protocol HostListener: AnyObject, Sendable {
     func onViewerReconnected(viewer: String) throws 
     
     /**
+     * The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
+     */
+    func onSignalingRestored(code: String) throws 
+    
+    /**
      * A viewer left.
      */
     func onViewerLeft(viewer: String, reason: String) throws 
@@ -1371,6 +1376,18 @@ open func onViewerReconnected(viewer: String)throws   {try rustCallWithError(Ffi
     uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnected(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(viewer),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
+     */
+open func onSignalingRestored(code: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_signaling_restored(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(code),uniffiCallStatus
     )
 }
 }
@@ -1584,6 +1601,31 @@ fileprivate struct UniffiCallbackInterfaceHostListener {
                 }
                 return try uniffiObj.onViewerReconnected(
                      viewer: try FfiConverterString.lift(viewer)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onSignalingRestored: { (
+            uniffiHandle: UInt64,
+            code: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onSignalingRestored(
+                     code: try FfiConverterString.lift(code)
                 )
             }
 
@@ -4807,19 +4849,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnected() != 19813) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 40940) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_signaling_restored() != 8136) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 40857) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 16510) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 13987) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 23803) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 10682) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 21461) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 36626) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 7031) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 5775) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_allow() != 17496) {

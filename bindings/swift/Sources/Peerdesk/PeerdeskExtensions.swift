@@ -42,6 +42,7 @@ public final class HostCallbacks: HostListener, @unchecked Sendable {
     public func onViewerConnected(viewer: String, name: String) throws { onEvent("connected", [viewer, name]) }
     public func onViewerReconnecting(viewer: String) throws { onEvent("reconnecting", [viewer]) }
     public func onViewerReconnected(viewer: String) throws { onEvent("reconnected", [viewer]) }
+    public func onSignalingRestored(code: String) throws { onEvent("signaling_restored", [code]) }
     public func onViewerLeft(viewer: String, reason: String) throws { onEvent("left", [viewer, reason]) }
     public func onClipboard(viewer: String, text: String) throws { onEvent("clipboard", [viewer, text]) }
     public func onChat(viewer: String, text: String) throws { onEvent("chat", [viewer, text]) }

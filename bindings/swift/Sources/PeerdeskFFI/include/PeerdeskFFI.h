@@ -280,7 +280,7 @@ typedef void (*UniffiCallbackInterfaceHostListenerMethod4)(uint64_t, RustBuffer,
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD5
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD5
-typedef void (*UniffiCallbackInterfaceHostListenerMethod5)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod5)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -308,7 +308,14 @@ typedef void (*UniffiCallbackInterfaceHostListenerMethod8)(uint64_t, RustBuffer,
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD9
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD9
-typedef void (*UniffiCallbackInterfaceHostListenerMethod9)(uint64_t, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod9)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD10
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD10
+typedef void (*UniffiCallbackInterfaceHostListenerMethod10)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -386,11 +393,12 @@ typedef struct UniffiVTableCallbackInterfaceHostListener {
     UniffiCallbackInterfaceHostListenerMethod2 _Nonnull onViewerConnected;
     UniffiCallbackInterfaceHostListenerMethod3 _Nonnull onViewerReconnecting;
     UniffiCallbackInterfaceHostListenerMethod4 _Nonnull onViewerReconnected;
-    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onViewerLeft;
-    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onClipboard;
-    UniffiCallbackInterfaceHostListenerMethod7 _Nonnull onChat;
-    UniffiCallbackInterfaceHostListenerMethod8 _Nonnull onRefused;
-    UniffiCallbackInterfaceHostListenerMethod9 _Nonnull onEnded;
+    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onSignalingRestored;
+    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onViewerLeft;
+    UniffiCallbackInterfaceHostListenerMethod7 _Nonnull onClipboard;
+    UniffiCallbackInterfaceHostListenerMethod8 _Nonnull onChat;
+    UniffiCallbackInterfaceHostListenerMethod9 _Nonnull onRefused;
+    UniffiCallbackInterfaceHostListenerMethod10 _Nonnull onEnded;
 } UniffiVTableCallbackInterfaceHostListener;
 
 #endif
@@ -587,6 +595,11 @@ void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnecting(uint64_t 
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
 void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnected(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_signaling_restored(uint64_t ptr, RustBuffer code, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
@@ -1219,6 +1232,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnecting
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
 uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnected(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_signaling_restored(void
     
 );
 #endif

@@ -61,6 +61,7 @@ class HostCallbacks(
     override fun onViewerConnected(viewer: String, name: String) = emit("connected", viewer, name)
     override fun onViewerReconnecting(viewer: String) = emit("reconnecting", viewer)
     override fun onViewerReconnected(viewer: String) = emit("reconnected", viewer)
+    override fun onSignalingRestored(code: String) = emit("signaling_restored", code)
     override fun onViewerLeft(viewer: String, reason: String) = emit("left", viewer, reason)
     override fun onClipboard(viewer: String, text: String) = emit("clipboard", viewer, text)
     override fun onChat(viewer: String, text: String) = emit("chat", viewer, text)
