@@ -4,7 +4,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   BIN, ROOT, start, stopAll, startServer, waitLine, share as shareOn, launchBrowser, openViewer as openViewerIn, waitFor,
@@ -84,6 +85,26 @@ test("verification: the browser and the Rust host show the same code, and contro
   await waitFor(page, () => window.peerdesk.permissions.control === true, null, "control after confirm");
   host.child.stdin.write("quit\n");
   await page.close();
+});
+
+test("over TLS: the web viewer on https joins through wss, the host trusts the same private CA", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "peerdesk-tls-"));
+  execFileSync(join(ROOT, "tests", "tls", "make-test-ca.sh"), [dir]);
+  const child = start(join(BIN, "peerdesk-signaling-server"), ["--listen", "127.0.0.1:0", "--static-dir", join(ROOT, "examples", "web-viewer"),
+    "--tls-cert", join(dir, "server.pem"), "--tls-key", join(dir, "server.key")]);
+  const [, addr] = await waitLine(child, /^listening on (.+)$/, "the TLS signaling server");
+  const tlsServer = { child, http: `https://${addr}`, ws: `wss://${addr}/ws` };
+  const host = await shareOn(tlsServer, ["--synthetic", "--size", "640x360", "--auto-accept", "view", "--ca-file", join(dir, "ca.pem")]);
+  // The throw-away CA is not in the test browser's store; the certificate is still checked by the host (above).
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await page.goto(`${tlsServer.http}/index.html?code=${host.code}&name=TLS%20tech&autojoin=1`);
+  await waitFor(page, () => window.peerdesk.phase === "connected", null, "connected over TLS");
+  await waitFor(page, () => (window.peerdesk.stats.framesDecoded || 0) > 10, null, "frames decoded");
+  assert.equal(await page.evaluate(() => window.peerdesk.ws.url.slice(0, 6)), "wss://");
+  host.child.stdin.write("quit\n");
+  await context.close();
+  child.kill("SIGTERM");
 });
 
 test("consent denied: the page says the customer declined", async () => {

@@ -18,6 +18,21 @@ def _server_binary() -> pathlib.Path:
 
 
 @pytest.fixture()
+def tls_server(tmp_path):
+    """The server with real TLS: a throw-away CA (tests/tls/make-test-ca.sh); yields (wss URL, CA PEM)."""
+    subprocess.run([str(ROOT / "tests" / "tls" / "make-test-ca.sh"), str(tmp_path)], check=True)
+    args = [str(_server_binary()), "--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "server.pem"),
+            "--tls-key", str(tmp_path / "server.key")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "RUST_LOG": "warn"})
+    line = proc.stdout.readline()
+    assert line.startswith("listening on "), line
+    yield f"wss://{line.split()[-1]}/ws", (tmp_path / "ca.pem").read_text()
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture()
 def server():
     args = [str(_server_binary()), "--listen", "127.0.0.1:0"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

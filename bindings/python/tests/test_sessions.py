@@ -160,3 +160,22 @@ def test_errors_map_to_exceptions(server):
         run(peerdesk.join(server, "0000000000", "pytest", loopback=True))
     with pytest.raises(SessionError.Connection):
         run(peerdesk.join("ws://127.0.0.1:9/ws", "0000000000", "pytest", loopback=True))
+
+
+def test_a_session_over_wss_with_a_private_ca(tls_server):
+    url, ca_pem = tls_server
+
+    async def scenario():
+        host = await peerdesk.share(url, ScreenSource.SYNTHETIC(width=320, height=240),
+                                    consent=lambda viewer, name: Permissions(control=False, clipboard=False),
+                                    loopback=True, trusted_ca_pem=ca_pem)
+        viewer = await peerdesk.join(url, host.code, "pytest", loopback=True, trusted_ca_pem=ca_pem)
+        frames = list(viewer.frames(count=3, timeout=10))
+        assert len(frames) == 3
+        await viewer.leave()
+        # Without the CA, the server's certificate is refused.
+        with pytest.raises(SessionError.Connection):
+            await peerdesk.join(url, host.code, "pytest", loopback=True)
+        await host.end()
+
+    run(scenario())

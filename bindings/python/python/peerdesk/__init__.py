@@ -232,11 +232,15 @@ async def join(
     *,
     loopback: bool = False,
     frame_queue: int = 3,
+    relay_only: bool = False,
+    trusted_ca_pem: Optional[str] = None,
     on_event: Optional[Callable[[str, tuple], None]] = None,
 ) -> ViewerSession:
-    """Joins the host owning ``code``; raises ``SessionError.Denied`` / ``InvalidCode`` / ``ExpiredCode``."""
+    """Joins the host owning ``code``; raises ``SessionError.Denied`` / ``InvalidCode`` / ``ExpiredCode``.
+    ``trusted_ca_pem`` adds a private CA for a ``wss://`` server; ``relay_only`` connects only through TURN."""
     options = ViewerOptions(server_url=server_url, code=code, name=name, loopback=loopback,
-                            frame_queue=frame_queue, ice_servers=[])
+                            frame_queue=frame_queue, ice_servers=[], relay_only=relay_only,
+                            trusted_ca_pem=trusted_ca_pem)
     return ViewerSession(await Viewer.join(options, _ViewerEvents(on_event)))
 
 
@@ -332,11 +336,14 @@ async def share(
     fps: int = 30,
     loopback: bool = False,
     require_verification: bool = False,
+    relay_only: bool = False,
+    trusted_ca_pem: Optional[str] = None,
     on_event=None,
 ) -> HostSession:
     """Starts sharing ``source``; ``consent(viewer_id, name)`` returns permissions to admit, or None to deny.
     With ``require_verification``, control and clipboard apply only after ``confirm_verification``; each
     viewer's code arrives as the event ``("verification", (viewer_id, code))``."""
     options = HostOptions(server_url=server_url, name=name, fps=fps, max_bitrate_bps=4_000_000,
-                          loopback=loopback, ice_servers=[], require_verification=require_verification)
+                          loopback=loopback, ice_servers=[], require_verification=require_verification,
+                          relay_only=relay_only, trusted_ca_pem=trusted_ca_pem)
     return HostSession(await Host.start(options, source, _HostEvents(consent, on_event)))
