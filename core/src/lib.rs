@@ -44,6 +44,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod capture;
 pub mod control;
 pub mod convert;

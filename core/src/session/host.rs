@@ -2,6 +2,7 @@
 //! here and enforced on every control message.
 
 use super::SessionError;
+use crate::audit::{permission_names, AuditEvent, AuditFile, TextKind};
 use crate::capture::ScreenSource;
 use crate::control::permissions::ControlGate;
 use crate::control::protocol::{
@@ -61,6 +62,8 @@ pub struct HostConfig {
     /// Control and clipboard only after the host's user confirmed the session's verification code (see
     /// [`HostConfig::require_verification`]). Default: off.
     pub require_verification: bool,
+    /// Where the session's audit trail is written (see [`crate::audit`]); none by default.
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 impl HostConfig {
@@ -77,7 +80,19 @@ impl HostConfig {
             connect_timeout: Duration::from_secs(10),
             tls: SignalingTls::default(),
             require_verification: false,
+            audit_log: None,
         }
+    }
+    /// Writes the session's audit trail to `path` — hash-chained JSON lines, created (or truncated) with
+    /// owner-only permissions: join requests, consent, verification, permission changes, input counts per minute,
+    /// chat and clipboard sizes and hashes (never their text), reconnects, the end. `peerdesk audit verify PATH`
+    /// checks it. Default: no audit trail.
+    ///
+    /// [`Host::start`] fails with [`SessionError::InvalidArgument`] when the file cannot be created.
+    #[must_use]
+    pub fn audit_log(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.audit_log = Some(path.into());
+        self
     }
     /// With `true`, an admitted viewer watches at once but gets the control and clipboard permissions it was
     /// granted only after the host app calls [`Host::confirm_verification`] — which it should do when its user
@@ -368,19 +383,36 @@ impl Host {
             .map_err(|e| SessionError::InvalidArgument(e.to_string()))?;
         let mut client = SignalingClient::connect_with(&config.server_url, &config.tls).await?;
         client.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await?;
-        let (code, ice_servers) = loop {
+        let (code, ice_servers, host_peer) = loop {
             let message = tokio::time::timeout(config.connect_timeout, client.recv())
                 .await
                 .map_err(timeout_err("the signaling server"))?
                 .ok_or(SessionError::Signaling(crate::signaling::SignalingError::Closed))?;
             match message {
-                ServerMessage::Registered { code, ice_servers, .. } => break (code, ice_servers),
+                ServerMessage::Registered {
+                    code,
+                    ice_servers,
+                    peer,
+                    ..
+                } => break (code, ice_servers, peer),
                 ServerMessage::Error { code, message, .. } => return Err(SessionError::from_server(code, message)),
                 _ => continue,
             }
         };
         let mut transport = config.transport.clone();
         transport.ice_servers.extend(ice_servers);
+        let audit = match &config.audit_log {
+            Some(path) => {
+                let mut file = AuditFile::create(path, &host_peer).map_err(|e| {
+                    SessionError::InvalidArgument(format!("cannot create the audit log {}: {e}", path.display()))
+                })?;
+                file.write(&AuditEvent::SessionStarted {
+                    host_name: config.name.clone(),
+                });
+                Some(file)
+            }
+            None => None,
+        };
 
         let counters = Arc::new(Counters::default());
         counters
@@ -433,6 +465,7 @@ impl Host {
         };
         tokio::spawn(run_host(
             shared,
+            audit,
             code.clone(),
             incoming,
             commands_rx,
@@ -852,6 +885,7 @@ fn to_viewer(tx: &mpsc::Sender<ToViewer>, message: ToViewer) {
 enum FromViewer {
     VerificationCode { viewer: ViewerId, code: String },
     Path { viewer: ViewerId, change: PathChange },
+    InputCount { viewer: ViewerId, events: u64 },
     Connected { viewer: ViewerId, name: String },
     Left { viewer: ViewerId, reason: String },
     Clipboard { viewer: ViewerId, text: String },
@@ -862,6 +896,7 @@ enum FromViewer {
 
 async fn run_host(
     shared: Shared,
+    mut audit: Option<AuditFile>,
     first_code: String,
     mut incoming: mpsc::Receiver<ServerMessage>,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -907,6 +942,7 @@ async fn run_host(
                     // The name is whatever the viewer typed: no control, format or bidi-override characters reach
                     // the app's prompt.
                     let name = crate::text::printable(&name).trim().to_string();
+                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: name.clone() });
                     let request = JoinRequest { viewer: peer, name, session_code: code, reply: Some(commands_tx.clone()) };
                     let _ = events.send(HostEvent::JoinRequest(request));
                 }
@@ -967,11 +1003,13 @@ async fn run_host(
                 None => break "the host stopped sharing".to_string(),
                 Some(Command::Consent { viewer, name, session_code, consent }) => match consent {
                     Consent::Deny(reason) => {
+                        record(&mut audit, AuditEvent::Consent { viewer: viewer.clone(), allowed: false, permissions: Vec::new() });
                         tracing::info!(%viewer, "join denied");
                         let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer: viewer, reason }).await;
                     }
                     Consent::Allow(permissions) => {
                         tracing::info!(%viewer, ?permissions, "join accepted");
+                        record(&mut audit, AuditEvent::Consent { viewer: viewer.clone(), allowed: true, permissions: permission_names(permissions) });
                         let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: viewer.clone() }).await;
                         // The connection starts once the server confirms (`admitted`), with the STUN/TURN servers
                         // it issues for this viewer. Bounded by the join requests the server lets through.
@@ -982,11 +1020,13 @@ async fn run_host(
                     }
                 },
                 Some(Command::SetPermissions { viewer, permissions }) => {
+                    record(&mut audit, AuditEvent::PermissionsChanged { viewer: viewer.clone(), permissions: permission_names(permissions) });
                     if let Some((tx, _)) = viewers.get(&viewer) {
                         to_viewer(tx, ToViewer::SetPermissions(permissions));
                     }
                 }
                 Some(Command::ConfirmVerification { viewer }) => {
+                    record(&mut audit, AuditEvent::VerificationConfirmed { viewer: viewer.clone() });
                     if let Some((tx, _)) = viewers.get(&viewer) {
                         to_viewer(tx, ToViewer::Verified);
                     }
@@ -997,11 +1037,13 @@ async fn run_host(
                     }
                 }
                 Some(Command::Clipboard(text)) => {
+                    record(&mut audit, AuditEvent::text(TextKind::Clipboard, "*", "to_viewer", &text));
                     for (tx, _) in viewers.values() {
                         to_viewer(tx, ToViewer::Clipboard(text.clone()));
                     }
                 }
                 Some(Command::Chat(text)) => {
+                    record(&mut audit, AuditEvent::text(TextKind::Chat, "*", "to_viewer", &text));
                     for (tx, _) in viewers.values() {
                         to_viewer(tx, ToViewer::Chat(text.clone()));
                     }
@@ -1031,24 +1073,33 @@ async fn run_host(
             },
             Some(note) = from_viewers.recv() => match note {
                 FromViewer::VerificationCode { viewer, code } => {
+                    record(&mut audit, AuditEvent::Connected { viewer: viewer.clone(), verification_code: code.clone() });
                     let _ = events.send(HostEvent::VerificationCode { viewer, code });
                 }
                 FromViewer::Path { viewer, change: PathChange::Lost } => {
+                    record(&mut audit, AuditEvent::Reconnect { viewer: viewer.clone(), state: "lost" });
                     let _ = events.send(HostEvent::ViewerReconnecting { viewer });
                 }
                 FromViewer::Path { viewer, change: PathChange::Restored } => {
+                    record(&mut audit, AuditEvent::Reconnect { viewer: viewer.clone(), state: "restored" });
                     let _ = events.send(HostEvent::ViewerReconnected { viewer });
                 }
                 FromViewer::Connected { viewer, name } => {
                     let _ = events.send(HostEvent::ViewerConnected { viewer, name });
                 }
+                FromViewer::InputCount { viewer, events } => {
+                    record(&mut audit, AuditEvent::Input { viewer, events });
+                }
                 FromViewer::Left { viewer, reason } => {
+                    record(&mut audit, AuditEvent::Left { viewer: viewer.clone(), reason: reason.clone() });
                     viewers.remove(&viewer);
                     bitrates.remove(&viewer);
                     let _ = events.send(HostEvent::ViewerLeft { viewer, reason });
                 }
-                FromViewer::Clipboard { viewer, text } => { let _ = events.send(HostEvent::Clipboard { viewer, text }); }
-                FromViewer::Chat { viewer, text } => { let _ = events.send(HostEvent::Chat { viewer, text }); }
+                FromViewer::Clipboard { viewer, text } => {
+                    record(&mut audit, AuditEvent::text(TextKind::Clipboard, &viewer, "to_host", &text)); let _ = events.send(HostEvent::Clipboard { viewer, text }); }
+                FromViewer::Chat { viewer, text } => {
+                    record(&mut audit, AuditEvent::text(TextKind::Chat, &viewer, "to_host", &text)); let _ = events.send(HostEvent::Chat { viewer, text }); }
                 FromViewer::Refused { viewer, code } => { let _ = events.send(HostEvent::Refused { viewer, code }); }
                 FromViewer::TargetBitrate { viewer, bps } => {
                     bitrates.insert(viewer, bps);
@@ -1074,7 +1125,20 @@ async fn run_host(
     for (_, (tx, _)) in viewers.drain() {
         to_viewer(&tx, ToViewer::End(end_reason.clone()));
     }
+    record(
+        &mut audit,
+        AuditEvent::Ended {
+            reason: end_reason.clone(),
+        },
+    );
     let _ = events.send(HostEvent::Ended { reason: end_reason });
+}
+
+/// Appends `event` to the audit trail, when there is one.
+fn record(audit: &mut Option<AuditFile>, event: AuditEvent) {
+    if let Some(file) = audit {
+        file.write(&event);
+    }
 }
 
 enum ViewerInput {
@@ -1212,6 +1276,9 @@ async fn viewer_loop(
     let mut last_refusal_report = Instant::now() - Duration::from_secs(10);
     let mut keyframe_requests = crate::encode::KeyframeRequests::default();
     let mut reconnector = Reconnector::default();
+    // Input events injected since the last audit count, and seconds of session (one stats tick a second).
+    let mut input_events = 0u64;
+    let mut stats_ticks = 0u64;
     // The viewer's certificate, fixed by the first answer: a restart's answer must name the same one.
     let mut viewer_fingerprint = None;
     // Cleared when control ends, so that input already queued is not injected after the revoke.
@@ -1259,6 +1326,11 @@ async fn viewer_loop(
                 continue;
             }
             _ = stats_tick.tick() => {
+                stats_ticks += 1;
+                if stats_ticks % 60 == 0 && input_events > 0 {
+                    let count = FromViewer::InputCount { viewer: viewer.clone(), events: std::mem::take(&mut input_events) };
+                    let _ = notes.send(count).await;
+                }
                 let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
                 let mut stats = ConnectionStats::default();
                 fill_from_report(&report, &mut stats);
@@ -1473,6 +1545,8 @@ async fn viewer_loop(
                             };
                             if input.try_send(command).is_err() {
                                 tracing::debug!(%viewer, "input queue full; event dropped");
+                            } else {
+                                input_events += 1;
                             }
                         }
                         None => {
@@ -1542,6 +1616,14 @@ async fn viewer_loop(
             ViewerInput::Rtcp(_) => {}
         }
     };
+    if input_events > 0 {
+        let _ = notes
+            .send(FromViewer::InputCount {
+                viewer: viewer.clone(),
+                events: input_events,
+            })
+            .await;
+    }
     if control_live.swap(false, Ordering::AcqRel) {
         release_held_input(shared);
     }

@@ -5,6 +5,7 @@
 //! - `peerdesk view`: join a shared screen by code.
 //! - `peerdesk pipeline`: the media pipeline alone (capture → encode → decode) with measurements.
 
+mod audit;
 mod demo;
 mod pipeline_demo;
 mod share;
@@ -34,6 +35,8 @@ enum Command {
     View(view::ViewArgs),
     /// Capture, encode and decode in one process and report the codec figures.
     Pipeline(pipeline_demo::DemoArgs),
+    /// Check a host's audit trail.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Pipeline(args) => pipeline_demo::run(args),
         Command::Share(args) => runtime().and_then(|rt| rt.block_on(share::run(args))),
         Command::View(args) => runtime().and_then(|rt| rt.block_on(view::run(args))),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -74,6 +74,9 @@ pub struct ShareArgs {
     /// or relay) sits in the middle of the encrypted connection.
     #[arg(long)]
     pub require_verification: bool,
+    /// Write the session's audit trail (hash-chained JSON lines) to this file; `peerdesk audit verify` checks it.
+    #[arg(long)]
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 /// A source that can be frozen from outside: while frozen it reports no change.
@@ -179,6 +182,9 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
         .fps(args.fps)
         .max_bitrate(args.bitrate)
         .require_verification(args.require_verification);
+    if let Some(path) = &args.audit_log {
+        config = config.audit_log(path);
+    }
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
         config = config.trust_ca_pem(pem);

@@ -355,7 +355,7 @@ impl Hub {
                 entry.host = Some(host.clone());
             }
         }
-        tracing::info!(host = %host, viewer = %peer, "join request");
+        tracing::info!(host = %host, viewer = %peer, %addr, "join request");
         self.send(
             peer,
             ServerMessage::JoinPending {
@@ -460,6 +460,8 @@ impl Hub {
     }
 
     fn leave(&self, peer: &PeerId, reason: &str) {
+        // The session's end in the server's log, under the same peer ids as the host's audit trail.
+        tracing::info!(%peer, reason, "left");
         for other in self.store.remove_peer(peer) {
             self.send(
                 &other,
