@@ -8,6 +8,7 @@
 // must never be able to turn it off.
 
 import { drawStamp } from "./stamp.js";
+import { applyBranding, branding } from "./branding.js";
 
 const V = 1;
 const $ = (id) => document.getElementById(id);
@@ -62,7 +63,10 @@ async function start() {
       // The name is whatever the viewer typed: strip control, format and bidi-override characters (U+202E can
       // make a name read backwards) and say that nobody vouched for it.
       const name = String(m.name ?? "").replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, "").slice(0, 64);
-      const ok = confirm(`"${name}" (name not verified) asks to see your screen. Allow (view only)?`);
+      // The operator's wording, with the name marked unverified whatever the wording says.
+      const who = `"${name}" (name not verified)`;
+      const wording = branding.consent_text.includes("{name}") ? branding.consent_text : `{name}: ${branding.consent_text}`;
+      const ok = confirm(wording.replaceAll("{name}", who));
       if (!ok) { send({ type: "reject", peer: m.peer, reason: "the customer declined" }); return; }
       send({ type: "accept", peer: m.peer });
       admitting.add(m.peer);
@@ -100,5 +104,6 @@ async function start() {
   };
 }
 
+applyBranding("share this screen");
 $("start").addEventListener("click", () => start().catch((e) => status(`Could not share: ${e.message}`)));
 if (params.get("autostart") === "1") start().catch((e) => status(`Could not share: ${e.message}`));

@@ -5,6 +5,7 @@
 
 import { StampReader } from "./stamp.js";
 import { sessionVerificationCode } from "./verification.js";
+import { applyBranding } from "./branding.js";
 
 const V = 1;
 const $ = (id) => document.getElementById(id);
@@ -356,6 +357,7 @@ $("leave").addEventListener("click", () => {
   end("you left");
 });
 wireInput();
+applyBranding("remote support");
 
 // ?code=...&name=...&autojoin=1 joins at once (links from a ticket system; tests).
 const params = new URLSearchParams(location.search);

@@ -4,7 +4,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { deflateSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -104,6 +105,68 @@ test("over TLS: the web viewer on https joins through wss, the host trusts the s
   assert.equal(await page.evaluate(() => window.peerdesk.ws.url.slice(0, 6)), "wss://");
   host.child.stdin.write("quit\n");
   await context.close();
+  child.kill("SIGTERM");
+});
+
+/** A solid-colour RGB PNG of `size`×`size` (for a logo), built with zlib: no image files in the repository. */
+function solidPng(size, [r, g, b]) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => { let c = 0xffffffff; for (const x of buf) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(size, 0); header.writeUInt32BE(size, 4);
+  header[8] = 8; header[9] = 2; // 8-bit RGB
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: size }, () => [r, g, b]).flat())]);
+  const pixels = deflateSync(Buffer.concat(Array.from({ length: size }, () => row)));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", header), chunk("IDAT", pixels), chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("branding: the operator's name, colours, logo and consent wording show on the web pages", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "peerdesk-brand-"));
+  writeFileSync(join(dir, "logo.png"), solidPng(32, [0xf0, 0xc0, 0x00]));
+  writeFileSync(join(dir, "branding.json"), JSON.stringify({
+    product_name: "Acme Support", accent_color: "#c0392b", background_color: "#202a44",
+    consent_text: "Acme Support: {name} would like to see your screen. Allow?", logo_file: "logo.png",
+  }));
+  const child = start(join(BIN, "peerdesk-signaling-server"), ["--listen", "127.0.0.1:0", "--static-dir", join(ROOT, "examples", "web-viewer"),
+    "--branding", join(dir, "branding.json")]);
+  const [, addr] = await waitLine(child, /^listening on (.+)$/, "the branded signaling server");
+  const page = await browser.newPage({ viewport: { width: 900, height: 300 } });
+  await page.goto(`http://${addr}/index.html`);
+  await waitFor(page, () => document.documentElement.dataset.branded === "1", null, "branding applied");
+  assert.equal(await page.textContent("h1"), "Acme Support");
+  assert.equal(await page.title(), "Acme Support — remote support");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector("header")).backgroundColor), "rgb(192, 57, 43)");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), "rgb(32, 42, 68)");
+  await waitFor(page, () => document.getElementById("logo").naturalWidth === 32, null, "the logo loaded");
+  await page.screenshot({ path: join(SHOTS, "web-viewer-branded.png") });
+  // The browser host asks in the operator's words, with the name still marked as unverified.
+  const host = await browser.newPage();
+  const prompts = [];
+  host.on("dialog", (dialog) => { prompts.push(dialog.message()); dialog.accept(); });
+  await host.goto(`http://${addr}/host.html?source=canvas&autostart=1`);
+  await host.waitForFunction(() => window.peerdesk.code, null, { timeout: 30_000 });
+  const code = await host.evaluate(() => window.peerdesk.code);
+  const viewer = start(join(BIN, "peerdesk"), ["view", "--server", `ws://${addr}/ws`, "--code", code, "--loopback", "--seconds", "2", "--name", "Bob"]);
+  await new Promise((r) => viewer.on("exit", r));
+  assert.deepEqual(prompts, ['Acme Support: "Bob" (name not verified) would like to see your screen. Allow?']);
+  // An unbranded server keeps peerdesk's own.
+  const plain = await browser.newPage();
+  await plain.goto(`${server.http}/index.html`);
+  await waitFor(plain, () => document.documentElement.dataset.branded === "1", null, "default branding");
+  assert.equal(await plain.textContent("h1"), "peerdesk");
+  await Promise.all([page.close(), host.close(), plain.close()]);
   child.kill("SIGTERM");
 });
 

@@ -3,6 +3,7 @@
 //! endpoint with an `Origin` check, the health endpoint, and static files with security headers. `main.rs` wraps
 //! it in a command; `peerdesk demo` runs it in-process.
 
+pub mod branding;
 pub mod connection;
 pub mod hub;
 pub mod limits;
@@ -46,6 +47,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct ServerOptions {
     /// Folder of static files to serve (the web viewer). Default: none.
     pub static_dir: Option<PathBuf>,
+    /// The operator's branding, served as `/branding.json` and `/branding/logo.png`. Default: peerdesk's own.
+    pub branding: Arc<branding::Branding>,
     /// TLS certificate and key; `None` serves plain HTTP (behind a TLS proxy, or on loopback). Default: none.
     pub tls: Option<Arc<TlsFiles>>,
     /// Proxies whose `X-Forwarded-For` is believed. Default: none (the TCP peer is the client).
@@ -67,6 +70,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             static_dir: None,
+            branding: Arc::default(),
             tls: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
@@ -184,9 +188,24 @@ impl Server {
             websockets: ConnectionLimiter::new(options.connections_per_client),
             shutdown: shutdown_rx,
         };
+        let branding = options.branding.clone();
+        let logo = options.branding.clone();
         let mut router = Router::new()
             .route("/ws", get(websocket))
-            .route("/healthz", get(health));
+            .route("/healthz", get(health))
+            .route(
+                "/branding.json",
+                get(move || async move { Json(branding.as_ref().clone()) }),
+            )
+            .route(
+                "/branding/logo.png",
+                get(move || async move {
+                    match logo.logo_png() {
+                        Some(png) => ([(header::CONTENT_TYPE, "image/png")], png.to_vec()).into_response(),
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }),
+            );
         if let Some(dir) = &options.static_dir {
             router = router.fallback_service(tower_http::services::ServeDir::new(dir));
         }

@@ -29,6 +29,10 @@ struct Args {
     /// Folder of static files to serve (the web viewer).
     #[arg(long)]
     static_dir: Option<PathBuf>,
+    /// The operator's branding for the served pages: a JSON file with product_name, accent_color,
+    /// background_color, consent_text and logo_file (a PNG beside it); every field optional.
+    #[arg(long)]
+    branding: Option<PathBuf>,
     /// Digits in a session code (9 or more).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(9..=20))]
     code_digits: u8,
@@ -171,6 +175,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut options = ServerOptions::default();
     options.static_dir = args.static_dir.clone();
+    if let Some(path) = &args.branding {
+        options.branding = Arc::new(
+            peerdesk_signaling_server::branding::Branding::load(path)
+                .map_err(|e| anyhow::anyhow!("--branding {}: {e}", path.display()))?,
+        );
+    }
     options.tls = tls;
     options.trusted_proxies = args.trusted_proxies.clone();
     options.allowed_origins = args.allowed_origins.clone();
