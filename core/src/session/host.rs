@@ -1097,9 +1097,13 @@ async fn run_host(
                     let _ = events.send(HostEvent::ViewerLeft { viewer, reason });
                 }
                 FromViewer::Clipboard { viewer, text } => {
-                    record(&mut audit, AuditEvent::text(TextKind::Clipboard, &viewer, "to_host", &text)); let _ = events.send(HostEvent::Clipboard { viewer, text }); }
+                    record(&mut audit, AuditEvent::text(TextKind::Clipboard, &viewer, "to_host", &text));
+                    let _ = events.send(HostEvent::Clipboard { viewer, text });
+                }
                 FromViewer::Chat { viewer, text } => {
-                    record(&mut audit, AuditEvent::text(TextKind::Chat, &viewer, "to_host", &text)); let _ = events.send(HostEvent::Chat { viewer, text }); }
+                    record(&mut audit, AuditEvent::text(TextKind::Chat, &viewer, "to_host", &text));
+                    let _ = events.send(HostEvent::Chat { viewer, text });
+                }
                 FromViewer::Refused { viewer, code } => { let _ = events.send(HostEvent::Refused { viewer, code }); }
                 FromViewer::TargetBitrate { viewer, bps } => {
                     bitrates.insert(viewer, bps);
