@@ -1508,7 +1508,8 @@ async fn viewer_loop(
                     )))
                 }
                 RTCPeerConnectionState::Closed => break Ok("connection closed".to_string()),
-                state => {
+                // Only a connection that was up can be lost (the first negotiation has its own timeout).
+                state if video_task.is_some() => {
                     let path = match state {
                         RTCPeerConnectionState::Connected => Some(PathState::Connected),
                         RTCPeerConnectionState::Disconnected => Some(PathState::Disconnected),
@@ -1525,6 +1526,7 @@ async fn viewer_loop(
                             .await;
                     }
                 }
+                _ => {}
             },
             ViewerInput::Peer(_) => {}
             ViewerInput::Channel(DataChannelEvent::OnOpen) => {
