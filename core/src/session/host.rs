@@ -1237,20 +1237,8 @@ async fn viewer_loop(
         .create_data_channel(CHANNEL_LABEL, Some(init))
         .await
         .map_err(TransportError::webrtc)?;
-    let offer = connection.create_offer(None).await.map_err(TransportError::webrtc)?;
-    connection
-        .set_local_description(offer.clone())
-        .await
-        .map_err(TransportError::webrtc)?;
-    let own_fingerprint = sdp_fingerprint(&offer.sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
-    shared
-        .signaling
-        .send(ClientMessage::Signal {
-            v: PROTOCOL_VERSION,
-            to: viewer.clone(),
-            payload: SignalPayload::Offer { sdp: offer.sdp },
-        })
-        .await?;
+    let offer = send_offer(&connection, shared, viewer, false).await?;
+    let own_fingerprint = sdp_fingerprint(&offer).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
 
     // Funnel the control channel and RTCP into one bounded queue. Control messages wait for room, so a viewer
     // that sends faster than the host handles them is slowed by SCTP's flow control instead of growing a queue;
@@ -1298,7 +1286,7 @@ async fn viewer_loop(
                         tracing::info!(%viewer, restarts = reconnector.restarts(), "connection lost; restarting ICE");
                         // Candidates of the new generation wait for the answer to the restart.
                         remote_set = false;
-                        if let Err(e) = restart_ice(&connection, shared, viewer).await {
+                        if let Err(e) = send_offer(&connection, shared, viewer, true).await {
                             tracing::warn!(%viewer, "ICE restart not sent: {e}");
                         }
                     }
@@ -1657,14 +1645,16 @@ async fn reconnect_signaling(shared: &Shared) -> Result<mpsc::Receiver<ServerMes
     Ok(incoming)
 }
 
-/// Sends the viewer an offer with new ICE credentials: both sides gather and check candidate pairs again, on the
-/// addresses they have now; DTLS, media and the control channel carry on once a pair works.
-async fn restart_ice(
+/// Makes an offer, applies it locally and sends it to the viewer; returns its SDP. With `ice_restart`, the offer
+/// carries new ICE credentials: both sides gather and check candidate pairs again, on the addresses they have
+/// now; DTLS, media and the control channel carry on once a pair works.
+async fn send_offer(
     connection: &Arc<dyn PeerConnection>,
     shared: &Shared,
     viewer: &ViewerId,
-) -> Result<(), SessionError> {
-    let options = rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true };
+    ice_restart: bool,
+) -> Result<String, SessionError> {
+    let options = rtc::peer_connection::configuration::RTCOfferOptions { ice_restart };
     let offer = connection
         .create_offer(Some(options))
         .await
@@ -1678,10 +1668,10 @@ async fn restart_ice(
         .send(ClientMessage::Signal {
             v: PROTOCOL_VERSION,
             to: viewer.clone(),
-            payload: SignalPayload::Offer { sdp: offer.sdp },
+            payload: SignalPayload::Offer { sdp: offer.sdp.clone() },
         })
         .await?;
-    Ok(())
+    Ok(offer.sdp)
 }
 
 /// Lets go of keys and buttons the viewers' input still holds. Blocks briefly if the input queue is full, so
