@@ -61,6 +61,16 @@ pub enum AuditEvent {
         /// Permissions granted (`view`, `control`, `clipboard`), empty when denied.
         permissions: Vec<&'static str>,
     },
+    /// An unattended technician proved an access (`ok`), or failed to (wrong secret or code, unknown name, or
+    /// someone in the middle).
+    UnattendedAccess {
+        /// Who.
+        viewer: String,
+        /// The access name claimed.
+        access: String,
+        /// Whether the handshake succeeded.
+        ok: bool,
+    },
     /// A viewer's connection is up; `code` is the verification code both sides were shown.
     Connected {
         /// Who.

@@ -60,5 +60,6 @@ pub mod session;
 pub mod signaling;
 pub mod text;
 pub mod transport;
+pub mod unattended;
 
 pub use frame::{Frame, FrameError, PixelFormat, Rect};

@@ -120,9 +120,100 @@ impl FailureWindow {
     }
 }
 
+/// Exponential backoff after failed authentications: after the `n`-th failure in a row, the next attempt waits
+/// `first × 2^(n−1)`, at most `max`. A success starts over.
+///
+/// The wait is measured from the failure, so an attacker who keeps trying during it gains nothing; failures
+/// that happen while a wait runs (attempts that were already under way) double it again.
+///
+/// ```
+/// use peerdesk::ratelimit::FailureBackoff;
+/// use std::time::{Duration, Instant};
+/// let start = Instant::now();
+/// let mut backoff = FailureBackoff::new(Duration::from_secs(1), Duration::from_secs(3600));
+/// assert_eq!(backoff.retry_after(start), None);
+/// assert_eq!(backoff.record_failure(start), Duration::from_secs(1));
+/// assert_eq!(backoff.retry_after(start), Some(Duration::from_secs(1)));
+/// let later = start + Duration::from_secs(1);
+/// assert_eq!(backoff.retry_after(later), None);
+/// assert_eq!(backoff.record_failure(later), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct FailureBackoff {
+    first: Duration,
+    max: Duration,
+    failures: u32,
+    blocked_until: Option<Instant>,
+}
+
+impl FailureBackoff {
+    /// No failures yet. `first` is the wait after one failure (0 is taken as 1 ms), `max` the longest wait.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        FailureBackoff {
+            first: first.max(Duration::from_millis(1)),
+            max,
+            failures: 0,
+            blocked_until: None,
+        }
+    }
+
+    /// How long until the next attempt is allowed; `None` when it is allowed now.
+    pub fn retry_after(&self, now: Instant) -> Option<Duration> {
+        self.blocked_until
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
+    /// Records a failure at `now` and returns the wait it imposes.
+    pub fn record_failure(&mut self, now: Instant) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = self.failures.saturating_sub(1).min(30);
+        let wait = self.first.saturating_mul(1 << doublings).min(self.max);
+        self.blocked_until = Some(now + wait);
+        wait
+    }
+
+    /// Records a success: the next failure waits `first` again.
+    pub fn record_success(&mut self) {
+        self.failures = 0;
+        self.blocked_until = None;
+    }
+
+    /// Failures in a row so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Whether the entry holds nothing worth keeping at `now` (no wait running and `forget_after` passed since
+    /// the last one ended), so that a table of them can be pruned.
+    pub fn is_stale(&self, now: Instant, forget_after: Duration) -> bool {
+        match self.blocked_until {
+            None => true,
+            Some(until) => now >= until + forget_after,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_up_to_the_cap_and_a_success_resets_it() {
+        let t0 = Instant::now();
+        let mut backoff = FailureBackoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        let waits: Vec<u64> = (0..6)
+            .map(|i| backoff.record_failure(t0 + Duration::from_secs(100 * i)).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        let last = t0 + Duration::from_secs(500);
+        assert_eq!(backoff.retry_after(last + Duration::from_secs(4)), Some(Duration::from_secs(6)));
+        assert!(!backoff.is_stale(last + Duration::from_secs(11), Duration::from_secs(60)));
+        assert!(backoff.is_stale(last + Duration::from_secs(70), Duration::from_secs(60)));
+        backoff.record_success();
+        assert_eq!(backoff.retry_after(last), None);
+        assert_eq!(backoff.record_failure(last), Duration::from_secs(1));
+    }
 
     #[test]
     fn bucket_says_when_the_next_token_comes() {

@@ -12,7 +12,7 @@ use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage, C
 use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{FailureBackoff, TokenBucket};
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
 use crate::session::reconnect::{Backoff, PathChange, PathState, ReconnectAction, Reconnector};
 use crate::session::verification::{permissions_in_force, sdp_fingerprint};
@@ -23,6 +23,8 @@ use crate::transport::peer::{new_peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
 use crate::transport::video_send::{new_video_track, Av1RtpSender};
 use crate::transport::{TransportConfig, TransportError};
+use crate::unattended::handshake::{Confirm, HostHandshake};
+use crate::unattended::{DeviceId, UnattendedConfig};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -64,6 +66,8 @@ pub struct HostConfig {
     pub require_verification: bool,
     /// Where the session's audit trail is written (see [`crate::audit`]); none by default.
     pub audit_log: Option<std::path::PathBuf>,
+    /// Unattended access (see [`crate::unattended`]); none by default.
+    pub unattended: Option<UnattendedConfig>,
 }
 
 impl HostConfig {
@@ -81,7 +85,27 @@ impl HostConfig {
             tls: SignalingTls::default(),
             require_verification: false,
             audit_log: None,
+            unattended: None,
         }
+    }
+    /// Offers unattended access: the host registers its device ID with the signaling server, and technicians
+    /// of `config`'s policy connect with their secret (and TOTP code) — without a prompt, unless their access
+    /// says the customer is asked. Default: none (attended sessions only).
+    ///
+    /// ```
+    /// use peerdesk::session::HostConfig;
+    /// use peerdesk::unattended::{AccessPolicy, DeviceIdentity, TechnicianAccess, UnattendedConfig};
+    ///
+    /// let policy = AccessPolicy::new().with(TechnicianAccess::new("alex", "correct horse battery")?);
+    /// let config = HostConfig::new("wss://support.example/ws")
+    ///     .unattended(UnattendedConfig::new(DeviceIdentity::generate()?, policy));
+    /// assert!(config.unattended.is_some());
+    /// # Ok::<(), peerdesk::unattended::UnattendedError>(())
+    /// ```
+    #[must_use]
+    pub fn unattended(mut self, config: UnattendedConfig) -> Self {
+        self.unattended = Some(config);
+        self
     }
     /// Writes the session's audit trail to `path` — hash-chained JSON lines, created (or truncated) with
     /// owner-only permissions: join requests, consent, verification, permission changes, input counts per minute,
@@ -155,6 +179,10 @@ pub struct JoinRequest {
     /// The name they typed: not verified by anyone, so show it as such. Control, format and bidi-override
     /// characters are removed.
     pub name: String,
+    /// For an unattended request of an access whose policy asks the customer: the access name the technician
+    /// claims. Admitting starts the handshake that proves it; a wrong secret still ends the session. `None` for
+    /// attended requests (by session code).
+    pub unattended_access: Option<String>,
     /// The session code the viewer joined with (part of the verification code's input).
     session_code: String,
     reply: Option<mpsc::UnboundedSender<Command>>,
@@ -168,6 +196,7 @@ impl JoinRequest {
                 viewer: self.viewer.clone(),
                 name: self.name.clone(),
                 session_code: std::mem::take(&mut self.session_code),
+                access: self.unattended_access.take(),
                 consent,
             });
         }
@@ -181,6 +210,7 @@ impl Drop for JoinRequest {
                 viewer: self.viewer.clone(),
                 name: self.name.clone(),
                 session_code: String::new(),
+                access: None,
                 consent: Consent::Deny("the host did not answer".into()),
             });
         }
@@ -202,6 +232,23 @@ pub enum HostEvent {
         viewer: ViewerId,
         /// Six digits in two groups, e.g. `"042 917"`.
         code: String,
+    },
+    /// A technician proved an unattended access (secret, and TOTP code when required); their connection
+    /// follows. Sent before [`HostEvent::ViewerConnected`].
+    UnattendedAccess {
+        /// Who.
+        viewer: ViewerId,
+        /// The access name they proved.
+        access: String,
+    },
+    /// Unattended attempts failed this many times in a row (sent after
+    /// [`UnattendedConfig::alert_after`](crate::unattended::UnattendedConfig::alert_after) failures, and at each
+    /// further one): someone may be guessing. Attempts wait `retry_after` before the host considers the next.
+    AccessFailures {
+        /// Failures in a row.
+        failures: u32,
+        /// The wait now imposed.
+        retry_after: Duration,
     },
     /// An admitted viewer's connection is up.
     ViewerConnected {
@@ -301,6 +348,7 @@ enum Command {
         viewer: ViewerId,
         name: String,
         session_code: String,
+        access: Option<String>,
         consent: Consent,
     },
     ConfirmVerification {
@@ -353,6 +401,7 @@ pub struct Host {
     events: Option<EventReceiver<HostEvent>>,
     counters: Arc<Counters>,
     screen: (u32, u32),
+    device_id: Option<DeviceId>,
 }
 
 impl std::fmt::Debug for Host {
@@ -382,7 +431,7 @@ impl Host {
             .validate()
             .map_err(|e| SessionError::InvalidArgument(e.to_string()))?;
         let mut client = SignalingClient::connect_with(&config.server_url, &config.tls).await?;
-        client.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await?;
+        client.send(first_registration(config.unattended.as_ref())).await?;
         let (code, ice_servers, host_peer) = loop {
             let message = tokio::time::timeout(config.connect_timeout, client.recv())
                 .await
@@ -393,9 +442,24 @@ impl Host {
                     code,
                     ice_servers,
                     peer,
+                    device,
                     ..
-                } => break (code, ice_servers, peer),
-                ServerMessage::Error { code, message, .. } => return Err(SessionError::from_server(code, message)),
+                } => {
+                    let expected = config.unattended.as_ref().map(|u| u.device_id().as_str().to_string());
+                    if expected.is_some() && device != expected {
+                        return Err(SessionError::InvalidArgument(
+                            "the signaling server did not register this host's device ID (does it support unattended access?)"
+                                .into(),
+                        ));
+                    }
+                    break (code, ice_servers, peer);
+                }
+                ServerMessage::DeviceChallenge { nonce, .. } => {
+                    client.send(device_registration(config.unattended.as_ref(), &nonce)?).await?
+                }
+                ServerMessage::Error { code, message, retry_after_secs, .. } => {
+                    return Err(SessionError::from_server(code, message, retry_after_secs))
+                },
                 _ => continue,
             }
         };
@@ -462,6 +526,7 @@ impl Host {
             counters: counters.clone(),
             max_bitrate: config.max_bitrate_bps,
             require_verification: config.require_verification,
+            unattended: config.unattended.clone(),
         };
         tokio::spawn(run_host(
             shared,
@@ -479,7 +544,14 @@ impl Host {
             events: Some(events_rx),
             counters,
             screen: (width, height),
+            device_id: config.unattended.as_ref().map(UnattendedConfig::device_id),
         })
+    }
+
+    /// With unattended access: the device ID technicians reach this host by, registered with the signaling
+    /// server (which checked this host's key).
+    pub fn device_id(&self) -> Option<&DeviceId> {
+        self.device_id.as_ref()
     }
 
     /// The one-time session code to tell the viewer.
@@ -786,6 +858,14 @@ fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Base64 from the other side, at most 4 KiB of it (every handshake field is far smaller).
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    (text.len() <= 4096)
+        .then(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .flatten()
+}
+
 /// Input events waiting for the input thread; when full, new events are dropped (a viewer sending faster than
 /// the desktop takes them loses the excess, not the host its memory).
 const INPUT_QUEUE: usize = 256;
@@ -855,6 +935,7 @@ struct Shared {
     counters: Arc<Counters>,
     max_bitrate: u32,
     require_verification: bool,
+    unattended: Option<UnattendedConfig>,
 }
 
 enum ToViewer {
@@ -887,6 +968,8 @@ enum FromViewer {
     Path { viewer: ViewerId, change: PathChange },
     InputCount { viewer: ViewerId, events: u64 },
     Connected { viewer: ViewerId, name: String },
+    /// An unattended technician proved their access, or failed to.
+    Authenticated { viewer: ViewerId, access: String, ok: bool },
     Left { viewer: ViewerId, reason: String },
     Clipboard { viewer: ViewerId, text: String },
     Chat { viewer: ViewerId, text: String },
@@ -918,6 +1001,8 @@ async fn run_host(
     let mut held_codes: std::collections::HashSet<String> = [first_code].into();
     // Viewers the user let in whose admission the server has not confirmed yet.
     let mut awaiting_admission: HashMap<ViewerId, Admitted> = HashMap::new();
+    // Failed unattended attempts, whoever made them: the wait doubles with each.
+    let mut access_backoff = FailureBackoff::new(crate::unattended::FIRST_BACKOFF, crate::unattended::MAX_BACKOFF);
     let end_reason = loop {
         tokio::select! {
             message = incoming.recv(), if signaling_open => match message {
@@ -932,6 +1017,41 @@ async fn run_host(
                     }
                     reconnect_at = Some(backoff.next_attempt(Instant::now()));
                 }
+                Some(ServerMessage::JoinRequest { peer, name, access: Some(access), .. }) => {
+                    let name = crate::text::printable(&name).trim().to_string();
+                    let refusal = match &shared.unattended {
+                        None => Some("this host does not offer unattended access".to_string()),
+                        Some(_) => access_backoff.retry_after(Instant::now()).map(|wait| {
+                            format!("too many failed attempts; retry in {} s", wait.as_secs_f64().ceil() as u64)
+                        }),
+                    };
+                    if let Some(reason) = refusal {
+                        tracing::info!(viewer = %peer, %reason, "unattended join refused");
+                        let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer, reason }).await;
+                        continue;
+                    }
+                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: format!("{name} (unattended access {access:?})") });
+                    let entry = shared.unattended.as_ref().and_then(|u| u.policy.get(&access));
+                    if entry.is_some_and(|e| e.asks_customer()) {
+                        let request = JoinRequest { viewer: peer, name, unattended_access: Some(access), session_code: String::new(), reply: Some(commands_tx.clone()) };
+                        let _ = events.send(HostEvent::JoinRequest(request));
+                        continue;
+                    }
+                    // Unknown names go through the same exchange (against a decoy) and fail in it, so a guesser
+                    // cannot tell which names exist.
+                    let permissions = entry.map_or(Permissions::VIEW_ONLY, |e| e.granted());
+                    let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: peer.clone() }).await;
+                    if awaiting_admission.len() < MAX_AWAITING_ADMISSION {
+                        let admitted = Admitted { viewer: peer.clone(), name, session_code: String::new(), permissions, ice_servers: Vec::new(), access: Some(access) };
+                        awaiting_admission.insert(peer, admitted);
+                    }
+                }
+                Some(ServerMessage::DeviceChallenge { nonce, .. }) => {
+                    match device_registration(shared.unattended.as_ref(), &nonce) {
+                        Ok(register) => { let _ = shared.signaling.send(register).await; }
+                        Err(e) => tracing::warn!("device registration not sent: {e}"),
+                    }
+                }
                 Some(ServerMessage::JoinRequest { peer, name, code, .. }) => {
                     if !code.is_empty() && !held_codes.contains(&code) {
                         tracing::warn!(viewer = %peer, "join request for a code this host does not hold; refused");
@@ -943,7 +1063,7 @@ async fn run_host(
                     // the app's prompt.
                     let name = crate::text::printable(&name).trim().to_string();
                     record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: name.clone() });
-                    let request = JoinRequest { viewer: peer, name, session_code: code, reply: Some(commands_tx.clone()) };
+                    let request = JoinRequest { viewer: peer, name, unattended_access: None, session_code: code, reply: Some(commands_tx.clone()) };
                     let _ = events.send(HostEvent::JoinRequest(request));
                 }
                 Some(ServerMessage::Signal { from, payload, .. }) => {
@@ -976,10 +1096,10 @@ async fn run_host(
                         let _ = invite.send(Ok(code));
                     }
                 }
-                Some(ServerMessage::Error { code, message, .. }) => {
+                Some(ServerMessage::Error { code, message, retry_after_secs, .. }) => {
                     tracing::warn!(%code, %message, "signaling server refused a request");
                     if let Some(invite) = invites.pop_front() {
-                        let _ = invite.send(Err(SessionError::from_server(code, message)));
+                        let _ = invite.send(Err(SessionError::from_server(code, message, retry_after_secs)));
                     }
                 }
                 Some(other) => tracing::debug!(?other, "ignored signaling message"),
@@ -1001,7 +1121,7 @@ async fn run_host(
             }
             command = commands.recv() => match command {
                 None => break "the host stopped sharing".to_string(),
-                Some(Command::Consent { viewer, name, session_code, consent }) => match consent {
+                Some(Command::Consent { viewer, name, session_code, access, consent }) => match consent {
                     Consent::Deny(reason) => {
                         record(&mut audit, AuditEvent::Consent { viewer: viewer.clone(), allowed: false, permissions: Vec::new() });
                         tracing::info!(%viewer, "join denied");
@@ -1014,7 +1134,15 @@ async fn run_host(
                         // The connection starts once the server confirms (`admitted`), with the STUN/TURN servers
                         // it issues for this viewer. Bounded by the join requests the server lets through.
                         if awaiting_admission.len() < MAX_AWAITING_ADMISSION {
-                            let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions, ice_servers: Vec::new() };
+                            // An unattended access the customer was asked about gets at most what its policy grants.
+                            let permissions = match (&access, &shared.unattended) {
+                                (Some(access), Some(u)) => {
+                                    let policy = u.policy.get(access).map_or(Permissions::VIEW_ONLY, |e| e.granted());
+                                    Permissions { control: permissions.control && policy.control, clipboard: permissions.clipboard && policy.clipboard }
+                                }
+                                _ => permissions,
+                            };
+                            let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions, ice_servers: Vec::new(), access };
                             awaiting_admission.insert(viewer, admitted);
                         }
                     }
@@ -1056,7 +1184,7 @@ async fn run_host(
                     let _ = shared.encoder.send(EncoderCommand::Bitrate(target));
                 }
                 Some(Command::Invite(reply)) => {
-                    if shared.signaling.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await.is_ok() {
+                    if shared.signaling.send(ClientMessage::Register { v: PROTOCOL_VERSION, device: None }).await.is_ok() {
                         invites.push_back(reply);
                     } else {
                         let _ = reply.send(Err(SessionError::Signaling(crate::signaling::SignalingError::Closed)));
@@ -1083,6 +1211,23 @@ async fn run_host(
                 FromViewer::Path { viewer, change: PathChange::Restored } => {
                     record(&mut audit, AuditEvent::Reconnect { viewer: viewer.clone(), state: "restored" });
                     let _ = events.send(HostEvent::ViewerReconnected { viewer });
+                }
+                FromViewer::Authenticated { viewer, access, ok: true } => {
+                    access_backoff.record_success();
+                    record(&mut audit, AuditEvent::UnattendedAccess { viewer: viewer.clone(), access: access.clone(), ok: true });
+                    let _ = events.send(HostEvent::UnattendedAccess { viewer, access });
+                }
+                FromViewer::Authenticated { viewer, access, ok: false } => {
+                    let retry_after = access_backoff.record_failure(Instant::now());
+                    let failures = access_backoff.failures();
+                    tracing::warn!(%viewer, failures, ?retry_after, "unattended authentication failed");
+                    record(&mut audit, AuditEvent::UnattendedAccess { viewer: viewer.clone(), access, ok: false });
+                    if signaling_open {
+                        let _ = shared.signaling.send(ClientMessage::AuthFailed { v: PROTOCOL_VERSION, peer: viewer }).await;
+                    }
+                    if shared.unattended.as_ref().is_some_and(|u| failures >= u.alert_after) {
+                        let _ = events.send(HostEvent::AccessFailures { failures, retry_after });
+                    }
                 }
                 FromViewer::Connected { viewer, name } => {
                     let _ = events.send(HostEvent::ViewerConnected { viewer, name });
@@ -1168,6 +1313,8 @@ struct Admitted {
     permissions: Permissions,
     /// STUN/TURN servers the signaling server issued for this viewer's connection.
     ice_servers: Vec<crate::signaling::IceServer>,
+    /// For an unattended viewer: the access it must prove before its answer is applied.
+    access: Option<String>,
 }
 
 /// Viewers let in by the user and waiting for the server's confirmation, at most.
@@ -1219,7 +1366,9 @@ async fn viewer_loop(
         ..
     } = admitted;
     let mut granted = *granted;
-    let mut verified = false;
+    // An unattended viewer's handshake is bound to both certificates: nobody can be in the middle, so there is
+    // no code to confirm.
+    let mut verified = admitted.access.is_some();
     let permissions = permissions_in_force(granted, shared.require_verification, verified);
     let mut verification_code = None;
     let connection: Arc<dyn PeerConnection> = peer.connection;
@@ -1239,6 +1388,28 @@ async fn viewer_loop(
         .map_err(TransportError::webrtc)?;
     let offer = send_offer(&connection, shared, viewer, false).await?;
     let own_fingerprint = sdp_fingerprint(&offer).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+    // Unattended: the handshake's first message follows the offer, and the answer is applied (so that ICE and
+    // DTLS can start) only once the viewer proved its access.
+    let mut handshake = None;
+    let mut auth_confirm: Option<Confirm> = None;
+    if let (Some(access), Some(unattended)) = (&admitted.access, &shared.unattended) {
+        let (_, kdf, hash, totp) = unattended.policy.entry_or_decoy(access, &unattended.identity);
+        let (host_handshake, challenge) =
+            HostHandshake::start(&unattended.identity.device_id(), access, &kdf, &hash, totp);
+        handshake = Some(host_handshake);
+        let payload = SignalPayload::Auth {
+            kdf: challenge.kdf,
+            spake: base64_encode(&challenge.spake),
+        };
+        shared
+            .signaling
+            .send(ClientMessage::Signal {
+                v: PROTOCOL_VERSION,
+                to: viewer.clone(),
+                payload,
+            })
+            .await?;
+    }
 
     // Funnel the control channel and RTCP into one bounded queue. Control messages wait for room, so a viewer
     // that sends faster than the host handles them is slowed by SCTP's flow control instead of growing a queue;
@@ -1363,6 +1534,46 @@ async fn viewer_loop(
                     // The one certificate the DTLS handshake will accept from the viewer: the verification code
                     // is derived from it, so an answer that names several is refused.
                     let fingerprint = sdp_fingerprint(&sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
+                    if let (Some(host_handshake), Some(unattended), Some(access)) =
+                        (handshake.take(), &shared.unattended, &admitted.access)
+                    {
+                        let unix_secs = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let result = match auth_confirm.take() {
+                            Some(confirm) => host_handshake.finish(
+                                &unattended.identity,
+                                &confirm,
+                                &own_fingerprint,
+                                &fingerprint,
+                                unix_secs,
+                            ),
+                            None => Err(crate::unattended::UnattendedError::AuthenticationFailed),
+                        };
+                        let ok = result.is_ok();
+                        let note = FromViewer::Authenticated {
+                            viewer: viewer.clone(),
+                            access: access.clone(),
+                            ok,
+                        };
+                        let _ = notes.send(note).await;
+                        let Ok(proof) = result else {
+                            break Err(SessionError::AuthenticationFailed { retry_after: None });
+                        };
+                        let payload = SignalPayload::AuthProof {
+                            mac: base64_encode(&proof.mac),
+                            public_key: base64_encode(&proof.public_key),
+                            signature: base64_encode(&proof.signature),
+                        };
+                        shared
+                            .signaling
+                            .send(ClientMessage::Signal {
+                                v: PROTOCOL_VERSION,
+                                to: viewer.clone(),
+                                payload,
+                            })
+                            .await?;
+                    }
                     viewer_fingerprint = Some(fingerprint);
                     verification_code = Some(crate::session::verification_code(
                         &own_fingerprint,
@@ -1401,8 +1612,17 @@ async fn viewer_loop(
                         pending_candidates.push(init);
                     }
                 }
-                SignalPayload::Offer { .. } => {
-                    tracing::warn!(%viewer, "viewer sent an offer; ignored")
+                SignalPayload::AuthConfirm { spake, mac } if handshake.is_some() && auth_confirm.is_none() => {
+                    match (base64_decode(&spake), base64_decode(&mac)) {
+                        (Some(spake), Some(mac)) => auth_confirm = Some(Confirm { spake, mac }),
+                        _ => tracing::warn!(%viewer, "malformed authentication confirmation; the answer will fail"),
+                    }
+                }
+                SignalPayload::Offer { .. }
+                | SignalPayload::Auth { .. }
+                | SignalPayload::AuthConfirm { .. }
+                | SignalPayload::AuthProof { .. } => {
+                    tracing::warn!(%viewer, "unexpected signal payload from the viewer; ignored")
                 }
             },
             ViewerInput::Host(message @ (ToViewer::SetPermissions(_) | ToViewer::Verified)) => {
@@ -1630,6 +1850,37 @@ async fn viewer_loop(
     outcome
 }
 
+/// The first message on a signaling connection: a plain registration, or — with a device identity — the request
+/// for the nonce whose signature registers the device ID.
+fn first_registration(unattended: Option<&UnattendedConfig>) -> ClientMessage {
+    match unattended {
+        Some(_) => ClientMessage::DeviceChallenge { v: PROTOCOL_VERSION },
+        None => ClientMessage::Register {
+            v: PROTOCOL_VERSION,
+            device: None,
+        },
+    }
+}
+
+/// The registration that proves this host holds its device key, for the server's `nonce`.
+fn device_registration(unattended: Option<&UnattendedConfig>, nonce: &str) -> Result<ClientMessage, SessionError> {
+    use base64::Engine as _;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let identity = unattended
+        .map(|u| &u.identity)
+        .ok_or_else(|| SessionError::InvalidArgument("a device challenge without a device identity".into()))?;
+    let nonce = b64
+        .decode(nonce)
+        .map_err(|_| SessionError::InvalidArgument("the server's device challenge is not base64".into()))?;
+    Ok(ClientMessage::Register {
+        v: PROTOCOL_VERSION,
+        device: Some(crate::signaling::DeviceClaim {
+            public_key: b64.encode(identity.public_key()),
+            signature: b64.encode(identity.registration_proof(&nonce)),
+        }),
+    })
+}
+
 /// Connects to the signaling server again and registers; the new code arrives as `registered` on the returned
 /// receiver.
 async fn reconnect_signaling(shared: &Shared) -> Result<mpsc::Receiver<ServerMessage>, SessionError> {
@@ -1639,7 +1890,7 @@ async fn reconnect_signaling(shared: &Shared) -> Result<mpsc::Receiver<ServerMes
     )
     .await
     .map_err(timeout_err("the signaling server"))??;
-    client.send(ClientMessage::Register { v: PROTOCOL_VERSION }).await?;
+    client.send(first_registration(shared.unattended.as_ref())).await?;
     let (sender, incoming) = client.split();
     shared.signaling.replace(sender);
     Ok(incoming)

@@ -38,7 +38,7 @@ pub use reconnect::{
     RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED, RESTART_RETRY, SIGNALING_RETRY_FIRST, SIGNALING_RETRY_MAX,
 };
 pub use verification::{parse_fingerprint, sdp_fingerprint, verification_code, Fingerprint, VerificationError};
-pub use viewer::{Viewer, ViewerConfig, ViewerEvent};
+pub use viewer::{UnattendedLogin, Viewer, ViewerConfig, ViewerEvent};
 
 use crate::control::ControlErrorCode;
 use crate::signaling::{ErrorCode, SignalingError};
@@ -91,11 +91,26 @@ pub enum SessionError {
     /// Invalid configuration or argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Unattended access was refused: a wrong secret or TOTP code, an access name the host does not know, or
+    /// someone in the middle of the connection. Attempts back off: `retry_after` says how long until the next
+    /// one is considered.
+    #[error("authentication failed{}", retry_after.map(|d| format!("; retry in {} s", d.as_secs())).unwrap_or_default())]
+    AuthenticationFailed {
+        /// The wait before another attempt, when the server said.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Unattended access: the host did not prove that it knows the access's secret and holds the asked device's
+    /// key — a wrong device ID, or someone in the middle.
+    #[error("the host did not authenticate: {0}")]
+    HostNotAuthenticated(String),
 }
 
 impl SessionError {
-    pub(crate) fn from_server(code: ErrorCode, message: String) -> Self {
+    pub(crate) fn from_server(code: ErrorCode, message: String, retry_after_secs: Option<u64>) -> Self {
         match code {
+            ErrorCode::AuthenticationFailed => SessionError::AuthenticationFailed {
+                retry_after: retry_after_secs.map(std::time::Duration::from_secs),
+            },
             ErrorCode::Denied => SessionError::Denied(message),
             ErrorCode::InvalidCode => SessionError::InvalidCode,
             ErrorCode::ExpiredCode => SessionError::ExpiredCode,

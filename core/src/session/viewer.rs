@@ -15,6 +15,8 @@ use crate::signaling::{
 use crate::transport::peer::{new_peer, Peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
 use crate::transport::{TransportConfig, TransportError};
+use crate::unattended::handshake::{technician_answer, Challenge, Expectation, Proof};
+use crate::unattended::DeviceId;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +48,31 @@ pub struct ViewerConfig {
     /// Which servers a `wss://` signaling URL may present certificates from (default: the webpki roots and
     /// the system's bundle).
     pub tls: SignalingTls,
+    /// Unattended access instead of a session code (see [`ViewerConfig::for_device`]).
+    pub unattended: Option<UnattendedLogin>,
+}
+
+/// What a technician proves for unattended access: the device, the access name, its secret and, when the
+/// access requires it, the current TOTP code. Neither the secret nor the code leaves this process in a usable
+/// form (see [`crate::unattended`]).
+#[derive(Clone)]
+pub struct UnattendedLogin {
+    /// The device to reach.
+    pub device: DeviceId,
+    /// The access name the device's policy knows.
+    pub access: String,
+    secret: String,
+    totp_code: Option<String>,
+}
+
+impl std::fmt::Debug for UnattendedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret and code never reach a log.
+        f.debug_struct("UnattendedLogin")
+            .field("device", &self.device)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ViewerConfig {
@@ -61,7 +88,52 @@ impl ViewerConfig {
             connect_timeout: Duration::from_secs(20),
             decoder: DecoderConfig::default(),
             tls: SignalingTls::default(),
+            unattended: None,
         }
+    }
+    /// Unattended access to `device` as the technician `access`, proving `secret`: no session code and, unless
+    /// the access's policy asks the customer, no prompt. The name shown to the host is the access name (change
+    /// it with [`ViewerConfig::name`]). [`Viewer::join`] then fails with [`SessionError::AuthenticationFailed`]
+    /// for a wrong secret or code and [`SessionError::HostNotAuthenticated`] when the host cannot prove itself.
+    ///
+    /// ```
+    /// use peerdesk::session::ViewerConfig;
+    ///
+    /// let device = "123 456 789".parse()?;
+    /// let config = ViewerConfig::for_device("wss://support.example/ws", device, "alex", "correct horse battery")
+    ///     .totp_code("287082");
+    /// assert!(config.unattended.is_some());
+    /// # Ok::<(), peerdesk::unattended::UnattendedError>(())
+    /// ```
+    pub fn for_device(
+        server_url: impl Into<String>,
+        device: DeviceId,
+        access: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        let access = access.into();
+        let mut config = ViewerConfig::new(server_url, String::new(), access.clone());
+        config.unattended = Some(UnattendedLogin {
+            device,
+            access,
+            secret: secret.into(),
+            totp_code: None,
+        });
+        config
+    }
+    /// The TOTP code for an access that requires one (six digits; spaces are ignored). Default: none.
+    #[must_use]
+    pub fn totp_code(mut self, code: impl Into<String>) -> Self {
+        if let Some(login) = &mut self.unattended {
+            login.totp_code = Some(code.into());
+        }
+        self
+    }
+    /// Sets the name shown to the host's user.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
     /// Sets the network settings.
     pub fn transport(mut self, transport: TransportConfig) -> Self {
@@ -149,6 +221,7 @@ pub struct Viewer {
     host_name: String,
     counters: Arc<Counters>,
     verification_code: String,
+    device_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -173,20 +246,34 @@ impl Viewer {
     /// [`SessionError::InvalidCode`]; an old one [`SessionError::ExpiredCode`].
     pub async fn join(config: ViewerConfig) -> Result<Viewer, SessionError> {
         let mut client = SignalingClient::connect_with(&config.server_url, &config.tls).await?;
-        client
-            .send(ClientMessage::Join {
+        let join = match &config.unattended {
+            Some(login) => ClientMessage::JoinDevice {
+                v: PROTOCOL_VERSION,
+                device: login.device.as_str().to_string(),
+                access: login.access.clone(),
+                name: config.name.clone(),
+            },
+            None => ClientMessage::Join {
                 v: PROTOCOL_VERSION,
                 code: config.code.clone(),
                 name: config.name.clone(),
-            })
-            .await?;
+            },
+        };
+        client.send(join).await?;
+        // ICE candidates that come before the offer is applied, and the unattended handshake's first message.
+        let mut early_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+        let mut challenge: Option<Challenge> = None;
         let closed = || SessionError::Signaling(crate::signaling::SignalingError::Closed);
         let deadline = Instant::now() + config.consent_timeout;
         let mut ice_servers = Vec::new();
         let mut host: Option<PeerId> = None;
         let mut admitted = false;
-        // Pending → accepted → the host's offer.
+        // Pending → accepted → the host's offer (and, unattended, its challenge).
+        let mut offer = None;
         let offer = loop {
+            if let Some(sdp) = offer.take_if(|_| config.unattended.is_none() || challenge.is_some()) {
+                break sdp;
+            }
             let wait = if admitted {
                 config.connect_timeout
             } else {
@@ -219,12 +306,30 @@ impl Viewer {
                         ice_servers = servers;
                     }
                 }
-                ServerMessage::Signal {
-                    payload: SignalPayload::Offer { sdp },
-                    from,
-                    ..
-                } if Some(&from) == host.as_ref() => break sdp,
-                ServerMessage::Error { code, message, .. } => return Err(SessionError::from_server(code, message)),
+                ServerMessage::Signal { payload, from, .. } if Some(&from) == host.as_ref() => match payload {
+                    SignalPayload::Offer { sdp } => offer = Some(sdp),
+                    SignalPayload::Auth { kdf, spake } => {
+                        challenge = Some(Challenge {
+                            kdf,
+                            spake: super::host::base64_decode(&spake)
+                                .ok_or_else(|| SessionError::HostNotAuthenticated("a malformed challenge".into()))?,
+                        })
+                    }
+                    SignalPayload::Candidate {
+                        candidate,
+                        sdp_mid,
+                        sdp_mline_index,
+                    } if early_candidates.len() < 64 => early_candidates.push(RTCIceCandidateInit {
+                        candidate,
+                        sdp_mid,
+                        sdp_mline_index,
+                        ..Default::default()
+                    }),
+                    _ => {}
+                },
+                ServerMessage::Error { code, message, retry_after_secs, .. } => {
+                    return Err(SessionError::from_server(code, message, retry_after_secs))
+                },
                 ServerMessage::PeerLeft { reason, .. } => {
                     return Err(SessionError::Denied(format!("the host left ({reason})")))
                 }
@@ -253,14 +358,62 @@ impl Viewer {
             .map_err(TransportError::webrtc)?;
         let own_fingerprint = sdp_fingerprint(&answer.sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
         let verification_code = verification_code(&host_fingerprint, &own_fingerprint, &config.code);
-        let (sender, incoming) = client.split();
-        sender
+        for candidate in early_candidates.drain(..) {
+            if let Err(e) = peer.connection.add_ice_candidate(candidate).await {
+                tracing::debug!("remote candidate refused: {e}");
+            }
+        }
+        let expectation = match (&config.unattended, challenge) {
+            (Some(login), Some(challenge)) => {
+                let login = login.clone();
+                // argon2id takes tens of milliseconds and 19 MiB: off the async threads.
+                let (confirm, expectation) = tokio::task::spawn_blocking(move || {
+                    technician_answer(
+                        &login.device,
+                        &login.access,
+                        &login.secret,
+                        login.totp_code.as_deref(),
+                        &challenge,
+                        &host_fingerprint,
+                        &own_fingerprint,
+                    )
+                })
+                .await
+                .map_err(|e| SessionError::InvalidArgument(format!("the handshake task failed: {e}")))?
+                .map_err(|e| SessionError::HostNotAuthenticated(e.to_string()))?;
+                let payload = SignalPayload::AuthConfirm {
+                    spake: base64_encode(&confirm.spake),
+                    mac: base64_encode(&confirm.mac),
+                };
+                client
+                    .send(ClientMessage::Signal {
+                        v: PROTOCOL_VERSION,
+                        to: host.clone(),
+                        payload,
+                    })
+                    .await?;
+                Some(expectation)
+            }
+            _ => None,
+        };
+        client
             .send(ClientMessage::Signal {
                 v: PROTOCOL_VERSION,
                 to: host.clone(),
                 payload: SignalPayload::Answer { sdp: answer.sdp },
             })
             .await?;
+        let device_key = match expectation {
+            Some(expectation) => {
+                let result = await_proof(&mut client, &peer, &host, &expectation, config.connect_timeout).await;
+                if result.is_err() {
+                    let _ = peer.connection.close().await;
+                }
+                Some(result?)
+            }
+            None => None,
+        };
+        let (sender, incoming) = client.split();
 
         let frames = Arc::new(FrameQueue::new(config.frame_queue));
         let counters = Arc::new(Counters::default());
@@ -306,8 +459,15 @@ impl Viewer {
             host_name: welcome.host_name,
             counters,
             verification_code,
+            device_key,
         }
         .with_permissions(welcome.permissions))
+    }
+
+    /// For an unattended session: the device's Ed25519 public key, which it proved it holds. An app can remember
+    /// it from the first session and refuse a later one with another key (nine-digit device IDs can be ground).
+    pub fn device_public_key(&self) -> Option<[u8; 32]> {
+        self.device_key
     }
 
     fn with_permissions(self, _initial: Permissions) -> Self {
@@ -627,6 +787,77 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
 }
 
 /// Answers the host's ICE-restart offer; returns the answer's SDP.
+/// Waits for the host's proof in an unattended handshake, applying the ICE candidates that come meanwhile.
+async fn await_proof(
+    client: &mut SignalingClient,
+    peer: &Peer,
+    host: &PeerId,
+    expectation: &Expectation,
+    timeout: Duration,
+) -> Result<[u8; 32], SessionError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let message = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), client.recv())
+            .await
+            .map_err(|_| SessionError::Timeout("the host's authentication"))?
+            .ok_or(SessionError::Signaling(crate::signaling::SignalingError::Closed))?;
+        match message {
+            ServerMessage::Signal { from, payload, .. } if &from == host => match payload {
+                SignalPayload::AuthProof {
+                    mac,
+                    public_key,
+                    signature,
+                } => {
+                    let decode = |field: &str| {
+                        super::host::base64_decode(field)
+                            .ok_or_else(|| SessionError::HostNotAuthenticated("a malformed proof".into()))
+                    };
+                    let proof = Proof {
+                        mac: decode(&mac)?,
+                        public_key: decode(&public_key)?,
+                        signature: decode(&signature)?,
+                    };
+                    return expectation
+                        .check(&proof)
+                        .map_err(|e| SessionError::HostNotAuthenticated(e.to_string()));
+                }
+                SignalPayload::Candidate {
+                    candidate,
+                    sdp_mid,
+                    sdp_mline_index,
+                } => {
+                    let init = RTCIceCandidateInit {
+                        candidate,
+                        sdp_mid,
+                        sdp_mline_index,
+                        ..Default::default()
+                    };
+                    if let Err(e) = peer.connection.add_ice_candidate(init).await {
+                        tracing::debug!("remote candidate refused: {e}");
+                    }
+                }
+                _ => {}
+            },
+            ServerMessage::Error {
+                code,
+                message,
+                retry_after_secs,
+                ..
+            } => return Err(SessionError::from_server(code, message, retry_after_secs)),
+            ServerMessage::PeerLeft { reason, .. } => {
+                tracing::info!("the host left during authentication: {reason}");
+                return Err(SessionError::AuthenticationFailed { retry_after: None });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 async fn answer_restart(connection: &Arc<dyn PeerConnection>, sdp: String) -> Result<String, SessionError> {
     let offer = RTCSessionDescription::offer(sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
     connection

@@ -7,4 +7,6 @@ pub mod client;
 pub mod protocol;
 
 pub use client::{SignalingClient, SignalingError, SignalingSender, SignalingTls};
-pub use protocol::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION};
+pub use protocol::{
+    ClientMessage, DeviceClaim, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION,
+};

@@ -5,18 +5,25 @@
 //!
 //! | direction | `type` | fields | meaning |
 //! | --- | --- | --- | --- |
-//! | host → server | `register` | | issue a one-time session code for this host |
-//! | server → host | `registered` | `peer`, `code`, `expires_in_secs`, `ice_servers` | the code to show the user |
+//! | host → server | `device_challenge` | | ask for a nonce to sign (a host with a device identity) |
+//! | server → host | `device_challenge` | `nonce` | base64 bytes to sign once |
+//! | host → server | `register` | `device` (optional: `public_key`, `signature`) | issue a one-time session code for this host; with `device`, also take its device ID |
+//! | server → host | `registered` | `peer`, `code`, `expires_in_secs`, `device` | the code to show the user (and the device ID registered) |
 //! | viewer → server | `join` | `code`, `name` | ask to join the host that owns `code` |
+//! | viewer → server | `join_device` | `device`, `access`, `name` | ask for unattended access to a registered device |
 //! | server → viewer | `join_pending` | `peer`, `host`, `ice_servers` (empty: see `accepted`) | the host has been asked for consent |
-//! | server → host | `join_request` | `peer`, `name`, `code` | a viewer asks to join with one of the host's codes; answer with `accept` or `reject` |
+//! | server → host | `join_request` | `peer`, `name`, `code`, `access` | a viewer asks to join with one of the host's codes (or, with `access`, unattended); answer with `accept` or `reject` |
+//! | host → server | `auth_failed` | `peer` | an unattended viewer failed to authenticate: the server ends it and backs off its address |
 //! | host → server | `accept` / `reject` | `peer` (+ `reason` for reject) | the consent answer |
 //! | server → viewer | `accepted` | `host` | the host consented; its offer follows |
 //! | either → server | `signal` | `to`, `payload` | SDP offer/answer or ICE candidate for an admitted peer |
 //! | server → either | `signal` | `from`, `payload` | the relayed payload |
 //! | either → server | `leave` | | end this peer's sessions |
 //! | server → either | `peer_left` | `peer`, `reason` | the other side left or was rejected |
-//! | server → either | `error` | `code`, `message` | a request was refused; the connection stays usable |
+//! | server → either | `error` | `code`, `message`, `retry_after_secs` | a request was refused; the connection stays usable |
+//!
+//! The `signal` payloads are `offer`, `answer` and `candidate`, and, for unattended access (see
+//! [`crate::unattended`]), `auth`, `auth_confirm` and `auth_proof`.
 //!
 //! Limits: a message is at most [`MAX_MESSAGE_BYTES`]; servers also limit messages per second and join attempts
 //! (answered with `error` code `rate_limited`).
@@ -29,6 +36,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The longest viewer name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+
+/// The longest access name accepted, in characters.
+pub const MAX_ACCESS_CHARS: usize = 64;
 
 /// A peer's identifier on the server: random, opaque, valid for one WebSocket connection.
 pub type PeerId = String;
@@ -71,6 +81,39 @@ pub enum SignalPayload {
         #[serde(default)]
         sdp_mline_index: Option<u16>,
     },
+    /// Unattended access, host → viewer after the offer: argon2id parameters and the host's SPAKE2 message.
+    Auth {
+        /// `$argon2id$v=19$m=…,t=…,p=…$<salt>`.
+        kdf: String,
+        /// Base64 SPAKE2 message.
+        spake: String,
+    },
+    /// Unattended access, viewer → host before the answer: the viewer's SPAKE2 message and key confirmation.
+    AuthConfirm {
+        /// Base64 SPAKE2 message.
+        spake: String,
+        /// Base64 HMAC-SHA256 over the transcript (and TOTP code).
+        mac: String,
+    },
+    /// Unattended access, host → viewer: the host's key confirmation and device signature.
+    AuthProof {
+        /// Base64 HMAC-SHA256 over the transcript.
+        mac: String,
+        /// Base64 Ed25519 device public key.
+        public_key: String,
+        /// Base64 Ed25519 signature of the transcript.
+        signature: String,
+    },
+}
+
+/// A host's proof that it holds its device key: its public key and its signature of the server's nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceClaim {
+    /// Base64 Ed25519 public key (32 bytes).
+    pub public_key: String,
+    /// Base64 Ed25519 signature of [`crate::unattended::REGISTRATION_CONTEXT`] followed by the nonce.
+    pub signature: String,
 }
 
 /// Messages a client sends.
@@ -81,6 +124,32 @@ pub enum ClientMessage {
     Register {
         /// Protocol version.
         v: u32,
+        /// With a device identity: the proof that registers its device ID for this connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<DeviceClaim>,
+    },
+    /// A host with a device identity asks for a nonce to sign.
+    DeviceChallenge {
+        /// Protocol version.
+        v: u32,
+    },
+    /// A viewer asks for unattended access to a registered device.
+    JoinDevice {
+        /// Protocol version.
+        v: u32,
+        /// The nine-digit device ID.
+        device: String,
+        /// The technician access name the host's policy knows.
+        access: String,
+        /// Who is asking, shown to the host's user when the policy asks them.
+        name: String,
+    },
+    /// An unattended viewer failed to authenticate (host → server): end it and back off its address.
+    AuthFailed {
+        /// Protocol version.
+        v: u32,
+        /// The viewer.
+        peer: PeerId,
     },
     /// A viewer asks to join the host owning `code`.
     Join {
@@ -148,6 +217,12 @@ pub enum ErrorCode {
     UnknownPeer,
     /// The server is at capacity.
     Unavailable,
+    /// No host with this device ID is connected.
+    UnknownDevice,
+    /// Another key holds this device ID.
+    DeviceTaken,
+    /// Unattended authentication failed.
+    AuthenticationFailed,
 }
 
 impl ErrorCode {
@@ -164,6 +239,9 @@ impl ErrorCode {
             ErrorCode::NotAllowed => "not_allowed",
             ErrorCode::UnknownPeer => "unknown_peer",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::UnknownDevice => "unknown_device",
+            ErrorCode::DeviceTaken => "device_taken",
+            ErrorCode::AuthenticationFailed => "authentication_failed",
         }
     }
 }
@@ -192,6 +270,16 @@ pub enum ServerMessage {
         /// the host let a viewer in, so that registering alone earns no relay.
         #[serde(default)]
         ice_servers: Vec<IceServer>,
+        /// The device ID registered for this connection, when the registration carried a device claim.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+    },
+    /// The nonce a host signs to register its device ID.
+    DeviceChallenge {
+        /// Protocol version.
+        v: u32,
+        /// Base64 bytes, good for one `register` on this connection.
+        nonce: String,
     },
     /// The viewer's join request went to the host.
     JoinPending {
@@ -213,9 +301,13 @@ pub enum ServerMessage {
         /// The name the viewer gave.
         name: String,
         /// The code the viewer joined with: a host prompts only for codes it holds. Empty from servers older than
-        /// this field.
+        /// this field, and for unattended requests.
         #[serde(default)]
         code: String,
+        /// For an unattended request (`join_device`): the access name the viewer claims; it proves it in the
+        /// handshake that follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<String>,
     },
     /// The host consented (to the viewer).
     Accepted {
@@ -266,6 +358,9 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// Why, for people.
         message: String,
+        /// For `rate_limited` and `authentication_failed`: seconds until another attempt may succeed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
     },
 }
 
@@ -276,6 +371,17 @@ impl ServerMessage {
             v: PROTOCOL_VERSION,
             code,
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// An error reply that says when to retry.
+    pub fn error_retry_after(code: ErrorCode, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        ServerMessage::Error {
+            v: PROTOCOL_VERSION,
+            code,
+            message: message.into(),
+            retry_after_secs: Some(retry_after_secs),
         }
     }
 }
@@ -284,7 +390,10 @@ impl ClientMessage {
     /// The version the message claims.
     pub fn version(&self) -> u32 {
         match self {
-            ClientMessage::Register { v }
+            ClientMessage::Register { v, .. }
+            | ClientMessage::DeviceChallenge { v }
+            | ClientMessage::JoinDevice { v, .. }
+            | ClientMessage::AuthFailed { v, .. }
             | ClientMessage::Join { v, .. }
             | ClientMessage::Accept { v, .. }
             | ClientMessage::Reject { v, .. }

@@ -4,13 +4,13 @@
 //! the limits and the room state, and queues the replies and relays. A bad message gets an `error` reply and
 //! changes nothing else.
 
-use crate::limits::{JoinGuard, JoinLimits};
+use crate::limits::{client_key, Cidr, JoinGuard, JoinLimits};
 use crate::outbox::{outbox, Outbox, OutboxError, OutboxReceiver, OUTBOX_BYTES};
 use crate::rooms::{new_code, RedeemError, Relation, RoomStore};
 use crate::turn::TurnRest;
-use peerdesk::ratelimit::TokenBucket;
-use peerdesk::signaling::protocol::{parse_client_message, MAX_NAME_CHARS};
-use peerdesk::signaling::{ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION};
+use peerdesk::ratelimit::{FailureBackoff, TokenBucket};
+use peerdesk::signaling::protocol::{parse_client_message, MAX_ACCESS_CHARS, MAX_NAME_CHARS};
+use peerdesk::signaling::{ClientMessage, DeviceClaim, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,7 +65,26 @@ struct PeerEntry {
     role: Role,
     /// For a viewer: the host it joined.
     host: Option<PeerId>,
+    /// The nonce this connection may sign once to register a device ID.
+    nonce: Option<[u8; 32]>,
+    /// For a host: the device ID it registered.
+    device: Option<String>,
+    /// For an unattended viewer: the device it asked for and its client key, where a failure backs off.
+    unattended: Option<(String, Cidr)>,
 }
+
+/// A registered device: the connection holding it and its key.
+#[derive(Debug, Clone)]
+struct DeviceEntry {
+    host: PeerId,
+    public_key: [u8; 32],
+}
+
+/// Most (device, client) backoff entries kept; when full, stale ones are pruned and, if none is stale, new
+/// unattended attempts wait.
+const MAX_AUTH_BACKOFFS: usize = 100_000;
+/// A backoff entry whose wait ended this long ago is forgotten.
+const AUTH_BACKOFF_MEMORY: Duration = Duration::from_secs(3600);
 
 /// Log lines about refused requests and dropped connections, per second, across the server: enough to see an
 /// attack, not enough for an attacker to fill the disk (one connection once wrote 1 GB of log in 10 s).
@@ -102,6 +121,9 @@ pub struct Hub {
     config: HubConfig,
     store: Arc<dyn RoomStore>,
     peers: Mutex<HashMap<PeerId, PeerEntry>>,
+    devices: Mutex<HashMap<String, DeviceEntry>>,
+    /// Failed unattended attempts per (device, client key): one attacker's failures never slow another client.
+    auth_backoff: Mutex<HashMap<(String, Cidr), FailureBackoff>>,
     joins: Mutex<JoinGuard>,
     refusal_log: Mutex<LogLimiter>,
 }
@@ -131,6 +153,8 @@ impl Hub {
             config,
             store,
             peers: Mutex::new(HashMap::new()),
+            devices: Mutex::new(HashMap::new()),
+            auth_backoff: Mutex::new(HashMap::new()),
             refusal_log: Mutex::new(LogLimiter::new(Instant::now())),
         }
     }
@@ -152,6 +176,9 @@ impl Hub {
                 outbox: tx,
                 role: Role::Unassigned,
                 host: None,
+                nonce: None,
+                device: None,
+                unattended: None,
             },
         );
         Ok((id, rx))
@@ -219,7 +246,12 @@ impl Hub {
         };
         debug_assert_eq!(message.version(), PROTOCOL_VERSION);
         match message {
-            ClientMessage::Register { .. } => self.register(peer, now),
+            ClientMessage::Register { device, .. } => self.register(peer, device, now),
+            ClientMessage::DeviceChallenge { .. } => self.device_challenge(peer),
+            ClientMessage::JoinDevice {
+                device, access, name, ..
+            } => self.join_device(peer, addr, &device, &access, &name, now),
+            ClientMessage::AuthFailed { peer: viewer, .. } => self.auth_failed(peer, &viewer, now),
             ClientMessage::Join { code, name, .. } => self.join(peer, addr, &code, &name, now),
             ClientMessage::Accept { peer: viewer, .. } => self.accept(peer, &viewer),
             ClientMessage::Reject {
@@ -257,7 +289,88 @@ impl Hub {
         self.store.relation(a, b) == Relation::Admitted || self.store.relation(b, a) == Relation::Admitted
     }
 
-    fn register(&self, peer: &PeerId, now: Instant) {
+    fn device_challenge(&self, peer: &PeerId) {
+        let mut nonce = [0u8; 32];
+        getrandom::fill(&mut nonce).expect("the operating system's random source failed");
+        {
+            let mut peers = lock(&self.peers);
+            let Some(entry) = peers.get_mut(peer) else {
+                return;
+            };
+            if entry.role == Role::Viewer {
+                drop(peers);
+                return self.reply_error(peer, ErrorCode::NotAllowed, "a viewer connection has no device");
+            }
+            entry.nonce = Some(nonce);
+        }
+        use base64::Engine as _;
+        self.send(
+            peer,
+            ServerMessage::DeviceChallenge {
+                v: PROTOCOL_VERSION,
+                nonce: base64::engine::general_purpose::STANDARD.encode(nonce),
+            },
+        );
+    }
+
+    /// Checks a device claim against the nonce this connection was given (used up either way) and takes the
+    /// device ID for it: a reconnecting host with the same key takes over; another key is refused.
+    fn claim_device(&self, peer: &PeerId, claim: &DeviceClaim) -> Result<String, (ErrorCode, &'static str)> {
+        use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let nonce = lock(&self.peers)
+            .get_mut(peer)
+            .and_then(|entry| entry.nonce.take())
+            .ok_or((ErrorCode::NotAllowed, "ask for a device challenge first"))?;
+        let public_key: [u8; 32] = b64
+            .decode(&claim.public_key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or((ErrorCode::Malformed, "a device public key is 32 bytes of base64"))?;
+        let signature = b64
+            .decode(&claim.signature)
+            .map_err(|_| (ErrorCode::Malformed, "the device signature is not base64"))?;
+        if !peerdesk::unattended::verify_registration(&public_key, &nonce, &signature) {
+            return Err((ErrorCode::NotAllowed, "the device signature does not verify"));
+        }
+        let device = peerdesk::unattended::DeviceId::from_public_key(&public_key)
+            .as_str()
+            .to_string();
+        let mut devices = lock(&self.devices);
+        if let Some(held) = devices.get(&device) {
+            let live = held.host != *peer && lock(&self.peers).contains_key(&held.host);
+            if held.public_key != public_key && live {
+                return Err((ErrorCode::DeviceTaken, "another key holds this device ID"));
+            }
+            if live {
+                if let Some(old) = lock(&self.peers).get_mut(&held.host) {
+                    old.device = None;
+                }
+            }
+        }
+        devices.insert(
+            device.clone(),
+            DeviceEntry {
+                host: peer.clone(),
+                public_key,
+            },
+        );
+        drop(devices);
+        if let Some(entry) = lock(&self.peers).get_mut(peer) {
+            entry.device = Some(device.clone());
+        }
+        tracing::info!(host = %peer, %device, "device registered");
+        Ok(device)
+    }
+
+    fn register(&self, peer: &PeerId, device: Option<DeviceClaim>, now: Instant) {
+        if self.role(peer) == Some(Role::Viewer) {
+            return self.reply_error(peer, ErrorCode::NotAllowed, "a viewer connection cannot register as a host");
+        }
+        let device = match device.map(|claim| self.claim_device(peer, &claim)).transpose() {
+            Ok(device) => device,
+            Err((code, message)) => return self.reply_error(peer, code, message),
+        };
         {
             let mut peers = lock(&self.peers);
             let Some(entry) = peers.get_mut(peer) else {
@@ -297,7 +410,129 @@ impl Hub {
                 expires_in_secs: self.config.code_ttl.as_secs(),
                 // STUN/TURN only once a viewer is admitted (`admitted`): registering earns no relay.
                 ice_servers: Vec::new(),
+                device,
             },
+        );
+    }
+
+    fn join_device(&self, peer: &PeerId, addr: IpAddr, device: &str, access: &str, name: &str, now: Instant) {
+        match self.role(peer) {
+            Some(Role::Unassigned) => {}
+            Some(_) => return self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role"),
+            None => return,
+        }
+        let Some(name) = clean_name(name) else {
+            return self.reply_error(
+                peer,
+                ErrorCode::Malformed,
+                format!("name must be 1..={MAX_NAME_CHARS} printable characters"),
+            );
+        };
+        let access_ok = peerdesk::text::printable(access) == access
+            && !access.trim().is_empty()
+            && access.chars().count() <= MAX_ACCESS_CHARS;
+        if !access_ok {
+            return self.reply_error(
+                peer,
+                ErrorCode::Malformed,
+                format!("access must be 1..={MAX_ACCESS_CHARS} printable characters"),
+            );
+        }
+        // Guessing device IDs counts like guessing codes.
+        if !lock(&self.joins).allows(addr, now) {
+            return self.reply_error(peer, ErrorCode::RateLimited, "too many failed join attempts; try again later");
+        }
+        let key = (device.to_string(), client_key(addr));
+        if let Some(wait) = lock(&self.auth_backoff).get(&key).and_then(|b| b.retry_after(now)) {
+            let secs = wait.as_secs_f64().ceil() as u64;
+            return self.send(
+                peer,
+                ServerMessage::error_retry_after(
+                    ErrorCode::RateLimited,
+                    format!("too many failed attempts on this device; retry in {secs} s"),
+                    secs,
+                ),
+            );
+        }
+        let host = lock(&self.devices)
+            .get(device)
+            .map(|d| d.host.clone())
+            .filter(|host| self.is_connected(host));
+        let Some(host) = host else {
+            lock(&self.joins).record_failure(addr, now);
+            return self.reply_error(peer, ErrorCode::UnknownDevice, "no device with this ID is connected");
+        };
+        if !self.store.request(&host, peer) {
+            return self.reply_error(peer, ErrorCode::RateLimited, "this device has too many pending requests");
+        }
+        if let Some(entry) = lock(&self.peers).get_mut(peer) {
+            entry.role = Role::Viewer;
+            entry.host = Some(host.clone());
+            entry.unattended = Some(key);
+        }
+        tracing::info!(host = %host, viewer = %peer, %addr, %device, "unattended join request");
+        self.send(
+            peer,
+            ServerMessage::JoinPending {
+                v: PROTOCOL_VERSION,
+                peer: peer.clone(),
+                host: host.clone(),
+                ice_servers: Vec::new(),
+            },
+        );
+        self.send(
+            &host,
+            ServerMessage::JoinRequest {
+                v: PROTOCOL_VERSION,
+                peer: peer.clone(),
+                name,
+                code: String::new(),
+                access: Some(access.to_string()),
+            },
+        );
+    }
+
+    /// The host says an unattended viewer failed its handshake: back off that client on that device, and end it.
+    fn auth_failed(&self, host: &PeerId, viewer: &PeerId, now: Instant) {
+        if self.role(host) != Some(Role::Host) {
+            return self.reply_error(host, ErrorCode::NotAllowed, "only a host reports failed authentication");
+        }
+        if self.store.relation(host, viewer) == Relation::None {
+            return self.reply_error(host, ErrorCode::UnknownPeer, format!("no viewer {viewer:?}"));
+        }
+        let host_device = lock(&self.peers).get(host).and_then(|e| e.device.clone());
+        let key = lock(&self.peers).get(viewer).and_then(|e| e.unattended.clone());
+        let Some(key) = key.filter(|(device, _)| Some(device) == host_device.as_ref()) else {
+            return self.reply_error(host, ErrorCode::NotAllowed, "that viewer did not ask for unattended access");
+        };
+        let wait = {
+            let mut backoffs = lock(&self.auth_backoff);
+            if backoffs.len() >= MAX_AUTH_BACKOFFS {
+                backoffs.retain(|_, b| !b.is_stale(now, AUTH_BACKOFF_MEMORY));
+            }
+            let room = backoffs.len() < MAX_AUTH_BACKOFFS;
+            match backoffs.get_mut(&key) {
+                Some(backoff) => Some(backoff.record_failure(now)),
+                None if room => {
+                    let mut backoff =
+                        FailureBackoff::new(peerdesk::unattended::FIRST_BACKOFF, peerdesk::unattended::MAX_BACKOFF);
+                    let wait = backoff.record_failure(now);
+                    backoffs.insert(key.clone(), backoff);
+                    Some(wait)
+                }
+                None => None,
+            }
+        };
+        let secs = wait.map_or(1, |w| w.as_secs_f64().ceil() as u64);
+        self.store.unpair(host, viewer);
+        tracing::info!(host = %host, viewer = %viewer, device = %key.0, retry_after_secs = secs, "unattended authentication failed");
+        self.send(
+            viewer,
+            ServerMessage::error_retry_after(
+                ErrorCode::AuthenticationFailed,
+                format!("authentication failed; retry in {secs} s"),
+                secs,
+            ),
         );
     }
 
@@ -373,6 +608,7 @@ impl Hub {
                 peer: peer.clone(),
                 name,
                 code: code.to_string(),
+                access: None,
             },
         );
     }
@@ -477,7 +713,14 @@ impl Hub {
     /// Forgets a connection that closed, telling its counterparts.
     pub fn disconnect(&self, peer: &PeerId) {
         // Removed first: a counterpart that does not read either is disconnected in turn, not looped on.
-        if lock(&self.peers).remove(peer).is_some() {
+        let removed = lock(&self.peers).remove(peer);
+        if let Some(device) = removed.as_ref().and_then(|e| e.device.as_ref()) {
+            let mut devices = lock(&self.devices);
+            if devices.get(device).is_some_and(|d| d.host == *peer) {
+                devices.remove(device);
+            }
+        }
+        if removed.is_some() {
             self.leave(peer, "disconnected");
         }
     }

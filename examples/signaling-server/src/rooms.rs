@@ -50,6 +50,9 @@ pub trait RoomStore: Send + Sync {
     /// Records the host's consent and consumes the code the viewer claimed. Returns the other viewers that were
     /// waiting on the same code (now unpaired), or `None` when the viewer was not pending.
     fn admit(&self, host: &PeerId, viewer: &PeerId) -> Option<Vec<PeerId>>;
+    /// Records `viewer`'s pending request to `host` without a code (unattended access); `false` when the host
+    /// already has too many pending requests.
+    fn request(&self, host: &PeerId, viewer: &PeerId) -> bool;
     /// How `host` and `viewer` relate.
     fn relation(&self, host: &PeerId, viewer: &PeerId) -> Relation;
     /// Unpairs the two; a pending viewer's claim on its code is released.
@@ -96,6 +99,8 @@ pub struct MemoryRoomStore {
     state: Mutex<State>,
 }
 
+/// Unattended requests one host may have pending at once (each waits for its handshake to start).
+const MAX_PENDING_REQUESTS: usize = 16;
 /// How long an expired code is remembered as expired (after that it is simply invalid).
 const EXPIRED_MEMORY: Duration = Duration::from_secs(3600);
 /// Most expired codes remembered; past it the oldest become simply invalid sooner.
@@ -221,6 +226,26 @@ impl RoomStore for MemoryRoomStore {
             state.forget_code(&code, true);
         }
         Some(others)
+    }
+
+    fn request(&self, host: &PeerId, viewer: &PeerId) -> bool {
+        let mut state = self.lock();
+        let pending = state
+            .pairs
+            .iter()
+            .filter(|((h, _), pair)| h == host && !pair.admitted && pair.code.is_none())
+            .count();
+        if pending >= MAX_PENDING_REQUESTS {
+            return false;
+        }
+        state.pairs.insert(
+            (host.clone(), viewer.clone()),
+            Pair {
+                admitted: false,
+                code: None,
+            },
+        );
+        true
     }
 
     fn relation(&self, host: &PeerId, viewer: &PeerId) -> Relation {
