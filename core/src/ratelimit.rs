@@ -159,9 +159,7 @@ impl FailureBackoff {
 
     /// How long until the next attempt is allowed; `None` when it is allowed now.
     pub fn retry_after(&self, now: Instant) -> Option<Duration> {
-        self.blocked_until
-            .filter(|until| *until > now)
-            .map(|until| until - now)
+        self.blocked_until.filter(|until| *until > now).map(|until| until - now)
     }
 
     /// Records a failure at `now` and returns the wait it imposes.
@@ -207,7 +205,10 @@ mod tests {
             .collect();
         assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
         let last = t0 + Duration::from_secs(500);
-        assert_eq!(backoff.retry_after(last + Duration::from_secs(4)), Some(Duration::from_secs(6)));
+        assert_eq!(
+            backoff.retry_after(last + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
         assert!(!backoff.is_stale(last + Duration::from_secs(11), Duration::from_secs(60)));
         assert!(backoff.is_stale(last + Duration::from_secs(70), Duration::from_secs(60)));
         backoff.record_success();

@@ -455,11 +455,16 @@ impl Host {
                     break (code, ice_servers, peer);
                 }
                 ServerMessage::DeviceChallenge { nonce, .. } => {
-                    client.send(device_registration(config.unattended.as_ref(), &nonce)?).await?
+                    client
+                        .send(device_registration(config.unattended.as_ref(), &nonce)?)
+                        .await?
                 }
-                ServerMessage::Error { code, message, retry_after_secs, .. } => {
-                    return Err(SessionError::from_server(code, message, retry_after_secs))
-                },
+                ServerMessage::Error {
+                    code,
+                    message,
+                    retry_after_secs,
+                    ..
+                } => return Err(SessionError::from_server(code, message, retry_after_secs)),
                 _ => continue,
             }
         };
@@ -964,17 +969,48 @@ fn to_viewer(tx: &mpsc::Sender<ToViewer>, message: ToViewer) {
 }
 
 enum FromViewer {
-    VerificationCode { viewer: ViewerId, code: String },
-    Path { viewer: ViewerId, change: PathChange },
-    InputCount { viewer: ViewerId, events: u64 },
-    Connected { viewer: ViewerId, name: String },
+    VerificationCode {
+        viewer: ViewerId,
+        code: String,
+    },
+    Path {
+        viewer: ViewerId,
+        change: PathChange,
+    },
+    InputCount {
+        viewer: ViewerId,
+        events: u64,
+    },
+    Connected {
+        viewer: ViewerId,
+        name: String,
+    },
     /// An unattended technician proved their access, or failed to.
-    Authenticated { viewer: ViewerId, access: String, ok: bool },
-    Left { viewer: ViewerId, reason: String },
-    Clipboard { viewer: ViewerId, text: String },
-    Chat { viewer: ViewerId, text: String },
-    Refused { viewer: ViewerId, code: ControlErrorCode },
-    TargetBitrate { viewer: ViewerId, bps: f64 },
+    Authenticated {
+        viewer: ViewerId,
+        access: String,
+        ok: bool,
+    },
+    Left {
+        viewer: ViewerId,
+        reason: String,
+    },
+    Clipboard {
+        viewer: ViewerId,
+        text: String,
+    },
+    Chat {
+        viewer: ViewerId,
+        text: String,
+    },
+    Refused {
+        viewer: ViewerId,
+        code: ControlErrorCode,
+    },
+    TargetBitrate {
+        viewer: ViewerId,
+        bps: f64,
+    },
 }
 
 async fn run_host(

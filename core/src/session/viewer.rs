@@ -327,9 +327,12 @@ impl Viewer {
                     }),
                     _ => {}
                 },
-                ServerMessage::Error { code, message, retry_after_secs, .. } => {
-                    return Err(SessionError::from_server(code, message, retry_after_secs))
-                },
+                ServerMessage::Error {
+                    code,
+                    message,
+                    retry_after_secs,
+                    ..
+                } => return Err(SessionError::from_server(code, message, retry_after_secs)),
                 ServerMessage::PeerLeft { reason, .. } => {
                     return Err(SessionError::Denied(format!("the host left ({reason})")))
                 }

@@ -75,9 +75,14 @@ impl KdfParams {
             return Err(bad());
         };
         let salt = STANDARD_NO_PAD.decode(salt).map_err(|_| bad())?;
-        if memory_kib > ARGON2_MAX_MEMORY_KIB || passes > ARGON2_MAX_PASSES || lanes > 4 || !(8..=64).contains(&salt.len())
+        if memory_kib > ARGON2_MAX_MEMORY_KIB
+            || passes > ARGON2_MAX_PASSES
+            || lanes > 4
+            || !(8..=64).contains(&salt.len())
         {
-            return Err(UnattendedError::Malformed("argon2id parameters beyond the accepted costs"));
+            return Err(UnattendedError::Malformed(
+                "argon2id parameters beyond the accepted costs",
+            ));
         }
         Ok(KdfParams {
             memory_kib,
@@ -306,11 +311,10 @@ impl AccessPolicy {
             }
             Err(e) => return Err(e),
         };
-        let policy: AccessPolicy =
-            serde_json::from_slice(&bytes).map_err(|e| UnattendedError::InvalidAccessFile {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let policy: AccessPolicy = serde_json::from_slice(&bytes).map_err(|e| UnattendedError::InvalidAccessFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         for access in &policy.accesses {
             check_name(&access.name)?;
             access.stored()?;
@@ -324,7 +328,8 @@ impl AccessPolicy {
     /// # Errors
     /// [`UnattendedError::Io`] when it cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UnattendedError> {
-        let text = serde_json::to_vec_pretty(self).map_err(|_| UnattendedError::Crypto("cannot serialise the policy"))?;
+        let text =
+            serde_json::to_vec_pretty(self).map_err(|_| UnattendedError::Crypto("cannot serialise the policy"))?;
         super::write_private_file(path.as_ref(), &text, true)
     }
 
@@ -370,9 +375,18 @@ mod tests {
 
     #[test]
     fn names_and_secrets_are_checked_and_costs_are_bounded() {
-        assert!(matches!(TechnicianAccess::new("", "long enough"), Err(UnattendedError::InvalidName)));
-        assert!(matches!(TechnicianAccess::new("a\u{202e}b", "long enough"), Err(UnattendedError::InvalidName)));
-        assert!(matches!(TechnicianAccess::new("alex", "short"), Err(UnattendedError::WeakSecret)));
+        assert!(matches!(
+            TechnicianAccess::new("", "long enough"),
+            Err(UnattendedError::InvalidName)
+        ));
+        assert!(matches!(
+            TechnicianAccess::new("a\u{202e}b", "long enough"),
+            Err(UnattendedError::InvalidName)
+        ));
+        assert!(matches!(
+            TechnicianAccess::new("alex", "short"),
+            Err(UnattendedError::WeakSecret)
+        ));
         assert!(KdfParams::from_phc("$argon2id$v=19$m=9999999,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA").is_err());
         assert!(KdfParams::from_phc("$argon2id$v=19$m=19456,t=99,p=1$AAAAAAAAAAAAAAAAAAAAAA").is_err());
         assert!(KdfParams::from_phc("$argon2i$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA").is_err());

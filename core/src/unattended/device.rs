@@ -108,7 +108,10 @@ impl DeviceIdentity {
 
 /// Whether `signature` is `public_key`'s Ed25519 signature of `message`.
 pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    public_key.len() == 32 && UnparsedPublicKey::new(&ED25519, public_key).verify(message, signature).is_ok()
+    public_key.len() == 32
+        && UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(message, signature)
+            .is_ok()
 }
 
 /// Whether `signature` proves, for a server that sent `nonce`, that the sender holds `public_key`'s private key.
@@ -211,9 +214,15 @@ mod tests {
             ));
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        assert_eq!(DeviceIdentity::load_or_create(&path).unwrap().device_id(), first.device_id());
+        assert_eq!(
+            DeviceIdentity::load_or_create(&path).unwrap().device_id(),
+            first.device_id()
+        );
         std::fs::write(&path, b"not a key").unwrap();
-        assert!(matches!(DeviceIdentity::load_or_create(&path), Err(UnattendedError::InvalidKey)));
+        assert!(matches!(
+            DeviceIdentity::load_or_create(&path),
+            Err(UnattendedError::InvalidKey)
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -210,7 +210,9 @@ pub(crate) fn technician_answer(
     let transcript =
         Transcript::new(device, access, &challenge.kdf).complete(&challenge.spake, &viewer_spake, host, viewer);
     let code: String = totp_code.unwrap_or("").chars().filter(|c| c.is_ascii_digit()).collect();
-    let mac = hmac::sign(&key, &technician_message(&transcript, &code)).as_ref().to_vec();
+    let mac = hmac::sign(&key, &technician_message(&transcript, &code))
+        .as_ref()
+        .to_vec();
     Ok((
         Confirm {
             spake: viewer_spake,
@@ -231,17 +233,26 @@ impl Expectation {
     /// # Errors
     /// [`UnattendedError::HostNotAuthenticated`] when any of the three fails.
     pub(crate) fn check(&self, proof: &Proof) -> Result<[u8; 32], UnattendedError> {
-        hmac::verify(&self.key, &device_message(&self.transcript), &proof.mac)
-            .map_err(|_| UnattendedError::HostNotAuthenticated("its confirmation does not match (wrong secret, or someone in the middle)"))?;
+        hmac::verify(&self.key, &device_message(&self.transcript), &proof.mac).map_err(|_| {
+            UnattendedError::HostNotAuthenticated(
+                "its confirmation does not match (wrong secret, or someone in the middle)",
+            )
+        })?;
         let public_key: [u8; 32] = proof
             .public_key
             .as_slice()
             .try_into()
             .map_err(|_| UnattendedError::HostNotAuthenticated("no device key"))?;
         if DeviceId::from_public_key(&public_key) != self.device {
-            return Err(UnattendedError::HostNotAuthenticated("its key is not the asked device's"));
+            return Err(UnattendedError::HostNotAuthenticated(
+                "its key is not the asked device's",
+            ));
         }
-        if !super::device::verify_signature(&public_key, &[PROOF_CONTEXT, &self.transcript].concat(), &proof.signature) {
+        if !super::device::verify_signature(
+            &public_key,
+            &[PROOF_CONTEXT, &self.transcript].concat(),
+            &proof.signature,
+        ) {
             return Err(UnattendedError::HostNotAuthenticated("its device signature is invalid"));
         }
         Ok(public_key)
@@ -264,9 +275,21 @@ mod tests {
         let (host, challenge) = HostHandshake::start(&device.device_id(), name, &kdf, &hash, totp);
         let (host_fp, viewer_fp) = ([1u8; 32], [2u8; 32]);
         // A server in the middle hands each side its own certificate instead of the other's.
-        let (seen_by_viewer, seen_by_host) = if swap { ([9u8; 32], [8u8; 32]) } else { (host_fp, viewer_fp) };
-        let (confirm, expectation) =
-            technician_answer(&device.device_id(), name, secret, code, &challenge, &seen_by_viewer, &viewer_fp).unwrap();
+        let (seen_by_viewer, seen_by_host) = if swap {
+            ([9u8; 32], [8u8; 32])
+        } else {
+            (host_fp, viewer_fp)
+        };
+        let (confirm, expectation) = technician_answer(
+            &device.device_id(),
+            name,
+            secret,
+            code,
+            &challenge,
+            &seen_by_viewer,
+            &viewer_fp,
+        )
+        .unwrap();
         let host = host.finish(&device, &confirm, &host_fp, &seen_by_host, now);
         let technician = host.as_ref().ok().map(|proof| expectation.check(proof));
         Run { host, technician }
@@ -276,12 +299,26 @@ mod tests {
     fn the_right_secret_and_code_authenticate_both_sides() {
         let totp = TotpSecret::generate().unwrap();
         let now = 1_800_000_000;
-        let policy = AccessPolicy::new().with(TechnicianAccess::new("alex", "correct horse").unwrap().totp(totp.clone()));
-        let ok = run(&policy, "alex", "correct horse", Some(&totp.code_at(now - 30)), false, now);
+        let policy = AccessPolicy::new().with(
+            TechnicianAccess::new("alex", "correct horse")
+                .unwrap()
+                .totp(totp.clone()),
+        );
+        let ok = run(
+            &policy,
+            "alex",
+            "correct horse",
+            Some(&totp.code_at(now - 30)),
+            false,
+            now,
+        );
         assert!(ok.host.is_ok());
         assert!(matches!(ok.technician, Some(Ok(_))));
 
-        for (secret, code) in [("correct horsE", totp.code_at(now)), ("correct horse", totp.code_at(now - 120))] {
+        for (secret, code) in [
+            ("correct horsE", totp.code_at(now)),
+            ("correct horse", totp.code_at(now - 120)),
+        ] {
             let failed = run(&policy, "alex", secret, Some(&code), false, now);
             assert_eq!(failed.host.err(), Some(UnattendedError::AuthenticationFailed));
         }
@@ -306,15 +343,29 @@ mod tests {
         let other = DeviceIdentity::generate().unwrap();
         let (_, kdf, hash, totp) = policy.entry_or_decoy("alex", &device);
         let (host, challenge) = HostHandshake::start(&device.device_id(), "alex", &kdf, &hash, totp);
-        let (confirm, expectation) =
-            technician_answer(&device.device_id(), "alex", "correct horse", None, &challenge, &[1; 32], &[2; 32]).unwrap();
+        let (confirm, expectation) = technician_answer(
+            &device.device_id(),
+            "alex",
+            "correct horse",
+            None,
+            &challenge,
+            &[1; 32],
+            &[2; 32],
+        )
+        .unwrap();
         let proof = host.finish(&device, &confirm, &[1; 32], &[2; 32], 0).unwrap();
         let mut forged = proof.clone();
         forged.public_key = other.public_key().to_vec();
-        assert!(matches!(expectation.check(&forged), Err(UnattendedError::HostNotAuthenticated(_))));
+        assert!(matches!(
+            expectation.check(&forged),
+            Err(UnattendedError::HostNotAuthenticated(_))
+        ));
         let mut bad_signature = proof.clone();
         bad_signature.signature[0] ^= 1;
-        assert!(matches!(expectation.check(&bad_signature), Err(UnattendedError::HostNotAuthenticated(_))));
+        assert!(matches!(
+            expectation.check(&bad_signature),
+            Err(UnattendedError::HostNotAuthenticated(_))
+        ));
         assert_eq!(expectation.check(&proof).unwrap(), device.public_key());
     }
 }

@@ -38,7 +38,9 @@ pub use access::{
     AccessPolicy, TechnicianAccess, ARGON2_LANES, ARGON2_MAX_MEMORY_KIB, ARGON2_MAX_PASSES, ARGON2_MEMORY_KIB,
     ARGON2_PASSES, MAX_ACCESS_NAME_CHARS, MIN_SECRET_CHARS,
 };
-pub use device::{verify_registration, verify_signature, DeviceId, DeviceIdentity, DEVICE_ID_DIGITS, REGISTRATION_CONTEXT};
+pub use device::{
+    verify_registration, verify_signature, DeviceId, DeviceIdentity, DEVICE_ID_DIGITS, REGISTRATION_CONTEXT,
+};
 pub use totp::{TotpSecret, TOTP_DIGITS, TOTP_SKEW_STEPS, TOTP_STEP_SECS};
 
 use std::path::{Path, PathBuf};

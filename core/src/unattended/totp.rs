@@ -132,9 +132,17 @@ impl TotpSecret {
         let tag = hmac::sign(&key, &step.to_be_bytes());
         let digest = tag.as_ref();
         let offset = usize::from(digest[digest.len() - 1] & 0x0f);
-        let binary = u32::from_be_bytes([digest[offset], digest[offset + 1], digest[offset + 2], digest[offset + 3]])
-            & 0x7fff_ffff;
-        format!("{:0width$}", binary % 10u32.pow(TOTP_DIGITS), width = TOTP_DIGITS as usize)
+        let binary = u32::from_be_bytes([
+            digest[offset],
+            digest[offset + 1],
+            digest[offset + 2],
+            digest[offset + 3],
+        ]) & 0x7fff_ffff;
+        format!(
+            "{:0width$}",
+            binary % 10u32.pow(TOTP_DIGITS),
+            width = TOTP_DIGITS as usize
+        )
     }
 
     /// The codes accepted at `unix_secs`: this step's and [`TOTP_SKEW_STEPS`] either side, current first.
@@ -179,6 +187,9 @@ mod tests {
         assert!(TotpSecret::from_base32("not base32!").is_err());
         assert!(TotpSecret::from_base32("AAAA").is_err());
         let uri = secret.otpauth_uri("peerdesk", "alex@desk 1");
-        assert!(uri.starts_with("otpauth://totp/peerdesk:alex%40desk%201?secret="), "{uri}");
+        assert!(
+            uri.starts_with("otpauth://totp/peerdesk:alex%40desk%201?secret="),
+            "{uri}"
+        );
     }
 }

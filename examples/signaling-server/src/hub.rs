@@ -365,7 +365,11 @@ impl Hub {
 
     fn register(&self, peer: &PeerId, device: Option<DeviceClaim>, now: Instant) {
         if self.role(peer) == Some(Role::Viewer) {
-            return self.reply_error(peer, ErrorCode::NotAllowed, "a viewer connection cannot register as a host");
+            return self.reply_error(
+                peer,
+                ErrorCode::NotAllowed,
+                "a viewer connection cannot register as a host",
+            );
         }
         let device = match device.map(|claim| self.claim_device(peer, &claim)).transpose() {
             Ok(device) => device,
@@ -440,7 +444,11 @@ impl Hub {
         }
         // Guessing device IDs counts like guessing codes.
         if !lock(&self.joins).allows(addr, now) {
-            return self.reply_error(peer, ErrorCode::RateLimited, "too many failed join attempts; try again later");
+            return self.reply_error(
+                peer,
+                ErrorCode::RateLimited,
+                "too many failed join attempts; try again later",
+            );
         }
         let key = (device.to_string(), client_key(addr));
         if let Some(wait) = lock(&self.auth_backoff).get(&key).and_then(|b| b.retry_after(now)) {
@@ -463,7 +471,11 @@ impl Hub {
             return self.reply_error(peer, ErrorCode::UnknownDevice, "no device with this ID is connected");
         };
         if !self.store.request(&host, peer) {
-            return self.reply_error(peer, ErrorCode::RateLimited, "this device has too many pending requests");
+            return self.reply_error(
+                peer,
+                ErrorCode::RateLimited,
+                "this device has too many pending requests",
+            );
         }
         if let Some(entry) = lock(&self.peers).get_mut(peer) {
             entry.role = Role::Viewer;
@@ -503,7 +515,11 @@ impl Hub {
         let host_device = lock(&self.peers).get(host).and_then(|e| e.device.clone());
         let key = lock(&self.peers).get(viewer).and_then(|e| e.unattended.clone());
         let Some(key) = key.filter(|(device, _)| Some(device) == host_device.as_ref()) else {
-            return self.reply_error(host, ErrorCode::NotAllowed, "that viewer did not ask for unattended access");
+            return self.reply_error(
+                host,
+                ErrorCode::NotAllowed,
+                "that viewer did not ask for unattended access",
+            );
         };
         let wait = {
             let mut backoffs = lock(&self.auth_backoff);
