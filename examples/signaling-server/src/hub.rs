@@ -985,6 +985,153 @@ mod tests {
         assert_eq!(error_code(next(&mut rx)), ErrorCode::InvalidCode);
     }
 
+    /// Registers `identity` as a device on a new host connection; returns its peer id, outbox and device ID.
+    fn register_device(
+        hub: &Hub,
+        identity: &peerdesk::unattended::DeviceIdentity,
+        now: Instant,
+    ) -> (PeerId, OutboxReceiver, String) {
+        use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let (host, mut rx) = hub.connect().unwrap();
+        hub.handle(&host, ADDR, r#"{"type":"device_challenge","v":1}"#, now);
+        let ServerMessage::DeviceChallenge { nonce, .. } = next(&mut rx) else {
+            panic!("no challenge")
+        };
+        let proof = identity.registration_proof(&b64.decode(&nonce).unwrap());
+        let register = serde_json::json!({"type": "register", "v": 1, "device": {
+            "public_key": b64.encode(identity.public_key()), "signature": b64.encode(proof)}});
+        hub.handle(&host, ADDR, &register.to_string(), now);
+        let ServerMessage::Registered {
+            device: Some(device), ..
+        } = next(&mut rx)
+        else {
+            panic!("not registered")
+        };
+        (host, rx, device)
+    }
+
+    #[test]
+    fn a_device_id_is_registered_only_with_a_fresh_signed_nonce() {
+        use base64::Engine as _;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let hub = hub();
+        let now = Instant::now();
+        let identity = peerdesk::unattended::DeviceIdentity::generate().unwrap();
+        let claim = |signature: &[u8]| {
+            serde_json::json!({"type": "register", "v": 1, "device": {
+                "public_key": b64.encode(identity.public_key()), "signature": b64.encode(signature)}})
+            .to_string()
+        };
+        // Without a challenge, a replayed or made-up signature proves nothing.
+        let (host, mut rx) = hub.connect().unwrap();
+        hub.handle(&host, ADDR, &claim(&identity.registration_proof(b"old nonce")), now);
+        assert_eq!(error_code(next(&mut rx)), ErrorCode::NotAllowed);
+        // A signature of another nonce, or by another key, is refused, and the nonce is used up.
+        hub.handle(&host, ADDR, r#"{"type":"device_challenge","v":1}"#, now);
+        let ServerMessage::DeviceChallenge { nonce, .. } = next(&mut rx) else {
+            panic!("no challenge")
+        };
+        let nonce = b64.decode(nonce).unwrap();
+        let other = peerdesk::unattended::DeviceIdentity::generate().unwrap();
+        hub.handle(&host, ADDR, &claim(&other.registration_proof(&nonce)), now);
+        assert_eq!(error_code(next(&mut rx)), ErrorCode::NotAllowed);
+        hub.handle(&host, ADDR, &claim(&identity.registration_proof(&nonce)), now);
+        assert_eq!(error_code(next(&mut rx)), ErrorCode::NotAllowed, "a nonce is good once");
+
+        let (first, _first_rx, device) = register_device(&hub, &identity, now);
+        assert_eq!(device, identity.device_id().as_str());
+        // The same key on a new connection (a reconnecting host) takes the ID over.
+        let (second, _second_rx, again) = register_device(&hub, &identity, now);
+        assert_eq!(again, device);
+        let (viewer, mut viewer_rx) = hub.connect().unwrap();
+        let join = format!(r#"{{"type":"join_device","v":1,"device":"{device}","access":"alex","name":"Alex"}}"#);
+        hub.handle(&viewer, ADDR, &join, now);
+        let ServerMessage::JoinPending { host, .. } = next(&mut viewer_rx) else {
+            panic!("not pending")
+        };
+        assert_eq!(host, second);
+        assert_ne!(host, first);
+        // A device that is not connected is unknown.
+        hub.disconnect(&second);
+        let (late, mut late_rx) = hub.connect().unwrap();
+        hub.handle(&late, ADDR, &join, now);
+        assert_eq!(error_code(next(&mut late_rx)), ErrorCode::UnknownDevice);
+    }
+
+    #[test]
+    fn failed_unattended_attempts_back_off_per_device_and_client_only() {
+        let hub = hub();
+        let now = Instant::now();
+        let identity = peerdesk::unattended::DeviceIdentity::generate().unwrap();
+        let (host, mut host_rx, device) = register_device(&hub, &identity, now);
+        let join = format!(r#"{{"type":"join_device","v":1,"device":"{device}","access":"alex","name":"Alex"}}"#);
+        let attempt = |addr: IpAddr, at: Instant| {
+            let (viewer, mut rx) = hub.connect().unwrap();
+            hub.handle(&viewer, addr, &join, at);
+            (viewer, next(&mut rx), rx)
+        };
+        let fail = |host_rx: &mut OutboxReceiver, at: Instant| -> u64 {
+            let (viewer, reply, mut rx) = attempt(ADDR, at);
+            assert!(matches!(reply, ServerMessage::JoinPending { .. }), "{reply:?}");
+            let ServerMessage::JoinRequest { access, peer, .. } = next(host_rx) else {
+                panic!("the host was not asked")
+            };
+            assert_eq!((access.as_deref(), &peer), (Some("alex"), &viewer));
+            hub.handle(
+                &host,
+                ADDR,
+                &format!(r#"{{"type":"accept","v":1,"peer":"{viewer}"}}"#),
+                at,
+            );
+            let _ = next(&mut rx);
+            let _ = next(host_rx);
+            hub.handle(
+                &host,
+                ADDR,
+                &format!(r#"{{"type":"auth_failed","v":1,"peer":"{viewer}"}}"#),
+                at,
+            );
+            match next(&mut rx) {
+                ServerMessage::Error {
+                    code: ErrorCode::AuthenticationFailed,
+                    retry_after_secs: Some(secs),
+                    ..
+                } => secs,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(fail(&mut host_rx, now), 1);
+        // During the wait this client is turned away before the host hears of it; another client is not.
+        match attempt(ADDR, now + Duration::from_millis(500)).1 {
+            ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                retry_after_secs: Some(1),
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        let other: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(matches!(attempt(other, now).1, ServerMessage::JoinPending { .. }));
+        let _ = next(&mut host_rx);
+        assert_eq!(fail(&mut host_rx, now + Duration::from_secs(1)), 2);
+        assert_eq!(fail(&mut host_rx, now + Duration::from_secs(3)), 4);
+
+        // Only the device's own host may report a failure, and only for an unattended viewer of its own.
+        let (stranger, mut stranger_rx) = hub.connect().unwrap();
+        hub.handle(&stranger, ADDR, r#"{"type":"register","v":1}"#, now);
+        let _ = next(&mut stranger_rx);
+        let (viewer, _, _) = attempt(other, now);
+        let _ = next(&mut host_rx);
+        hub.handle(
+            &stranger,
+            ADDR,
+            &format!(r#"{{"type":"auth_failed","v":1,"peer":"{viewer}"}}"#),
+            now,
+        );
+        assert_eq!(error_code(next(&mut stranger_rx)), ErrorCode::UnknownPeer);
+    }
+
     #[test]
     fn only_hosts_accept_and_reject_is_denial() {
         let hub = hub();
