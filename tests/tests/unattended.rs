@@ -495,3 +495,107 @@ async fn the_host_backs_off_even_when_a_malicious_server_does_not() {
     assert!(timeout("the first attempt", first).await.unwrap().is_err());
     device.host.end("done").await;
 }
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(peerdesk_e2e::workspace_binary("peerdesk"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_sets_up_a_device_and_a_technician_connects_with_the_secret_file_only() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("peerdesk-unattended-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, policy, secret) = (dir.join("device.key"), dir.join("access.json"), dir.join("secret"));
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let added = cli(&[
+        "device",
+        "add-access",
+        "--policy",
+        &path(&policy),
+        "--name",
+        "alex",
+        "--secret-file",
+        &path(&secret),
+        "--control",
+    ]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let stored = std::fs::read_to_string(&policy).unwrap();
+    assert!(!stored.contains(SECRET) && stored.contains("$argon2id$"), "{stored}");
+    assert_eq!(std::fs::metadata(&policy).unwrap().permissions().mode() & 0o777, 0o600);
+    let id_output = cli(&["device", "id", "--key", &path(&key)]);
+    let id_line = String::from_utf8_lossy(&id_output.stdout).to_string();
+    let id = id_line
+        .trim()
+        .strip_prefix("device ID: ")
+        .expect("a device ID line")
+        .to_string();
+
+    let server = SignalingServer::start(&[]);
+    let mut share = std::process::Command::new(peerdesk_e2e::workspace_binary("peerdesk"))
+        .args([
+            "share",
+            "--synthetic",
+            "--size",
+            "320x240",
+            "--loopback",
+            "--server",
+            &server.url,
+            "--unattended",
+        ])
+        .args(["--device-key", &path(&key), "--access-policy", &path(&policy)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(share.stdout.take().unwrap()).lines();
+    let registered = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("device ID: "))
+        .expect("share prints its device ID");
+    assert!(registered.contains(&id), "{registered} vs {id}");
+
+    let view = |secret_file: &std::path::Path| {
+        cli(&[
+            "view",
+            "--server",
+            &server.url,
+            "--loopback",
+            "--seconds",
+            "2",
+            "--device",
+            &id,
+            "--access",
+            "alex",
+            "--secret-file",
+            &path(secret_file),
+        ])
+    };
+    let viewed = view(&secret);
+    let out = String::from_utf8_lossy(&viewed.stdout).to_string();
+    assert!(
+        viewed.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&viewed.stderr)
+    );
+    assert!(
+        out.contains("unattended access") && out.contains("control: true"),
+        "{out}"
+    );
+
+    std::thread::sleep(Duration::from_millis(500));
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "wrong horse battery staple\n").unwrap();
+    let refused = view(&wrong);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success());
+    assert!(err.contains("authentication failed; retry in 1 s"), "{err}");
+    let _ = share.kill();
+    let _ = share.wait();
+    std::fs::remove_dir_all(&dir).ok();
+}

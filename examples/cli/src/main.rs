@@ -2,11 +2,13 @@
 //!
 //! - `peerdesk demo`: the whole product on this machine (signaling server, host, viewer) with measurements.
 //! - `peerdesk share`: share this screen; asks before anyone may watch or control.
-//! - `peerdesk view`: join a shared screen by code.
+//! - `peerdesk view`: join a shared screen by code (or a device by its ID, unattended).
+//! - `peerdesk device`: this machine's device ID and the technician accesses it accepts unattended.
 //! - `peerdesk pipeline`: the media pipeline alone (capture → encode → decode) with measurements.
 
 mod audit;
 mod demo;
+mod device;
 mod pipeline_demo;
 mod share;
 mod view;
@@ -37,6 +39,8 @@ enum Command {
     Pipeline(pipeline_demo::DemoArgs),
     /// Check a host's audit trail.
     Audit(audit::AuditArgs),
+    /// This machine's device ID and the technicians it accepts unattended.
+    Device(device::DeviceArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Share(args) => runtime().and_then(|rt| rt.block_on(share::run(args))),
         Command::View(args) => runtime().and_then(|rt| rt.block_on(view::run(args))),
         Command::Audit(args) => audit::run(args),
+        Command::Device(args) => device::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

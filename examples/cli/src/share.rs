@@ -11,6 +11,7 @@ use peerdesk::input::InputSink;
 use peerdesk::session::{Consent, Host, HostConfig, HostEvent};
 use peerdesk::text::escape_for_terminal;
 use peerdesk::transport::TransportConfig;
+use peerdesk::unattended::{AccessPolicy, DeviceIdentity, UnattendedConfig};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,16 @@ pub struct ShareArgs {
     /// Write the session's audit trail (hash-chained JSON lines) to this file; `peerdesk audit verify` checks it.
     #[arg(long)]
     pub audit_log: Option<std::path::PathBuf>,
+    /// Accept unattended access: register this machine's device ID (key in --device-key) and let the
+    /// technicians of --access-policy connect with their secret (see `peerdesk device add-access`).
+    #[arg(long, requires_all = ["device_key", "access_policy"])]
+    pub unattended: bool,
+    /// The device key file (created owner-only on first use).
+    #[arg(long)]
+    pub device_key: Option<std::path::PathBuf>,
+    /// The access policy file.
+    #[arg(long)]
+    pub access_policy: Option<std::path::PathBuf>,
 }
 
 /// A source that can be frozen from outside: while frozen it reports no change.
@@ -185,12 +196,20 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.audit_log {
         config = config.audit_log(path);
     }
+    if let (true, Some(key), Some(policy)) = (args.unattended, &args.device_key, &args.access_policy) {
+        let identity = DeviceIdentity::load_or_create(key).context("loading the device key")?;
+        let policy = AccessPolicy::load(policy).context("loading the access policy")?;
+        config = config.unattended(UnattendedConfig::new(identity, policy));
+    }
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
         config = config.trust_ca_pem(pem);
     }
     let mut host = Host::start(config, source, sink).await.context("starting the host")?;
     println!("code: {}", host.code());
+    if let Some(id) = host.device_id() {
+        println!("device ID: {id} (unattended access on)");
+    }
     println!(
         "sharing {source_name} ({}x{}); tell your technician the code above",
         host.screen_size().0,
@@ -231,6 +250,10 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                     }
                 }
                 Some(HostEvent::ViewerConnected { name, .. }) => println!("{} is watching", shown(&name)),
+                Some(HostEvent::UnattendedAccess { viewer, access }) => println!("viewer {viewer} proved unattended access {}", shown(&access)),
+                Some(HostEvent::AccessFailures { failures, retry_after }) => {
+                    println!("{failures} failed unattended attempts in a row; the next waits {} s", retry_after.as_secs())
+                }
                 Some(HostEvent::SignalingRestored { code }) => {
                     println!("signaling server reachable again; earlier codes are void");
                     println!("code: {code}");
@@ -307,6 +330,12 @@ fn shown(text: &str) -> std::borrow::Cow<'_, str> {
 /// Asks the user about one join request. The name is whatever the viewer typed, relayed by the server: it is
 /// shown escaped and marked as unverified.
 fn prompt(request: &peerdesk::session::JoinRequest) -> std::io::Result<()> {
+    if let Some(access) = &request.unattended_access {
+        println!(
+            "A technician asks for unattended access \"{}\"; their secret is checked after you allow it.",
+            shown(access)
+        );
+    }
     print!(
         "\"{}\" (name not verified) asks to join. Allow (v)iew, (c)ontrol, (f)ull control + clipboard, or (n)o? ",
         shown(&request.name)

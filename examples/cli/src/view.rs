@@ -18,8 +18,20 @@ pub struct ViewArgs {
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub server: String,
     /// The session code the host's user read out.
+    #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+    pub code: Option<String>,
+    /// Unattended access: the device ID to reach (with --access and --secret-file).
+    #[arg(long, requires_all = ["access", "secret_file"])]
+    pub device: Option<String>,
+    /// The technician access name the device's policy knows.
     #[arg(long)]
-    pub code: String,
+    pub access: Option<String>,
+    /// A file whose first line is the access secret (`-` reads standard input).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// The current TOTP code, when the access requires one.
+    #[arg(long)]
+    pub totp: Option<String>,
     /// Your name, shown to the host's user.
     #[arg(long, default_value = "peerdesk viewer")]
     pub name: String,
@@ -61,7 +73,21 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
         TransportConfig::default()
     };
     transport.relay_only = args.relay_only;
-    let mut config = ViewerConfig::new(&args.server, &args.code, &args.name).transport(transport);
+    let mut config = match (&args.device, &args.access, &args.secret_file) {
+        (Some(device), Some(access), Some(secret_file)) => {
+            let device = device.parse().context("--device")?;
+            let secret = crate::device::read_secret(secret_file)?;
+            let mut config = ViewerConfig::for_device(&args.server, device, access, secret).transport(transport);
+            if args.name != "peerdesk viewer" {
+                config = config.name(&args.name);
+            }
+            match &args.totp {
+                Some(code) => config.totp_code(code),
+                None => config,
+            }
+        }
+        _ => ViewerConfig::new(&args.server, args.code.as_deref().unwrap_or_default(), &args.name).transport(transport),
+    };
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
         config = config.trust_ca_pem(pem);
@@ -74,10 +100,14 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
         escape_for_terminal(viewer.host_name(), false),
         viewer.permissions()
     );
-    println!(
-        "verification code: {} (read it to the person sharing; a different code on their screen means someone is in the middle)",
-        viewer.verification_code()
-    );
+    if viewer.device_public_key().is_some() {
+        println!("unattended access: the device proved its identity and both sides proved the connection is theirs");
+    } else {
+        println!(
+            "verification code: {} (read it to the person sharing; a different code on their screen means someone is in the middle)",
+            viewer.verification_code()
+        );
+    }
     if let Some(dir) = &args.save_frames {
         std::fs::create_dir_all(dir)?;
     }
