@@ -62,11 +62,16 @@ async function start() {
     } else if (m.type === "join_request") {
       // The name is whatever the viewer typed: strip control, format and bidi-override characters (U+202E can
       // make a name read backwards) and say that nobody vouched for it.
-      const name = String(m.name ?? "").replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, "").slice(0, 64);
-      // The operator's wording, with the name marked unverified whatever the wording says.
-      const who = `"${name}" (name not verified)`;
+      const clean = (text) => String(text ?? "").replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, "").slice(0, 64);
+      // A browser host has no device identity: unattended requests are not for it.
+      if (m.access) { send({ type: "reject", peer: m.peer, reason: "this host does not offer unattended access" }); return; }
+      // The operator's wording, with the name marked verified (by the operator's server, which checked the
+      // technician's account) or not, whatever the wording says; and what is asked for, in plain words.
+      const who = m.verified ? `${clean(m.verified.account)} (verified by ${clean(m.verified.operator)})` : `"${clean(m.name)}" (name not verified)`;
+      const wants = ["see your screen", m.asks?.control && "use your mouse and keyboard", m.asks?.clipboard && "read and write your clipboard"].filter(Boolean);
+      const asked = ` (asking to ${wants.join(" and ")})`;
       const wording = branding.consent_text.includes("{name}") ? branding.consent_text : `{name}: ${branding.consent_text}`;
-      const ok = confirm(wording.replaceAll("{name}", who));
+      const ok = confirm(wording.replaceAll("{name}", who) + asked);
       if (!ok) { send({ type: "reject", peer: m.peer, reason: "the customer declined" }); return; }
       send({ type: "accept", peer: m.peer });
       admitting.add(m.peer);

@@ -57,7 +57,10 @@ function control(message) {
   if (state.channel && state.channel.readyState === "open") state.channel.send(JSON.stringify({ v: V, ...message }));
 }
 
-function join(code, name) {
+// What the technician asks the customer for, shown to them in plain words; the customer decides.
+const ASKS = { control: true, clipboard: false };
+
+function join(code, name, account = "", token = "") {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
@@ -65,12 +68,17 @@ function join(code, name) {
   state.code = code;
   state.phase = "waiting";
   status("Connecting…");
-  ws.onopen = () => send({ type: "join", code, name });
+  // With an account of the operator's server, sign in first: the customer's prompt then says who vouches for you.
+  ws.onopen = () => send(account && token ? { type: "sign_in", account, token } : { type: "join", code, name, asks: ASKS });
   ws.onclose = () => { if (state.phase === "waiting") fail("closed", "the signaling server closed the connection"); };
   ws.onmessage = async (event) => {
     let m;
     try { m = JSON.parse(event.data); } catch { return; }
     switch (m.type) {
+      case "signed_in":
+        status(`Signed in as ${m.account} (verified by ${m.operator}). Asking the customer…`);
+        send({ type: "join", code, name, asks: ASKS });
+        break;
       case "join_pending":
         state.host = m.host;
         state.iceServers = m.ice_servers || [];
@@ -341,7 +349,8 @@ setInterval(updateStats, 1000);
 
 $("join").addEventListener("submit", (e) => {
   e.preventDefault();
-  join($("code").value.trim(), $("name").value.trim());
+  join($("code").value.trim(), $("name").value.trim(), $("account").value.trim(), $("token").value.trim());
+  $("token").value = "";
 });
 $("send-clipboard").addEventListener("click", () => control({ type: "clipboard", text: $("clipboard").value }));
 $("chat").addEventListener("submit", (e) => {

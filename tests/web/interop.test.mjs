@@ -160,13 +160,62 @@ test("branding: the operator's name, colours, logo and consent wording show on t
   const code = await host.evaluate(() => window.peerdesk.code);
   const viewer = start(join(BIN, "peerdesk"), ["view", "--server", `ws://${addr}/ws`, "--code", code, "--loopback", "--seconds", "2", "--name", "Bob"]);
   await new Promise((r) => viewer.on("exit", r));
-  assert.deepEqual(prompts, ['Acme Support: "Bob" (name not verified) would like to see your screen. Allow?']);
+  assert.deepEqual(prompts, ['Acme Support: "Bob" (name not verified) would like to see your screen. Allow? (asking to see your screen and use your mouse and keyboard)']);
   // An unbranded server keeps peerdesk's own.
   const plain = await browser.newPage();
   await plain.goto(`${server.http}/index.html`);
   await waitFor(plain, () => document.documentElement.dataset.branded === "1", null, "default branding");
   assert.equal(await plain.textContent("h1"), "peerdesk");
   await Promise.all([page.close(), host.close(), plain.close()]);
+  child.kill("SIGTERM");
+});
+
+test("technician accounts: a signed-in technician is shown as verified by the operator, a wrong token is refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "peerdesk-accounts-"));
+  const accounts = join(dir, "accounts.json");
+  const issued = execFileSync(join(BIN, "peerdesk-signaling-server"), ["--accounts", accounts, "--new-token", "alex", "--operator", "Acme Support"]).toString();
+  const token = issued.match(/(pdt_\S+)/)[1];
+  const child = start(join(BIN, "peerdesk-signaling-server"), ["--listen", "127.0.0.1:0", "--static-dir", join(ROOT, "examples", "web-viewer"),
+    "--accounts", accounts]);
+  const [, addr] = await waitLine(child, /^listening on (.+)$/, "the signaling server with accounts");
+  const accountServer = { child, http: `http://${addr}`, ws: `ws://${addr}/ws` };
+  const signedIn = async (code, tokenValue) => {
+    const page = await browser.newPage();
+    await page.goto(`${accountServer.http}/index.html?code=${code}&name=Anyone`);
+    await page.click("#sign-in summary");
+    await page.fill("#account", "alex");
+    await page.fill("#token", tokenValue);
+    await page.click("#join button[type=submit]");
+    return page;
+  };
+  // The Rust host's prompt names the account and its operator, and what is asked for in plain words.
+  const host = await shareOn(accountServer, ["--synthetic", "--size", "640x360", "--auto-accept", "view"]);
+  const prompt = waitLine(host.child, /^(.*) Answering View$/, "the host's prompt");
+  const page = await signedIn(host.code, token);
+  const [, said] = await prompt;
+  assert.equal(said, "alex (verified by Acme Support) asks to see your screen and use your mouse and keyboard.");
+  await waitFor(page, () => window.peerdesk.phase === "connected", null, "connected after signing in");
+  host.child.stdin.write("quit\n");
+  // A wrong token never reaches the host.
+  const other = await shareOn(accountServer, ["--synthetic", "--size", "640x360", "--auto-accept", "view"]);
+  const refused = await signedIn(other.code, "pdt_wrong");
+  await waitFor(refused, () => window.peerdesk.lastError !== null, null, "the refusal");
+  assert.equal(await refused.evaluate(() => window.peerdesk.lastError.code), "authentication_failed");
+  // The browser host shows a signed-in Rust technician the same way.
+  const browserHost = await browser.newPage();
+  const prompts = [];
+  browserHost.on("dialog", (dialog) => { prompts.push(dialog.message()); dialog.accept(); });
+  await browserHost.goto(`${accountServer.http}/host.html?source=canvas&autostart=1`);
+  await browserHost.waitForFunction(() => window.peerdesk.code, null, { timeout: 30_000 });
+  const code = await browserHost.evaluate(() => window.peerdesk.code);
+  writeFileSync(join(dir, "token"), `${token}\n`);
+  const viewer = start(join(BIN, "peerdesk"), ["view", "--server", accountServer.ws, "--code", code, "--loopback", "--seconds", "2",
+    "--account", "alex", "--token-file", join(dir, "token")]);
+  await new Promise((r) => viewer.on("exit", r));
+  assert.equal(prompts.length, 1);
+  assert.match(prompts[0], /^alex \(verified by Acme Support\) .* \(asking to see your screen and use your mouse and keyboard\)$/);
+  other.child.stdin.write("quit\n");
+  await Promise.all([page.close(), refused.close(), browserHost.close()]);
   child.kill("SIGTERM");
 });
 

@@ -17,7 +17,8 @@ use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSe
 use crate::session::reconnect::{Backoff, PathChange, PathState, ReconnectAction, Reconnector};
 use crate::session::verification::{permissions_in_force, sdp_fingerprint};
 use crate::signaling::{
-    ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, PROTOCOL_VERSION,
+    ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, VerifiedIdentity,
+    PROTOCOL_VERSION,
 };
 use crate::transport::peer::{new_peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
@@ -179,6 +180,11 @@ pub struct JoinRequest {
     /// The name they typed: not verified by anyone, so show it as such. Control, format and bidi-override
     /// characters are removed.
     pub name: String,
+    /// The technician account the signaling server's operator verified (the viewer signed in), or `None`: then
+    /// `name` is only what the other side typed, and the prompt must say so.
+    pub verified: Option<VerifiedIdentity>,
+    /// What the viewer asks for (the app decides what to grant).
+    pub asks: Permissions,
     /// For an unattended request of an access whose policy asks the customer: the access name the technician
     /// claims. Admitting starts the handshake that proves it; a wrong secret still ends the session. `None` for
     /// attended requests (by session code).
@@ -189,6 +195,34 @@ pub struct JoinRequest {
 }
 
 impl JoinRequest {
+    /// The request in plain words for a prompt, with the name escaped of nothing (it is already free of control
+    /// and bidi characters) and marked as verified or not:
+    /// `"Alex (verified by Example Support) asks to see your screen and use your mouse and keyboard."` or
+    /// `"\"Alex\" (name not verified) asks to see your screen."`
+    pub fn describe(&self) -> String {
+        let who = match &self.verified {
+            Some(v) => format!("{} (verified by {})", v.account, v.operator),
+            None => format!("\"{}\" (name not verified)", self.name),
+        };
+        let mut wants = vec!["see your screen"];
+        if self.asks.control {
+            wants.push("use your mouse and keyboard");
+        }
+        if self.asks.clipboard {
+            wants.push("read and write your clipboard");
+        }
+        let wants = match wants.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let how = match &self.unattended_access {
+            Some(access) => format!(" with unattended access \"{access}\""),
+            None => String::new(),
+        };
+        format!("{who} asks{how} to {wants}.")
+    }
+
     /// Answers the request.
     pub fn answer(mut self, consent: Consent) {
         if let Some(reply) = self.reply.take() {
@@ -1053,7 +1087,7 @@ async fn run_host(
                     }
                     reconnect_at = Some(backoff.next_attempt(Instant::now()));
                 }
-                Some(ServerMessage::JoinRequest { peer, name, access: Some(access), .. }) => {
+                Some(ServerMessage::JoinRequest { peer, name, access: Some(access), verified, asks, .. }) => {
                     let name = crate::text::printable(&name).trim().to_string();
                     let refusal = match &shared.unattended {
                         None => Some("this host does not offer unattended access".to_string()),
@@ -1066,10 +1100,11 @@ async fn run_host(
                         let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer, reason }).await;
                         continue;
                     }
-                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: format!("{name} (unattended access {access:?})") });
+                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: format!("{} (unattended access {access:?})", identity_for_audit(&name, verified.as_ref())) });
                     let entry = shared.unattended.as_ref().and_then(|u| u.policy.get(&access));
                     if entry.is_some_and(|e| e.asks_customer()) {
-                        let request = JoinRequest { viewer: peer, name, unattended_access: Some(access), session_code: String::new(), reply: Some(commands_tx.clone()) };
+                        let asks = asks.unwrap_or(Permissions::VIEW_ONLY);
+                        let request = JoinRequest { viewer: peer, name, verified, asks, unattended_access: Some(access), session_code: String::new(), reply: Some(commands_tx.clone()) };
                         let _ = events.send(HostEvent::JoinRequest(request));
                         continue;
                     }
@@ -1088,7 +1123,7 @@ async fn run_host(
                         Err(e) => tracing::warn!("device registration not sent: {e}"),
                     }
                 }
-                Some(ServerMessage::JoinRequest { peer, name, code, .. }) => {
+                Some(ServerMessage::JoinRequest { peer, name, code, verified, asks, .. }) => {
                     if !code.is_empty() && !held_codes.contains(&code) {
                         tracing::warn!(viewer = %peer, "join request for a code this host does not hold; refused");
                         let reason = "this host did not issue that code".to_string();
@@ -1098,8 +1133,9 @@ async fn run_host(
                     // The name is whatever the viewer typed: no control, format or bidi-override characters reach
                     // the app's prompt.
                     let name = crate::text::printable(&name).trim().to_string();
-                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: name.clone() });
-                    let request = JoinRequest { viewer: peer, name, unattended_access: None, session_code: code, reply: Some(commands_tx.clone()) };
+                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: identity_for_audit(&name, verified.as_ref()) });
+                    let asks = asks.unwrap_or(Permissions::VIEW_ONLY);
+                    let request = JoinRequest { viewer: peer, name, verified, asks, unattended_access: None, session_code: code, reply: Some(commands_tx.clone()) };
                     let _ = events.send(HostEvent::JoinRequest(request));
                 }
                 Some(ServerMessage::Signal { from, payload, .. }) => {
@@ -1317,6 +1353,14 @@ async fn run_host(
         },
     );
     let _ = events.send(HostEvent::Ended { reason: end_reason });
+}
+
+/// Who asked, for the audit trail: the verified account, or the typed name marked as such.
+fn identity_for_audit(name: &str, verified: Option<&VerifiedIdentity>) -> String {
+    match verified {
+        Some(v) => format!("{} (verified by {})", v.account, v.operator),
+        None => format!("{name} (name not verified)"),
+    }
 }
 
 /// Appends `event` to the audit trail, when there is one.

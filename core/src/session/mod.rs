@@ -38,7 +38,7 @@ pub use reconnect::{
     RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED, RESTART_RETRY, SIGNALING_RETRY_FIRST, SIGNALING_RETRY_MAX,
 };
 pub use verification::{parse_fingerprint, sdp_fingerprint, verification_code, Fingerprint, VerificationError};
-pub use viewer::{UnattendedLogin, Viewer, ViewerConfig, ViewerEvent};
+pub use viewer::{AccountToken, UnattendedLogin, Viewer, ViewerConfig, ViewerEvent};
 
 use crate::control::ControlErrorCode;
 use crate::signaling::{ErrorCode, SignalingError};

@@ -50,6 +50,31 @@ pub struct ViewerConfig {
     pub tls: SignalingTls,
     /// Unattended access instead of a session code (see [`ViewerConfig::for_device`]).
     pub unattended: Option<UnattendedLogin>,
+    /// What this viewer asks the host's user for, shown to them in plain words. Default:
+    /// [`Permissions::CONTROL`] (see the screen, use mouse and keyboard). The host's user decides what is
+    /// granted.
+    pub asks: Permissions,
+    /// A technician account of the signaling server's operator to sign in with (see
+    /// [`ViewerConfig::sign_in`]); none by default.
+    pub account: Option<AccountToken>,
+}
+
+/// A technician account on the operator's signaling server and its API token. With it, the host's consent
+/// prompt says "verified by <operator>" and shows the account name instead of a self-chosen name.
+#[derive(Clone)]
+pub struct AccountToken {
+    /// The account name.
+    pub account: String,
+    token: String,
+}
+
+impl std::fmt::Debug for AccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token never reaches a log.
+        f.debug_struct("AccountToken")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a technician proves for unattended access: the device, the access name, its secret and, when the
@@ -89,7 +114,34 @@ impl ViewerConfig {
             decoder: DecoderConfig::default(),
             tls: SignalingTls::default(),
             unattended: None,
+            asks: Permissions::CONTROL,
+            account: None,
         }
+    }
+    /// Signs in to the signaling server as the technician `account` with its API token before joining (the
+    /// server's operator issues tokens: `peerdesk-signaling-server --new-token NAME`). The host's prompt then
+    /// names the account as verified by the operator. [`Viewer::join`] fails with
+    /// [`SessionError::AuthenticationFailed`] for an unknown account or a wrong token. Default: not signed in.
+    ///
+    /// ```
+    /// use peerdesk::session::ViewerConfig;
+    ///
+    /// let config = ViewerConfig::new("wss://support.example/ws", "1234567890", "Alex").sign_in("alex", "pdt_…");
+    /// assert_eq!(config.account.unwrap().account, "alex");
+    /// ```
+    #[must_use]
+    pub fn sign_in(mut self, account: impl Into<String>, token: impl Into<String>) -> Self {
+        self.account = Some(AccountToken {
+            account: account.into(),
+            token: token.into(),
+        });
+        self
+    }
+    /// What to ask the host's user for. Default: [`Permissions::CONTROL`].
+    #[must_use]
+    pub fn asks(mut self, permissions: Permissions) -> Self {
+        self.asks = permissions;
+        self
     }
     /// Unattended access to `device` as the technician `access`, proving `secret`: no session code and, unless
     /// the access's policy asks the customer, no prompt. The name shown to the host is the access name (change
@@ -246,17 +298,22 @@ impl Viewer {
     /// [`SessionError::InvalidCode`]; an old one [`SessionError::ExpiredCode`].
     pub async fn join(config: ViewerConfig) -> Result<Viewer, SessionError> {
         let mut client = SignalingClient::connect_with(&config.server_url, &config.tls).await?;
+        if let Some(account) = &config.account {
+            sign_in(&mut client, account, config.connect_timeout).await?;
+        }
         let join = match &config.unattended {
             Some(login) => ClientMessage::JoinDevice {
                 v: PROTOCOL_VERSION,
                 device: login.device.as_str().to_string(),
                 access: login.access.clone(),
                 name: config.name.clone(),
+                asks: Some(config.asks),
             },
             None => ClientMessage::Join {
                 v: PROTOCOL_VERSION,
                 code: config.code.clone(),
                 name: config.name.clone(),
+                asks: Some(config.asks),
             },
         };
         client.send(join).await?;
@@ -790,6 +847,33 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
 }
 
 /// Answers the host's ICE-restart offer; returns the answer's SDP.
+/// Signs in with a technician account and waits for the server's answer.
+async fn sign_in(client: &mut SignalingClient, account: &AccountToken, timeout: Duration) -> Result<(), SessionError> {
+    client
+        .send(ClientMessage::SignIn {
+            v: PROTOCOL_VERSION,
+            account: account.account.clone(),
+            token: account.token.clone(),
+        })
+        .await?;
+    loop {
+        let message = tokio::time::timeout(timeout, client.recv())
+            .await
+            .map_err(|_| SessionError::Timeout("the server's sign-in answer"))?
+            .ok_or(SessionError::Signaling(crate::signaling::SignalingError::Closed))?;
+        match message {
+            ServerMessage::SignedIn { .. } => return Ok(()),
+            ServerMessage::Error {
+                code,
+                message,
+                retry_after_secs,
+                ..
+            } => return Err(SessionError::from_server(code, message, retry_after_secs)),
+            _ => {}
+        }
+    }
+}
+
 /// Waits for the host's proof in an unattended handshake, applying the ICE candidates that come meanwhile.
 async fn await_proof(
     client: &mut SignalingClient,

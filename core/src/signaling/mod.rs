@@ -8,5 +8,6 @@ pub mod protocol;
 
 pub use client::{SignalingClient, SignalingError, SignalingSender, SignalingTls};
 pub use protocol::{
-    ClientMessage, DeviceClaim, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, PROTOCOL_VERSION,
+    ClientMessage, DeviceClaim, ErrorCode, IceServer, PeerId, ServerMessage, SignalPayload, VerifiedIdentity,
+    PROTOCOL_VERSION,
 };

@@ -9,10 +9,12 @@
 //! | server → host | `device_challenge` | `nonce` | base64 bytes to sign once |
 //! | host → server | `register` | `device` (optional: `public_key`, `signature`) | issue a one-time session code for this host; with `device`, also take its device ID |
 //! | server → host | `registered` | `peer`, `code`, `expires_in_secs`, `device` | the code to show the user (and the device ID registered) |
-//! | viewer → server | `join` | `code`, `name` | ask to join the host that owns `code` |
+//! | viewer → server | `sign_in` | `account`, `token` | sign in with a technician account of the operator (optional, before joining) |
+//! | server → viewer | `signed_in` | `account`, `operator` | the account is verified; join requests now carry it |
+//! | viewer → server | `join` | `code`, `name`, `asks` | ask to join the host that owns `code` |
 //! | viewer → server | `join_device` | `device`, `access`, `name` | ask for unattended access to a registered device |
 //! | server → viewer | `join_pending` | `peer`, `host`, `ice_servers` (empty: see `accepted`) | the host has been asked for consent |
-//! | server → host | `join_request` | `peer`, `name`, `code`, `access` | a viewer asks to join with one of the host's codes (or, with `access`, unattended); answer with `accept` or `reject` |
+//! | server → host | `join_request` | `peer`, `name`, `code`, `access`, `verified`, `asks` | a viewer asks to join with one of the host's codes (or, with `access`, unattended); answer with `accept` or `reject` |
 //! | host → server | `auth_failed` | `peer` | an unattended viewer failed to authenticate: the server ends it and backs off its address |
 //! | host → server | `accept` / `reject` | `peer` (+ `reason` for reject) | the consent answer |
 //! | server → viewer | `accepted` | `host` | the host consented; its offer follows |
@@ -106,6 +108,16 @@ pub enum SignalPayload {
     },
 }
 
+/// A technician account the signaling server verified, as it tells the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedIdentity {
+    /// The operator running the server (from its configuration).
+    pub operator: String,
+    /// The account name.
+    pub account: String,
+}
+
 /// A host's proof that it holds its device key: its public key and its signature of the server's nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +155,9 @@ pub enum ClientMessage {
         access: String,
         /// Who is asking, shown to the host's user when the policy asks them.
         name: String,
+        /// What the viewer asks for, shown to the host's user in plain words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asks: Option<crate::control::Permissions>,
     },
     /// An unattended viewer failed to authenticate (host → server): end it and back off its address.
     AuthFailed {
@@ -159,6 +174,18 @@ pub enum ClientMessage {
         code: String,
         /// Who is asking, shown to the host's user in the consent prompt.
         name: String,
+        /// What the viewer asks for, shown to the host's user in plain words (absent: view only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asks: Option<crate::control::Permissions>,
+    },
+    /// A technician signs in with an account of the operator's server (an API token).
+    SignIn {
+        /// Protocol version.
+        v: u32,
+        /// The account name.
+        account: String,
+        /// The account's API token.
+        token: String,
     },
     /// The host consents to a viewer.
     Accept {
@@ -308,6 +335,21 @@ pub enum ServerMessage {
         /// handshake that follows.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         access: Option<String>,
+        /// The technician account the server verified (`sign_in`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verified: Option<VerifiedIdentity>,
+        /// What the viewer asks for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asks: Option<crate::control::Permissions>,
+    },
+    /// A `sign_in` succeeded.
+    SignedIn {
+        /// Protocol version.
+        v: u32,
+        /// The account.
+        account: String,
+        /// The operator who vouches for it.
+        operator: String,
     },
     /// The host consented (to the viewer).
     Accepted {
@@ -394,6 +436,7 @@ impl ClientMessage {
             | ClientMessage::DeviceChallenge { v }
             | ClientMessage::JoinDevice { v, .. }
             | ClientMessage::AuthFailed { v, .. }
+            | ClientMessage::SignIn { v, .. }
             | ClientMessage::Join { v, .. }
             | ClientMessage::Accept { v, .. }
             | ClientMessage::Reject { v, .. }
@@ -465,6 +508,7 @@ mod tests {
             v: 1,
             code: "1234567890".into(),
             name: "Ann".into(),
+            asks: None,
         };
         assert_eq!(
             serde_json::to_string(&join).unwrap(),

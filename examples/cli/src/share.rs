@@ -230,7 +230,7 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
                 None => break,
                 Some(HostEvent::JoinRequest(request)) => match args.auto_accept {
                     Some(answer) => {
-                        println!("{} asks to join: answering {answer:?}", shown(&request.name));
+                        println!("{} Answering {answer:?}", shown(&request.describe()));
                         request.answer(consent_for(answer));
                     }
                     None => {
@@ -330,15 +330,12 @@ fn shown(text: &str) -> std::borrow::Cow<'_, str> {
 /// Asks the user about one join request. The name is whatever the viewer typed, relayed by the server: it is
 /// shown escaped and marked as unverified.
 fn prompt(request: &peerdesk::session::JoinRequest) -> std::io::Result<()> {
-    if let Some(access) = &request.unattended_access {
-        println!(
-            "A technician asks for unattended access \"{}\"; their secret is checked after you allow it.",
-            shown(access)
-        );
+    if request.unattended_access.is_some() {
+        println!("(their access secret is checked after you allow it)");
     }
     print!(
-        "\"{}\" (name not verified) asks to join. Allow (v)iew, (c)ontrol, (f)ull control + clipboard, or (n)o? ",
-        shown(&request.name)
+        "{} Allow (v)iew, (c)ontrol, (f)ull control + clipboard, or (n)o? ",
+        shown(&request.describe())
     );
     std::io::stdout().flush()
 }

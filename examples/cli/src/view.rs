@@ -32,6 +32,13 @@ pub struct ViewArgs {
     /// The current TOTP code, when the access requires one.
     #[arg(long)]
     pub totp: Option<String>,
+    /// Sign in to the signaling server as this technician account (with --token-file): the host's prompt then
+    /// says the operator verified you.
+    #[arg(long, requires = "token_file")]
+    pub account: Option<String>,
+    /// A file whose first line is the account's API token (`-` reads standard input).
+    #[arg(long, requires = "account")]
+    pub token_file: Option<PathBuf>,
     /// Your name, shown to the host's user.
     #[arg(long, default_value = "peerdesk viewer")]
     pub name: String,
@@ -91,6 +98,9 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read_to_string(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
         config = config.trust_ca_pem(pem);
+    }
+    if let (Some(account), Some(token_file)) = (&args.account, &args.token_file) {
+        config = config.sign_in(account, crate::device::read_secret(token_file)?);
     }
     println!("asking the host to let you in...");
     let mut viewer = Viewer::join(config).await.context("joining")?;

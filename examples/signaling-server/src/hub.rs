@@ -10,7 +10,9 @@ use crate::rooms::{new_code, RedeemError, Relation, RoomStore};
 use crate::turn::TurnRest;
 use peerdesk::ratelimit::{FailureBackoff, TokenBucket};
 use peerdesk::signaling::protocol::{parse_client_message, MAX_ACCESS_CHARS, MAX_NAME_CHARS};
-use peerdesk::signaling::{ClientMessage, DeviceClaim, ErrorCode, IceServer, PeerId, ServerMessage, PROTOCOL_VERSION};
+use peerdesk::signaling::{
+    ClientMessage, DeviceClaim, ErrorCode, IceServer, PeerId, ServerMessage, VerifiedIdentity, PROTOCOL_VERSION,
+};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +37,8 @@ pub struct HubConfig {
     pub codes_per_host: usize,
     /// Bytes queued for one connection before it counts as not reading and is disconnected.
     pub outbox_bytes: usize,
+    /// Technician accounts viewers may sign in with; none by default.
+    pub accounts: Option<Arc<crate::accounts::Accounts>>,
 }
 
 impl Default for HubConfig {
@@ -48,6 +52,7 @@ impl Default for HubConfig {
             join: JoinLimits::default(),
             codes_per_host: 16,
             outbox_bytes: OUTBOX_BYTES,
+            accounts: None,
         }
     }
 }
@@ -71,6 +76,8 @@ struct PeerEntry {
     device: Option<String>,
     /// For an unattended viewer: the device it asked for and its client key, where a failure backs off.
     unattended: Option<(String, Cidr)>,
+    /// The technician account this connection signed in with.
+    account: Option<String>,
 }
 
 /// A registered device: the connection holding it and its key.
@@ -179,6 +186,7 @@ impl Hub {
                 nonce: None,
                 device: None,
                 unattended: None,
+                account: None,
             },
         );
         Ok((id, rx))
@@ -249,10 +257,15 @@ impl Hub {
             ClientMessage::Register { device, .. } => self.register(peer, device, now),
             ClientMessage::DeviceChallenge { .. } => self.device_challenge(peer),
             ClientMessage::JoinDevice {
-                device, access, name, ..
-            } => self.join_device(peer, addr, &device, &access, &name, now),
+                device,
+                access,
+                name,
+                asks,
+                ..
+            } => self.join_device(peer, addr, &device, &access, &name, asks, now),
             ClientMessage::AuthFailed { peer: viewer, .. } => self.auth_failed(peer, &viewer, now),
-            ClientMessage::Join { code, name, .. } => self.join(peer, addr, &code, &name, now),
+            ClientMessage::SignIn { account, token, .. } => self.sign_in(peer, addr, &account, &token, now),
+            ClientMessage::Join { code, name, asks, .. } => self.join(peer, addr, &code, &name, asks, now),
             ClientMessage::Accept { peer: viewer, .. } => self.accept(peer, &viewer),
             ClientMessage::Reject {
                 peer: viewer, reason, ..
@@ -419,7 +432,57 @@ impl Hub {
         );
     }
 
-    fn join_device(&self, peer: &PeerId, addr: IpAddr, device: &str, access: &str, name: &str, now: Instant) {
+    /// The account a connection signed in with, as the host is told.
+    fn verified(&self, peer: &PeerId) -> Option<VerifiedIdentity> {
+        let account = lock(&self.peers).get(peer).and_then(|e| e.account.clone())?;
+        let operator = self.config.accounts.as_ref()?.operator().to_string();
+        Some(VerifiedIdentity { operator, account })
+    }
+
+    fn sign_in(&self, peer: &PeerId, addr: IpAddr, account: &str, token: &str, now: Instant) {
+        let Some(accounts) = &self.config.accounts else {
+            return self.reply_error(peer, ErrorCode::NotAllowed, "this server has no technician accounts");
+        };
+        if self.role(peer) != Some(Role::Unassigned) {
+            return self.reply_error(peer, ErrorCode::NotAllowed, "sign in before joining");
+        }
+        // Token guesses count like code guesses, per client key.
+        if !lock(&self.joins).allows(addr, now) {
+            return self.reply_error(
+                peer,
+                ErrorCode::RateLimited,
+                "too many failed attempts; try again later",
+            );
+        }
+        if !accounts.verify(account, token) {
+            lock(&self.joins).record_failure(addr, now);
+            return self.reply_error(peer, ErrorCode::AuthenticationFailed, "unknown account or wrong token");
+        }
+        if let Some(entry) = lock(&self.peers).get_mut(peer) {
+            entry.account = Some(account.to_string());
+        }
+        tracing::info!(%peer, account, %addr, "technician signed in");
+        self.send(
+            peer,
+            ServerMessage::SignedIn {
+                v: PROTOCOL_VERSION,
+                account: account.to_string(),
+                operator: accounts.operator().to_string(),
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_device(
+        &self,
+        peer: &PeerId,
+        addr: IpAddr,
+        device: &str,
+        access: &str,
+        name: &str,
+        asks: Option<peerdesk::control::Permissions>,
+        now: Instant,
+    ) {
         match self.role(peer) {
             Some(Role::Unassigned) => {}
             Some(_) => return self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role"),
@@ -500,6 +563,8 @@ impl Hub {
                 name,
                 code: String::new(),
                 access: Some(access.to_string()),
+                verified: self.verified(peer),
+                asks,
             },
         );
     }
@@ -552,7 +617,15 @@ impl Hub {
         );
     }
 
-    fn join(&self, peer: &PeerId, addr: IpAddr, code: &str, name: &str, now: Instant) {
+    fn join(
+        &self,
+        peer: &PeerId,
+        addr: IpAddr,
+        code: &str,
+        name: &str,
+        asks: Option<peerdesk::control::Permissions>,
+        now: Instant,
+    ) {
         match self.role(peer) {
             Some(Role::Unassigned) => {}
             Some(_) => return self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role"),
@@ -625,6 +698,8 @@ impl Hub {
                 name,
                 code: code.to_string(),
                 access: None,
+                verified: self.verified(peer),
+                asks,
             },
         );
     }

@@ -3,6 +3,7 @@
 //! endpoint with an `Origin` check, the health endpoint, and static files with security headers. `main.rs` wraps
 //! it in a command; `peerdesk demo` runs it in-process.
 
+pub mod accounts;
 pub mod branding;
 pub mod connection;
 pub mod hub;

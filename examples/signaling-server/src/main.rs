@@ -29,6 +29,17 @@ struct Args {
     /// Folder of static files to serve (the web viewer).
     #[arg(long)]
     static_dir: Option<PathBuf>,
+    /// Technician accounts (owner-only JSON: the operator's name and SHA-256 hashes of API tokens): signed-in
+    /// technicians are shown to hosts as "verified by <operator>".
+    #[arg(long)]
+    accounts: Option<PathBuf>,
+    /// Issue a new API token for this account into --accounts (created when missing, with --operator), print it
+    /// once and exit.
+    #[arg(long, requires = "accounts")]
+    new_token: Option<String>,
+    /// The operator's name for a new --accounts file.
+    #[arg(long, default_value = "this server's operator")]
+    operator: String,
     /// The operator's branding for the served pages: a JSON file with product_name, accent_color,
     /// background_color, consent_text and logo_file (a PNG beside it); every field optional.
     #[arg(long)]
@@ -102,6 +113,26 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(name), Some(path)) = (&args.new_token, &args.accounts) {
+        use peerdesk_signaling_server::accounts::Accounts;
+        let mut accounts = if path.exists() {
+            Accounts::load(path).map_err(|e| anyhow::anyhow!("--accounts {}: {e}", path.display()))?
+        } else {
+            Accounts::new(args.operator.clone())
+        };
+        let token = accounts
+            .issue(name, path)
+            .map_err(|e| anyhow::anyhow!("--accounts {}: {e}", path.display()))?;
+        println!("token for {name} (shown once; only its hash is kept): {token}");
+        return Ok(());
+    }
+    let accounts = match &args.accounts {
+        Some(path) => Some(Arc::new(
+            peerdesk_signaling_server::accounts::Accounts::load(path)
+                .map_err(|e| anyhow::anyhow!("--accounts {}: {e}", path.display()))?,
+        )),
+        None => None,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
         tracing_subscriber::fmt()
@@ -150,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         code_ttl: Duration::from_secs(args.code_ttl_secs),
         ice_servers,
         turn,
+        accounts,
         max_peers: args.max_peers,
         join: JoinLimits {
             per_key: args.join_failures_per_addr,
