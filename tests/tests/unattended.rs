@@ -41,6 +41,16 @@ struct Device {
 
 /// An unattended machine: "alex" may control it with SECRET and a TOTP code, nobody is asked.
 async fn device(server_url: &str, sink: RecordingSink, alert_after: u32) -> Device {
+    device_with(server_url, sink, alert_after, false, None).await
+}
+
+async fn device_with(
+    server_url: &str,
+    sink: RecordingSink,
+    alert_after: u32,
+    ask_customer: bool,
+    audit: Option<&std::path::Path>,
+) -> Device {
     let source = SyntheticSource::new(SyntheticConfig::with_size(320, 240)).unwrap();
     let identity = DeviceIdentity::generate().unwrap();
     let identity_key = identity.public_key();
@@ -49,7 +59,8 @@ async fn device(server_url: &str, sink: RecordingSink, alert_after: u32) -> Devi
         TechnicianAccess::new("alex", SECRET)
             .unwrap()
             .totp(totp.clone())
-            .permissions(Permissions::CONTROL),
+            .permissions(Permissions::CONTROL)
+            .ask_customer(ask_customer),
     );
     let policy_json = serde_json::to_string(&policy).unwrap();
     let config = HostConfig::new(server_url)
@@ -57,6 +68,10 @@ async fn device(server_url: &str, sink: RecordingSink, alert_after: u32) -> Devi
         .transport(TransportConfig::loopback())
         .max_bitrate(500_000)
         .unattended(UnattendedConfig::new(identity, policy).alert_after(alert_after));
+    let config = match audit {
+        Some(path) => config.audit_log(path),
+        None => config,
+    };
     let mut host = Host::start(config, Box::new(source), Some(Box::new(sink)))
         .await
         .unwrap();
@@ -173,7 +188,8 @@ async fn wrong_attempts(server_url: &str, device: &Device, attempts: usize) -> V
 async fn wrong_secrets_back_off_growing_per_attempt_and_the_host_app_hears_of_it() {
     let server = SignalingServer::start(&[]);
     let sink = RecordingSink::new();
-    let mut device = device(&server.url, sink.clone(), 2).await;
+    let audit = std::env::temp_dir().join(format!("peerdesk-unattended-audit-{}.jsonl", std::process::id()));
+    let mut device = device_with(&server.url, sink.clone(), 2, false, Some(&audit)).await;
     let waits = wrong_attempts(&server.url, &device, 3).await;
     assert_eq!(waits, [1, 2, 4], "the wait doubles per failed attempt");
 
@@ -197,6 +213,71 @@ async fn wrong_secrets_back_off_growing_per_attempt_and_the_host_app_hears_of_it
     .await
     .expect("the right secret still works");
     viewer.leave().await;
+    device.host.end("done").await;
+
+    // The audit trail has every attempt, and verifies.
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    let attempts: Vec<bool> = trail
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["event"] == "unattended_access")
+        .map(|record| record["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(attempts, [false, false, false, true], "{trail}");
+    let verified = cli(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    std::fs::remove_file(&audit).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_that_asks_the_customer_prompts_first_and_grants_at_most_its_policy() {
+    let server = SignalingServer::start(&[]);
+    let mut device = device_with(&server.url, RecordingSink::new(), 3, true, None).await;
+    let code = device.totp.code_at(unix_now());
+    let join = tokio::spawn(Viewer::join(technician(&server.url, &device, SECRET, Some(code))));
+    let request = loop {
+        if let HostEvent::JoinRequest(request) = timeout("the prompt", device.events.recv()).await.unwrap() {
+            break request;
+        }
+    };
+    assert_eq!(request.unattended_access.as_deref(), Some("alex"));
+    assert!(
+        request.describe().contains("with unattended access \"alex\""),
+        "{}",
+        request.describe()
+    );
+    // The customer offers everything; the access's policy caps it at control.
+    request.answer(peerdesk::session::Consent::Allow(Permissions::FULL));
+    let viewer = timeout("the join", join)
+        .await
+        .unwrap()
+        .expect("admitted and authenticated");
+    assert_eq!(viewer.permissions(), Permissions::CONTROL);
+    viewer.leave().await;
+
+    // Allowed by the customer, but the secret is still checked.
+    let code = device.totp.code_at(unix_now());
+    let join = tokio::spawn(Viewer::join(technician(
+        &server.url,
+        &device,
+        "wrong horse battery",
+        Some(code),
+    )));
+    loop {
+        if let HostEvent::JoinRequest(request) = timeout("the prompt", device.events.recv()).await.unwrap() {
+            request.answer(peerdesk::session::Consent::Allow(Permissions::FULL));
+            break;
+        }
+    }
+    let refused = timeout("the refusal", join).await.unwrap();
+    assert!(
+        matches!(refused, Err(SessionError::AuthenticationFailed { .. })),
+        "{refused:?}"
+    );
     device.host.end("done").await;
 }
 
