@@ -60,7 +60,7 @@ pub struct ViewerConfig {
 }
 
 /// A technician account on the operator's signaling server and its API token. With it, the host's consent
-/// prompt says "verified by <operator>" and shows the account name instead of a self-chosen name.
+/// prompt says `verified by <operator>` and shows the account name instead of a self-chosen name.
 #[derive(Clone)]
 pub struct AccountToken {
     /// The account name.
