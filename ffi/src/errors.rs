@@ -45,6 +45,19 @@ pub enum SessionError {
         /// Details.
         details: String,
     },
+    /// Unattended access or sign-in refused: wrong secret, TOTP code or token, or someone in the middle.
+    #[error("authentication failed")]
+    AuthenticationFailed {
+        /// Seconds before another attempt may succeed, when the server said.
+        retry_after_secs: Option<u64>,
+    },
+    /// Unattended access: the host did not prove its identity or the secret (wrong device, or someone in the
+    /// middle).
+    #[error("the host did not authenticate: {details}")]
+    HostNotAuthenticated {
+        /// Details.
+        details: String,
+    },
 }
 
 impl From<peerdesk::session::SessionError> for SessionError {
@@ -58,6 +71,10 @@ impl From<peerdesk::session::SessionError> for SessionError {
             E::Ended(reason) => SessionError::Ended { reason },
             E::Timeout(what) => SessionError::Timeout { what: what.to_string() },
             E::InvalidArgument(message) => SessionError::InvalidArgument { details: message },
+            E::AuthenticationFailed { retry_after } => SessionError::AuthenticationFailed {
+                retry_after_secs: retry_after.map(|d| d.as_secs()),
+            },
+            E::HostNotAuthenticated(details) => SessionError::HostNotAuthenticated { details },
             other => SessionError::Connection {
                 details: other.to_string(),
             },

@@ -35,6 +35,11 @@ pub trait HostListener: Send + Sync {
     fn on_refused(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
     /// The session ended.
     fn on_ended(&self, reason: String) -> Result<(), CallbackError>;
+    /// A technician proved an unattended access (secret, and TOTP code when required); their connection follows.
+    fn on_unattended_access(&self, viewer: String, access: String) -> Result<(), CallbackError>;
+    /// Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing; the next
+    /// attempt waits `retry_after_secs`.
+    fn on_access_failures(&self, failures: u32, retry_after_secs: u64) -> Result<(), CallbackError>;
 }
 
 /// A viewer's request to join. Unanswered requests are denied when dropped.
@@ -42,6 +47,10 @@ pub trait HostListener: Send + Sync {
 pub struct JoinRequest {
     viewer: String,
     name: String,
+    describe: String,
+    asks: Permissions,
+    verified: Option<(String, String)>,
+    unattended_access: Option<String>,
     inner: Mutex<Option<core::JoinRequest>>,
 }
 
@@ -51,9 +60,30 @@ impl JoinRequest {
     pub fn viewer(&self) -> String {
         self.viewer.clone()
     }
-    /// The name the viewer gave.
+    /// The name the viewer gave (not verified by anyone; see `verified_by`).
     pub fn name(&self) -> String {
         self.name.clone()
+    }
+    /// The request in plain words for a prompt, e.g. `alex (verified by Acme Support) asks to see your screen
+    /// and use your mouse and keyboard.` or `"Bob" (name not verified) asks to see your screen.`
+    pub fn describe(&self) -> String {
+        self.describe.clone()
+    }
+    /// What the viewer asks for (you decide what to grant).
+    pub fn asks(&self) -> Permissions {
+        self.asks
+    }
+    /// The operator whose server verified the technician's account, if they signed in.
+    pub fn verified_by(&self) -> Option<String> {
+        self.verified.as_ref().map(|(operator, _)| operator.clone())
+    }
+    /// The verified account name, if they signed in.
+    pub fn account(&self) -> Option<String> {
+        self.verified.as_ref().map(|(_, account)| account.clone())
+    }
+    /// For an unattended access that asks the customer: the access name claimed (proven after you allow).
+    pub fn unattended_access(&self) -> Option<String> {
+        self.unattended_access.clone()
     }
     /// Admits the viewer with these permissions.
     pub fn allow(&self, permissions: Permissions) {
@@ -76,19 +106,21 @@ pub struct Host {
     code: String,
     size: (u32, u32),
     pusher: Option<FramePusher>,
+    device_id: Option<String>,
 }
 
 fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<(), CallbackError> {
     use core::HostEvent as E;
     match event {
-        E::JoinRequest(request) => {
-            let (viewer, name) = (request.viewer.clone(), request.name.clone());
-            listener.on_join_request(Arc::new(JoinRequest {
-                viewer,
-                name,
-                inner: Mutex::new(Some(request)),
-            }))
-        }
+        E::JoinRequest(request) => listener.on_join_request(Arc::new(JoinRequest {
+            viewer: request.viewer.clone(),
+            name: request.name.clone(),
+            describe: request.describe(),
+            asks: request.asks.into(),
+            verified: request.verified.clone().map(|v| (v.operator, v.account)),
+            unattended_access: request.unattended_access.clone(),
+            inner: Mutex::new(Some(request)),
+        })),
         E::VerificationCode { viewer, code } => listener.on_verification_code(viewer, code),
         E::ViewerConnected { viewer, name } => listener.on_viewer_connected(viewer, name),
         E::ViewerReconnecting { viewer } => listener.on_viewer_reconnecting(viewer),
@@ -99,6 +131,8 @@ fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<
         E::Chat { viewer, text } => listener.on_chat(viewer, text),
         E::Refused { viewer, code } => listener.on_refused(viewer, format!("{code:?}")),
         E::Ended { reason } => listener.on_ended(reason),
+        E::UnattendedAccess { viewer, access } => listener.on_unattended_access(viewer, access),
+        E::AccessFailures { failures, retry_after } => listener.on_access_failures(failures, retry_after.as_secs()),
         _ => Ok(()),
     }
 }
@@ -123,6 +157,20 @@ impl Host {
             config = config.trust_ca_pem(pem);
         }
         let invalid = |e: &dyn std::fmt::Display| SessionError::InvalidArgument { details: e.to_string() };
+        match (&options.device_key_path, &options.access_policy_path) {
+            (Some(key), Some(policy)) => {
+                use peerdesk::unattended::{AccessPolicy, DeviceIdentity, UnattendedConfig};
+                let identity = DeviceIdentity::load_or_create(key).map_err(|e| invalid(&e))?;
+                let policy = AccessPolicy::load(policy).map_err(|e| invalid(&e))?;
+                config = config.unattended(UnattendedConfig::new(identity, policy));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    &"unattended access needs both device_key_path and access_policy_path",
+                ))
+            }
+        }
         let (source, input, pusher): (
             Box<dyn peerdesk::capture::ScreenSource>,
             Option<Box<dyn peerdesk::input::InputSink>>,
@@ -157,6 +205,7 @@ impl Host {
         let mut host = run(core::Host::start(config, source, input)).await??;
         let events = host.take_events();
         let (code, size) = (host.code().to_string(), host.screen_size());
+        let device_id = host.device_id().map(|id| id.as_str().to_string());
         if let Some(events) = events {
             dispatch_thread("peerdesk-host-events", events, move |event| dispatch(&listener, event));
         }
@@ -165,7 +214,13 @@ impl Host {
             code,
             size,
             pusher,
+            device_id,
         }))
+    }
+
+    /// With unattended access: the nine-digit device ID technicians reach this host by.
+    pub fn device_id(&self) -> Option<String> {
+        self.device_id.clone()
     }
 
     /// The one-time code to tell the viewer.
@@ -275,4 +330,43 @@ impl Host {
             reason: "the host has ended the session".into(),
         })
     }
+}
+
+/// Adds (or replaces) a technician's unattended access in the policy file at `policy_path` (created owner-only):
+/// `secret` (at least 8 characters) is stored as an argon2id hash only. With `with_totp`, a TOTP second factor is
+/// required and its base32 secret is returned, once, for the technician's authenticator app.
+#[uniffi::export]
+pub fn add_technician_access(
+    policy_path: String,
+    name: String,
+    secret: String,
+    permissions: Permissions,
+    ask_customer: bool,
+    with_totp: bool,
+) -> Result<Option<String>, SessionError> {
+    use peerdesk::unattended::{AccessPolicy, TechnicianAccess, TotpSecret};
+    let invalid = |e: &dyn std::fmt::Display| SessionError::InvalidArgument { details: e.to_string() };
+    let mut policy = AccessPolicy::load(&policy_path).map_err(|e| invalid(&e))?;
+    let mut access = TechnicianAccess::new(&name, &secret)
+        .map_err(|e| invalid(&e))?
+        .permissions(permissions.into())
+        .ask_customer(ask_customer);
+    let totp = if with_totp {
+        let totp = TotpSecret::generate().map_err(|e| invalid(&e))?;
+        access = access.totp(totp.clone());
+        Some(totp.to_base32())
+    } else {
+        None
+    };
+    policy.insert(access);
+    policy.save(&policy_path).map_err(|e| invalid(&e))?;
+    Ok(totp)
+}
+
+/// The device ID of the key at `key_path` (created owner-only on first use).
+#[uniffi::export]
+pub fn device_id_of_key(key_path: String) -> Result<String, SessionError> {
+    peerdesk::unattended::DeviceIdentity::load_or_create(&key_path)
+        .map(|identity| identity.device_id().as_str().to_string())
+        .map_err(|e| SessionError::InvalidArgument { details: e.to_string() })
 }

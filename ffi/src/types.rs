@@ -86,6 +86,13 @@ pub struct HostOptions {
     /// Grant control and clipboard only after `Host.confirm_verification` (default false: at once).
     #[uniffi(default = false)]
     pub require_verification: bool,
+    /// Unattended access: the device key file (created owner-only on first use). With `access_policy_path`,
+    /// the host registers its device ID and technicians of the policy connect with their secret. Default none.
+    #[uniffi(default = None)]
+    pub device_key_path: Option<String>,
+    /// Unattended access: the access policy file (see `add_technician_access`). Default none.
+    #[uniffi(default = None)]
+    pub access_policy_path: Option<String>,
 }
 
 /// Settings of a viewer.
@@ -93,7 +100,7 @@ pub struct HostOptions {
 pub struct ViewerOptions {
     /// Signaling server WebSocket URL.
     pub server_url: String,
-    /// The session code.
+    /// The session code (ignored with `device_id`).
     pub code: String,
     /// Shown to the host's user.
     #[uniffi(default = "peerdesk viewer")]
@@ -114,6 +121,24 @@ pub struct ViewerOptions {
     /// webpki roots and the system's bundle are always trusted).
     #[uniffi(default = None)]
     pub trusted_ca_pem: Option<String>,
+    /// Unattended access: the nine-digit device ID to reach instead of a code (with `access` and `secret`).
+    #[uniffi(default = None)]
+    pub device_id: Option<String>,
+    /// Unattended access: the technician access name.
+    #[uniffi(default = None)]
+    pub access: Option<String>,
+    /// Unattended access: the access secret (never sent; proven with a PAKE).
+    #[uniffi(default = None)]
+    pub secret: Option<String>,
+    /// Unattended access: the current TOTP code, when the access requires one.
+    #[uniffi(default = None)]
+    pub totp_code: Option<String>,
+    /// A technician account of the server's operator (with `token`): the host's prompt says it is verified.
+    #[uniffi(default = None)]
+    pub account: Option<String>,
+    /// The account's API token.
+    #[uniffi(default = None)]
+    pub token: Option<String>,
 }
 
 pub(crate) fn transport(

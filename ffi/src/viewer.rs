@@ -47,6 +47,7 @@ pub struct Viewer {
     size: (u32, u32),
     host_name: String,
     verification_code: String,
+    device_public_key: Option<Vec<u8>>,
     listening: AtomicBool,
 }
 
@@ -69,8 +70,28 @@ impl Viewer {
     /// Joins the host owning `options.code`; returns once the host consented and the connection is up.
     #[uniffi::constructor]
     pub async fn join(options: ViewerOptions, listener: Arc<dyn ViewerListener>) -> Result<Arc<Viewer>, SessionError> {
-        let mut config = core::ViewerConfig::new(&options.server_url, &options.code, &options.name)
-            .transport(transport(options.loopback, options.relay_only, &options.ice_servers));
+        let invalid = |details: String| SessionError::InvalidArgument { details };
+        let mut config = match (&options.device_id, &options.access, &options.secret) {
+            (Some(device), Some(access), Some(secret)) => {
+                let device = device
+                    .parse()
+                    .map_err(|e: peerdesk::unattended::UnattendedError| invalid(e.to_string()))?;
+                let config =
+                    core::ViewerConfig::for_device(&options.server_url, device, access, secret).name(&options.name);
+                match &options.totp_code {
+                    Some(code) => config.totp_code(code),
+                    None => config,
+                }
+            }
+            (None, _, _) => core::ViewerConfig::new(&options.server_url, &options.code, &options.name),
+            _ => return Err(invalid("unattended access needs device_id, access and secret".into())),
+        }
+        .transport(transport(options.loopback, options.relay_only, &options.ice_servers));
+        match (&options.account, &options.token) {
+            (Some(account), Some(token)) => config = config.sign_in(account, token),
+            (None, None) => {}
+            _ => return Err(invalid("signing in needs both account and token".into())),
+        }
         config.frame_queue = options.frame_queue.clamp(1, 64) as usize;
         if let Some(pem) = &options.trusted_ca_pem {
             config = config.trust_ca_pem(pem);
@@ -86,9 +107,16 @@ impl Viewer {
             size: viewer.screen_size(),
             host_name: viewer.host_name().to_string(),
             verification_code: viewer.verification_code().to_string(),
+            device_public_key: viewer.device_public_key().map(|k| k.to_vec()),
             inner: Mutex::new(Some(viewer)),
             listening: AtomicBool::new(false),
         }))
+    }
+
+    /// Unattended sessions: the device's Ed25519 public key (32 bytes), which it proved it holds. Remember it
+    /// from the first session to refuse a later one with another key.
+    pub fn device_public_key(&self) -> Option<Vec<u8>> {
+        self.device_public_key.clone()
     }
 
     /// Width of the host's screen.

@@ -179,3 +179,47 @@ def test_a_session_over_wss_with_a_private_ca(tls_server):
         await host.end()
 
     run(scenario())
+
+
+def _totp(secret_base32: str, at: float) -> str:
+    """RFC 6238 (SHA-1, 30 s, 6 digits) written independently of the SDK, as an authenticator app computes it."""
+    import base64
+    import hashlib
+    import hmac
+    import struct
+
+    key = base64.b32decode(secret_base32 + "=" * (-len(secret_base32) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(at) // 30), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+def test_unattended_access_with_secret_and_totp(server, tmp_path):
+    import time
+
+    key, policy = str(tmp_path / "device.key"), str(tmp_path / "access.json")
+    totp_secret = peerdesk.add_technician_access(policy, "alex", "correct horse battery", peerdesk.CONTROL,
+                                                 ask_customer=False, with_totp=True)
+    assert totp_secret and "correct horse" not in (tmp_path / "access.json").read_text()
+    device_id = peerdesk.device_id_of_key(key)
+    events = []
+
+    async def scenario():
+        host = await peerdesk.share(server, ScreenSource.SYNTHETIC(width=320, height=240),
+                                    consent=lambda viewer, name: None, loopback=True, device_key_path=key,
+                                    access_policy_path=policy, on_event=lambda name, args: events.append(name))
+        assert host.device_id == device_id
+        viewer = await peerdesk.join_device(server, device_id, "alex", "correct horse battery",
+                                            totp_code=_totp(totp_secret, time.time()), loopback=True)
+        assert viewer.viewer.permissions() == peerdesk.CONTROL
+        assert viewer.device_public_key is not None and len(viewer.device_public_key) == 32
+        assert len(list(viewer.frames(count=3))) == 3
+        await viewer.leave()
+        with pytest.raises(SessionError.AuthenticationFailed) as failed:
+            await peerdesk.join_device(server, device_id, "alex", "wrong horse battery",
+                                       totp_code=_totp(totp_secret, time.time()), loopback=True)
+        assert failed.value.retry_after_secs == 1
+        await host.end()
+
+    run(scenario())
+    assert "unattended_access" in events

@@ -41,6 +41,8 @@ from ._ffi.peerdesk_ffi import (  # noqa: F401  (re-exported API)
     ViewerListener,
     ViewerOptions,
     ViewerStats,
+    add_technician_access,
+    device_id_of_key,
     peerdesk_version,
 )
 
@@ -48,6 +50,7 @@ __all__ = [
     "Frame", "HostSession", "ViewerSession", "join", "share", "plane_view",
     "Host", "Viewer", "HostOptions", "ViewerOptions", "Permissions", "ScreenSource", "InputEvent", "MouseButton",
     "PushFormat", "SessionError", "FrameError", "VideoFrame", "FrameStamp", "peerdesk_version",
+    "join_device", "add_technician_access", "device_id_of_key",
 ]
 
 VIEW_ONLY = Permissions(control=False, clipboard=False)
@@ -188,6 +191,13 @@ class ViewerSession:
         return self.viewer.width(), self.viewer.height()
 
     @property
+    def device_public_key(self) -> Optional[bytes]:
+        """Unattended sessions: the device's Ed25519 public key, which it proved it holds (pin it after the first
+        session); ``None`` otherwise."""
+        key = self.viewer.device_public_key()
+        return bytes(key) if key is not None else None
+
+    @property
     def verification_code(self) -> str:
         """Six digits (``"042 917"``) to read to the person sharing: their app shows the same code only if
         nobody sits in the middle of the encrypted connection."""
@@ -234,13 +244,41 @@ async def join(
     frame_queue: int = 3,
     relay_only: bool = False,
     trusted_ca_pem: Optional[str] = None,
+    account: Optional[str] = None,
+    token: Optional[str] = None,
     on_event: Optional[Callable[[str, tuple], None]] = None,
 ) -> ViewerSession:
     """Joins the host owning ``code``; raises ``SessionError.Denied`` / ``InvalidCode`` / ``ExpiredCode``.
-    ``trusted_ca_pem`` adds a private CA for a ``wss://`` server; ``relay_only`` connects only through TURN."""
+    ``trusted_ca_pem`` adds a private CA for a ``wss://`` server; ``relay_only`` connects only through TURN;
+    ``account`` and ``token`` sign in with a technician account of the server's operator first (the host's
+    prompt then says who verified you; a wrong token raises ``SessionError.AuthenticationFailed``)."""
     options = ViewerOptions(server_url=server_url, code=code, name=name, loopback=loopback,
                             frame_queue=frame_queue, ice_servers=[], relay_only=relay_only,
-                            trusted_ca_pem=trusted_ca_pem)
+                            trusted_ca_pem=trusted_ca_pem, account=account, token=token)
+    return ViewerSession(await Viewer.join(options, _ViewerEvents(on_event)))
+
+
+async def join_device(
+    server_url: str,
+    device_id: str,
+    access: str,
+    secret: str,
+    *,
+    totp_code: Optional[str] = None,
+    loopback: bool = False,
+    frame_queue: int = 3,
+    relay_only: bool = False,
+    trusted_ca_pem: Optional[str] = None,
+    on_event: Optional[Callable[[str, tuple], None]] = None,
+) -> ViewerSession:
+    """Unattended access to ``device_id`` as the technician ``access``: the secret (and TOTP code) are proven
+    with a PAKE bound to the connection, never sent. Raises ``SessionError.AuthenticationFailed`` (with
+    ``retry_after_secs``) for a wrong secret or code and ``SessionError.HostNotAuthenticated`` when the device
+    cannot prove itself."""
+    options = ViewerOptions(server_url=server_url, code="", name=access, loopback=loopback,
+                            frame_queue=frame_queue, ice_servers=[], relay_only=relay_only,
+                            trusted_ca_pem=trusted_ca_pem, device_id=device_id, access=access, secret=secret,
+                            totp_code=totp_code)
     return ViewerSession(await Viewer.join(options, _ViewerEvents(on_event)))
 
 
@@ -296,6 +334,12 @@ class _HostEvents(HostListener):
     def on_ended(self, reason):
         self._emit("ended", reason)
 
+    def on_unattended_access(self, viewer, access):
+        self._emit("unattended_access", viewer, access)
+
+    def on_access_failures(self, failures, retry_after_secs):
+        self._emit("access_failures", failures, retry_after_secs)
+
 
 class HostSession:
     """A shared screen: ``code``, permissions, pushed frames, ``end()`` (or use ``async with``)."""
@@ -306,6 +350,11 @@ class HostSession:
     @property
     def code(self) -> str:
         return self.host.code()
+
+    @property
+    def device_id(self) -> Optional[str]:
+        """With unattended access: the nine-digit device ID technicians reach this host by."""
+        return self.host.device_id()
 
     def confirm_verification(self, viewer: str) -> None:
         """The user found ``viewer``'s verification code (event ``verification``) equal to the technician's;
@@ -338,12 +387,17 @@ async def share(
     require_verification: bool = False,
     relay_only: bool = False,
     trusted_ca_pem: Optional[str] = None,
+    device_key_path: Optional[str] = None,
+    access_policy_path: Optional[str] = None,
     on_event=None,
 ) -> HostSession:
     """Starts sharing ``source``; ``consent(viewer_id, name)`` returns permissions to admit, or None to deny.
     With ``require_verification``, control and clipboard apply only after ``confirm_verification``; each
-    viewer's code arrives as the event ``("verification", (viewer_id, code))``."""
+    viewer's code arrives as the event ``("verification", (viewer_id, code))``. With ``device_key_path`` and
+    ``access_policy_path`` (see ``add_technician_access``), technicians also connect unattended: events
+    ``("unattended_access", (viewer_id, access))`` and ``("access_failures", (failures, retry_after_secs))``."""
     options = HostOptions(server_url=server_url, name=name, fps=fps, max_bitrate_bps=4_000_000,
                           loopback=loopback, ice_servers=[], require_verification=require_verification,
-                          relay_only=relay_only, trusted_ca_pem=trusted_ca_pem)
+                          relay_only=relay_only, trusted_ca_pem=trusted_ca_pem, device_key_path=device_key_path,
+                          access_policy_path=access_policy_path)
     return HostSession(await Host.start(options, source, _HostEvents(consent, on_event)))

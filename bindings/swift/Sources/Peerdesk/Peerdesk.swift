@@ -851,6 +851,11 @@ public protocol HostProtocol: AnyObject, Sendable {
     func confirmVerification(viewer: String) throws 
     
     /**
+     * With unattended access: the nine-digit device ID technicians reach this host by.
+     */
+    func deviceId()  -> String?
+    
+    /**
      * Disconnects one viewer.
      */
     func disconnect(viewer: String, reason: String) throws 
@@ -1000,6 +1005,18 @@ open func confirmVerification(viewer: String)throws   {try rustCallWithError(Ffi
         FfiConverterString.lower(viewer),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * With unattended access: the nine-digit device ID technicians reach this host by.
+     */
+open func deviceId() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_host_device_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1259,6 +1276,17 @@ public protocol HostListener: AnyObject, Sendable {
      */
     func onEnded(reason: String) throws 
     
+    /**
+     * A technician proved an unattended access (secret, and TOTP code when required); their connection follows.
+     */
+    func onUnattendedAccess(viewer: String, access: String) throws 
+    
+    /**
+     * Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing; the next
+     * attempt waits `retry_after_secs`.
+     */
+    func onAccessFailures(failures: UInt32, retryAfterSecs: UInt64) throws 
+    
 }
 /**
  * Receives host events, on one dedicated thread (never an async worker). Return an error rather than throwing.
@@ -1452,6 +1480,33 @@ open func onEnded(reason: String)throws   {try rustCallWithError(FfiConverterTyp
     uniffi_peerdesk_ffi_fn_method_hostlistener_on_ended(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(reason),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A technician proved an unattended access (secret, and TOTP code when required); their connection follows.
+     */
+open func onUnattendedAccess(viewer: String, access: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_unattended_access(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(viewer),
+        FfiConverterString.lower(access),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing; the next
+     * attempt waits `retry_after_secs`.
+     */
+open func onAccessFailures(failures: UInt32, retryAfterSecs: UInt64)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_access_failures(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(failures),
+        FfiConverterUInt64.lower(retryAfterSecs),uniffiCallStatus
     )
 }
 }
@@ -1770,6 +1825,60 @@ fileprivate struct UniffiCallbackInterfaceHostListener {
                 writeReturn: writeReturn,
                 lowerError: FfiConverterTypeCallbackError_lower
             )
+        },
+        onUnattendedAccess: { (
+            uniffiHandle: UInt64,
+            viewer: RustBuffer,
+            access: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onUnattendedAccess(
+                     viewer: try FfiConverterString.lift(viewer),
+                     access: try FfiConverterString.lift(access)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        },
+        onAccessFailures: { (
+            uniffiHandle: UInt64,
+            failures: UInt32,
+            retryAfterSecs: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onAccessFailures(
+                     failures: try FfiConverterUInt32.lift(failures),
+                     retryAfterSecs: try FfiConverterUInt64.lift(retryAfterSecs)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
         }
     )
 
@@ -1856,9 +1965,19 @@ public func FfiConverterTypeHostListener_lower(_ value: HostListener) -> UInt64 
 public protocol JoinRequestProtocol: AnyObject, Sendable {
     
     /**
+     * The verified account name, if they signed in.
+     */
+    func account()  -> String?
+    
+    /**
      * Admits the viewer with these permissions.
      */
     func allow(permissions: Permissions) 
+    
+    /**
+     * What the viewer asks for (you decide what to grant).
+     */
+    func asks()  -> Permissions
     
     /**
      * Refuses the viewer; `reason` is shown to them.
@@ -1866,9 +1985,25 @@ public protocol JoinRequestProtocol: AnyObject, Sendable {
     func deny(reason: String) 
     
     /**
-     * The name the viewer gave.
+     * The request in plain words for a prompt, e.g. `alex (verified by Acme Support) asks to see your screen
+     * and use your mouse and keyboard.` or `"Bob" (name not verified) asks to see your screen.`
+     */
+    func describe()  -> String
+    
+    /**
+     * The name the viewer gave (not verified by anyone; see `verified_by`).
      */
     func name()  -> String
+    
+    /**
+     * For an unattended access that asks the customer: the access name claimed (proven after you allow).
+     */
+    func unattendedAccess()  -> String?
+    
+    /**
+     * The operator whose server verified the technician's account, if they signed in.
+     */
+    func verifiedBy()  -> String?
     
     /**
      * The viewer's id.
@@ -1933,6 +2068,18 @@ open class JoinRequest: JoinRequestProtocol, @unchecked Sendable {
 
     
     /**
+     * The verified account name, if they signed in.
+     */
+open func account() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_joinrequest_account(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Admits the viewer with these permissions.
      */
 open func allow(permissions: Permissions)  {try! rustCall() {
@@ -1942,6 +2089,18 @@ open func allow(permissions: Permissions)  {try! rustCall() {
         FfiConverterTypePermissions_lower(permissions),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * What the viewer asks for (you decide what to grant).
+     */
+open func asks() -> Permissions  {
+    return try!  FfiConverterTypePermissions_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_joinrequest_asks(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1957,12 +2116,49 @@ open func deny(reason: String)  {try! rustCall() {
 }
     
     /**
-     * The name the viewer gave.
+     * The request in plain words for a prompt, e.g. `alex (verified by Acme Support) asks to see your screen
+     * and use your mouse and keyboard.` or `"Bob" (name not verified) asks to see your screen.`
+     */
+open func describe() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_joinrequest_describe(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The name the viewer gave (not verified by anyone; see `verified_by`).
      */
 open func name() -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_peerdesk_ffi_fn_method_joinrequest_name(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * For an unattended access that asks the customer: the access name claimed (proven after you allow).
+     */
+open func unattendedAccess() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_joinrequest_unattended_access(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The operator whose server verified the technician's account, if they signed in.
+     */
+open func verifiedBy() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_joinrequest_verified_by(
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
@@ -2303,6 +2499,12 @@ public func FfiConverterTypeVideoFrame_lower(_ value: VideoFrame) -> UInt64 {
 public protocol ViewerProtocol: AnyObject, Sendable {
     
     /**
+     * Unattended sessions: the device's Ed25519 public key (32 bytes), which it proved it holds. Remember it
+     * from the first session to refuse a later one with another key.
+     */
+    func devicePublicKey()  -> Data?
+    
+    /**
      * Height of the host's screen.
      */
     func height()  -> UInt32
@@ -2439,6 +2641,19 @@ public static func join(options: ViewerOptions, listener: ViewerListener)async t
 }
     
 
+    
+    /**
+     * Unattended sessions: the device's Ed25519 public key (32 bytes), which it proved it holds. Remember it
+     * from the first session to refuse a later one with another key.
+     */
+open func devicePublicKey() -> Data?  {
+    return try!  FfiConverterOptionData.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_viewer_device_public_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Height of the host's screen.
@@ -3262,6 +3477,15 @@ public struct HostOptions: Equatable, Hashable {
      * Grant control and clipboard only after `Host.confirm_verification` (default false: at once).
      */
     public var requireVerification: Bool
+    /**
+     * Unattended access: the device key file (created owner-only on first use). With `access_policy_path`,
+     * the host registers its device ID and technicians of the policy connect with their secret. Default none.
+     */
+    public var deviceKeyPath: String?
+    /**
+     * Unattended access: the access policy file (see `add_technician_access`). Default none.
+     */
+    public var accessPolicyPath: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3293,7 +3517,14 @@ public struct HostOptions: Equatable, Hashable {
          */trustedCaPem: String? = nil, 
         /**
          * Grant control and clipboard only after `Host.confirm_verification` (default false: at once).
-         */requireVerification: Bool = false) {
+         */requireVerification: Bool = false, 
+        /**
+         * Unattended access: the device key file (created owner-only on first use). With `access_policy_path`,
+         * the host registers its device ID and technicians of the policy connect with their secret. Default none.
+         */deviceKeyPath: String? = nil, 
+        /**
+         * Unattended access: the access policy file (see `add_technician_access`). Default none.
+         */accessPolicyPath: String? = nil) {
         self.serverUrl = serverUrl
         self.name = name
         self.fps = fps
@@ -3303,6 +3534,8 @@ public struct HostOptions: Equatable, Hashable {
         self.relayOnly = relayOnly
         self.trustedCaPem = trustedCaPem
         self.requireVerification = requireVerification
+        self.deviceKeyPath = deviceKeyPath
+        self.accessPolicyPath = accessPolicyPath
     }
 
     
@@ -3329,7 +3562,9 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
                 iceServers: FfiConverterSequenceString.read(from: &buf), 
                 relayOnly: FfiConverterBool.read(from: &buf), 
                 trustedCaPem: FfiConverterOptionString.read(from: &buf), 
-                requireVerification: FfiConverterBool.read(from: &buf)
+                requireVerification: FfiConverterBool.read(from: &buf), 
+                deviceKeyPath: FfiConverterOptionString.read(from: &buf), 
+                accessPolicyPath: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -3343,6 +3578,8 @@ public struct FfiConverterTypeHostOptions: FfiConverterRustBuffer {
         FfiConverterBool.write(value.relayOnly, into: &buf)
         FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
         FfiConverterBool.write(value.requireVerification, into: &buf)
+        FfiConverterOptionString.write(value.deviceKeyPath, into: &buf)
+        FfiConverterOptionString.write(value.accessPolicyPath, into: &buf)
     }
 }
 
@@ -3539,7 +3776,7 @@ public struct ViewerOptions: Equatable, Hashable {
      */
     public var serverUrl: String
     /**
-     * The session code.
+     * The session code (ignored with `device_id`).
      */
     public var code: String
     /**
@@ -3567,6 +3804,30 @@ public struct ViewerOptions: Equatable, Hashable {
      * webpki roots and the system's bundle are always trusted).
      */
     public var trustedCaPem: String?
+    /**
+     * Unattended access: the nine-digit device ID to reach instead of a code (with `access` and `secret`).
+     */
+    public var deviceId: String?
+    /**
+     * Unattended access: the technician access name.
+     */
+    public var access: String?
+    /**
+     * Unattended access: the access secret (never sent; proven with a PAKE).
+     */
+    public var secret: String?
+    /**
+     * Unattended access: the current TOTP code, when the access requires one.
+     */
+    public var totpCode: String?
+    /**
+     * A technician account of the server's operator (with `token`): the host's prompt says it is verified.
+     */
+    public var account: String?
+    /**
+     * The account's API token.
+     */
+    public var token: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3575,7 +3836,7 @@ public struct ViewerOptions: Equatable, Hashable {
          * Signaling server WebSocket URL.
          */serverUrl: String, 
         /**
-         * The session code.
+         * The session code (ignored with `device_id`).
          */code: String, 
         /**
          * Shown to the host's user.
@@ -3595,7 +3856,25 @@ public struct ViewerOptions: Equatable, Hashable {
         /**
          * Extra CA certificate(s), PEM, trusted for a `wss://` server with a private CA (none by default; the
          * webpki roots and the system's bundle are always trusted).
-         */trustedCaPem: String? = nil) {
+         */trustedCaPem: String? = nil, 
+        /**
+         * Unattended access: the nine-digit device ID to reach instead of a code (with `access` and `secret`).
+         */deviceId: String? = nil, 
+        /**
+         * Unattended access: the technician access name.
+         */access: String? = nil, 
+        /**
+         * Unattended access: the access secret (never sent; proven with a PAKE).
+         */secret: String? = nil, 
+        /**
+         * Unattended access: the current TOTP code, when the access requires one.
+         */totpCode: String? = nil, 
+        /**
+         * A technician account of the server's operator (with `token`): the host's prompt says it is verified.
+         */account: String? = nil, 
+        /**
+         * The account's API token.
+         */token: String? = nil) {
         self.serverUrl = serverUrl
         self.code = code
         self.name = name
@@ -3604,6 +3883,12 @@ public struct ViewerOptions: Equatable, Hashable {
         self.iceServers = iceServers
         self.relayOnly = relayOnly
         self.trustedCaPem = trustedCaPem
+        self.deviceId = deviceId
+        self.access = access
+        self.secret = secret
+        self.totpCode = totpCode
+        self.account = account
+        self.token = token
     }
 
     
@@ -3629,7 +3914,13 @@ public struct FfiConverterTypeViewerOptions: FfiConverterRustBuffer {
                 frameQueue: FfiConverterUInt32.read(from: &buf), 
                 iceServers: FfiConverterSequenceString.read(from: &buf), 
                 relayOnly: FfiConverterBool.read(from: &buf), 
-                trustedCaPem: FfiConverterOptionString.read(from: &buf)
+                trustedCaPem: FfiConverterOptionString.read(from: &buf), 
+                deviceId: FfiConverterOptionString.read(from: &buf), 
+                access: FfiConverterOptionString.read(from: &buf), 
+                secret: FfiConverterOptionString.read(from: &buf), 
+                totpCode: FfiConverterOptionString.read(from: &buf), 
+                account: FfiConverterOptionString.read(from: &buf), 
+                token: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -3642,6 +3933,12 @@ public struct FfiConverterTypeViewerOptions: FfiConverterRustBuffer {
         FfiConverterSequenceString.write(value.iceServers, into: &buf)
         FfiConverterBool.write(value.relayOnly, into: &buf)
         FfiConverterOptionString.write(value.trustedCaPem, into: &buf)
+        FfiConverterOptionString.write(value.deviceId, into: &buf)
+        FfiConverterOptionString.write(value.access, into: &buf)
+        FfiConverterOptionString.write(value.secret, into: &buf)
+        FfiConverterOptionString.write(value.totpCode, into: &buf)
+        FfiConverterOptionString.write(value.account, into: &buf)
+        FfiConverterOptionString.write(value.token, into: &buf)
     }
 }
 
@@ -4481,6 +4778,23 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          * Details.
          */details: String
     )
+    /**
+     * Unattended access or sign-in refused: wrong secret, TOTP code or token, or someone in the middle.
+     */
+    case AuthenticationFailed(
+        /**
+         * Seconds before another attempt may succeed, when the server said.
+         */retryAfterSecs: UInt64?
+    )
+    /**
+     * Unattended access: the host did not prove its identity or the secret (wrong device, or someone in the
+     * middle).
+     */
+    case HostNotAuthenticated(
+        /**
+         * Details.
+         */details: String
+    )
 
     
 
@@ -4528,6 +4842,12 @@ public struct FfiConverterTypeSessionError: FfiConverterRustBuffer {
             what: try FfiConverterString.read(from: &buf)
             )
         case 8: return .InvalidArgument(
+            details: try FfiConverterString.read(from: &buf)
+            )
+        case 9: return .AuthenticationFailed(
+            retryAfterSecs: try FfiConverterOptionUInt64.read(from: &buf)
+            )
+        case 10: return .HostNotAuthenticated(
             details: try FfiConverterString.read(from: &buf)
             )
 
@@ -4579,6 +4899,16 @@ public struct FfiConverterTypeSessionError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(8))
             FfiConverterString.write(details, into: &buf)
             
+        
+        case let .AuthenticationFailed(retryAfterSecs):
+            writeInt(&buf, Int32(9))
+            FfiConverterOptionUInt64.write(retryAfterSecs, into: &buf)
+            
+        
+        case let .HostNotAuthenticated(details):
+            writeInt(&buf, Int32(10))
+            FfiConverterString.write(details, into: &buf)
+            
         }
     }
 }
@@ -4601,6 +4931,30 @@ public func FfiConverterTypeSessionError_lower(_ value: SessionError) -> RustBuf
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
+    typealias SwiftType = UInt64?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt64.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt64.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -4617,6 +4971,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
+    typealias SwiftType = Data?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterData.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4752,6 +5130,35 @@ public func peerdeskVersion() -> String  {
     )
 })
 }
+/**
+ * Adds (or replaces) a technician's unattended access in the policy file at `policy_path` (created owner-only):
+ * `secret` (at least 8 characters) is stored as an argon2id hash only. With `with_totp`, a TOTP second factor is
+ * required and its base32 secret is returned, once, for the technician's authenticator app.
+ */
+public func addTechnicianAccess(policyPath: String, name: String, secret: String, permissions: Permissions, askCustomer: Bool, withTotp: Bool)throws  -> String?  {
+    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeSessionError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_func_add_technician_access(
+        FfiConverterString.lower(policyPath),
+        FfiConverterString.lower(name),
+        FfiConverterString.lower(secret),
+        FfiConverterTypePermissions_lower(permissions),
+        FfiConverterBool.lower(askCustomer),
+        FfiConverterBool.lower(withTotp),uniffiCallStatus
+    )
+})
+}
+/**
+ * The device ID of the key at `key_path` (created owner-only on first use).
+ */
+public func deviceIdOfKey(keyPath: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSessionError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_func_device_id_of_key(
+        FfiConverterString.lower(keyPath),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -4769,6 +5176,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_func_peerdesk_version() != 27234) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_func_add_technician_access() != 38017) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_func_device_id_of_key() != 63144) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_videoframe_data_length() != 33617) {
@@ -4802,6 +5215,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_host_confirm_verification() != 1854) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_host_device_id() != 46057) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_host_disconnect() != 24545) {
@@ -4867,19 +5283,43 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 5775) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_unattended_access() != 4719) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_access_failures() != 50073) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_account() != 16127) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_allow() != 17496) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_asks() != 18732) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_deny() != 15620) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_name() != 11517) {
+    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_describe() != 13927) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_name() != 58265) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_unattended_access() != 24296) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_joinrequest_verified_by() != 37577) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_viewer() != 39757) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_framelistener_on_frame() != 7999) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_viewer_device_public_key() != 50897) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_viewer_height() != 49223) {

@@ -48,6 +48,10 @@ public final class HostCallbacks: HostListener, @unchecked Sendable {
     public func onChat(viewer: String, text: String) throws { onEvent("chat", [viewer, text]) }
     public func onRefused(viewer: String, reason: String) throws { onEvent("refused", [viewer, reason]) }
     public func onEnded(reason: String) throws { onEvent("ended", [reason]) }
+    public func onUnattendedAccess(viewer: String, access: String) throws { onEvent("unattended_access", [viewer, access]) }
+    public func onAccessFailures(failures: UInt32, retryAfterSecs: UInt64) throws {
+        onEvent("access_failures", [String(failures), String(retryAfterSecs)])
+    }
 }
 
 /// Viewer events as one closure: `cursor`, `clipboard`, `chat`, `permissions`, `refused`, `ended`.

@@ -320,6 +320,20 @@ typedef void (*UniffiCallbackInterfaceHostListenerMethod10)(uint64_t, RustBuffer
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD11
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD11
+typedef void (*UniffiCallbackInterfaceHostListenerMethod11)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD12
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD12
+typedef void (*UniffiCallbackInterfaceHostListenerMethod12)(uint64_t, uint32_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_FRAME_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_FRAME_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceFrameListenerMethod0)(uint64_t, uint64_t, void* _Nonnull, 
@@ -399,6 +413,8 @@ typedef struct UniffiVTableCallbackInterfaceHostListener {
     UniffiCallbackInterfaceHostListenerMethod8 _Nonnull onChat;
     UniffiCallbackInterfaceHostListenerMethod9 _Nonnull onRefused;
     UniffiCallbackInterfaceHostListenerMethod10 _Nonnull onEnded;
+    UniffiCallbackInterfaceHostListenerMethod11 _Nonnull onUnattendedAccess;
+    UniffiCallbackInterfaceHostListenerMethod12 _Nonnull onAccessFailures;
 } UniffiVTableCallbackInterfaceHostListener;
 
 #endif
@@ -505,6 +521,11 @@ RustBuffer uniffi_peerdesk_ffi_fn_method_host_code(uint64_t ptr, RustCallStatus 
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_CONFIRM_VERIFICATION
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_CONFIRM_VERIFICATION
 void uniffi_peerdesk_ffi_fn_method_host_confirm_verification(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_DEVICE_ID
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_DEVICE_ID
+RustBuffer uniffi_peerdesk_ffi_fn_method_host_device_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_DISCONNECT
@@ -627,6 +648,16 @@ void uniffi_peerdesk_ffi_fn_method_hostlistener_on_refused(uint64_t ptr, RustBuf
 void uniffi_peerdesk_ffi_fn_method_hostlistener_on_ended(uint64_t ptr, RustBuffer reason, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_unattended_access(uint64_t ptr, RustBuffer viewer, RustBuffer access, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_access_failures(uint64_t ptr, uint32_t failures, uint64_t retry_after_secs, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_CLONE_JOINREQUEST
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_CLONE_JOINREQUEST
 uint64_t uniffi_peerdesk_ffi_fn_clone_joinrequest(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -637,9 +668,19 @@ uint64_t uniffi_peerdesk_ffi_fn_clone_joinrequest(uint64_t handle, RustCallStatu
 void uniffi_peerdesk_ffi_fn_free_joinrequest(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_ACCOUNT
+RustBuffer uniffi_peerdesk_ffi_fn_method_joinrequest_account(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_ALLOW
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_ALLOW
 void uniffi_peerdesk_ffi_fn_method_joinrequest_allow(uint64_t ptr, RustBuffer permissions, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_ASKS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_ASKS
+RustBuffer uniffi_peerdesk_ffi_fn_method_joinrequest_asks(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_DENY
@@ -647,9 +688,24 @@ void uniffi_peerdesk_ffi_fn_method_joinrequest_allow(uint64_t ptr, RustBuffer pe
 void uniffi_peerdesk_ffi_fn_method_joinrequest_deny(uint64_t ptr, RustBuffer reason, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_DESCRIBE
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_DESCRIBE
+RustBuffer uniffi_peerdesk_ffi_fn_method_joinrequest_describe(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_NAME
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_NAME
 RustBuffer uniffi_peerdesk_ffi_fn_method_joinrequest_name(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_UNATTENDED_ACCESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_UNATTENDED_ACCESS
+RustBuffer uniffi_peerdesk_ffi_fn_method_joinrequest_unattended_access(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_VERIFIED_BY
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_VERIFIED_BY
+RustBuffer uniffi_peerdesk_ffi_fn_method_joinrequest_verified_by(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_JOINREQUEST_VIEWER
@@ -690,6 +746,11 @@ void uniffi_peerdesk_ffi_fn_free_viewer(uint64_t handle, RustCallStatus *_Nonnul
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_CONSTRUCTOR_VIEWER_JOIN
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_CONSTRUCTOR_VIEWER_JOIN
 uint64_t uniffi_peerdesk_ffi_fn_constructor_viewer_join(RustBuffer options, uint64_t listener
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_DEVICE_PUBLIC_KEY
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_DEVICE_PUBLIC_KEY
+RustBuffer uniffi_peerdesk_ffi_fn_method_viewer_device_public_key(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_HEIGHT
@@ -811,6 +872,16 @@ void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_ended(uint64_t ptr, RustBuf
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_PEERDESK_VERSION
 RustBuffer uniffi_peerdesk_ffi_fn_func_peerdesk_version(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_ADD_TECHNICIAN_ACCESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_ADD_TECHNICIAN_ACCESS
+RustBuffer uniffi_peerdesk_ffi_fn_func_add_technician_access(RustBuffer policy_path, RustBuffer name, RustBuffer secret, RustBuffer permissions, int8_t ask_customer, int8_t with_totp, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_DEVICE_ID_OF_KEY
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_DEVICE_ID_OF_KEY
+RustBuffer uniffi_peerdesk_ffi_fn_func_device_id_of_key(RustBuffer key_path, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_PEERDESK_FFI_RUSTBUFFER_ALLOC
@@ -1079,6 +1150,18 @@ uint16_t uniffi_peerdesk_ffi_checksum_func_peerdesk_version(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_ADD_TECHNICIAN_ACCESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_ADD_TECHNICIAN_ACCESS
+uint16_t uniffi_peerdesk_ffi_checksum_func_add_technician_access(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_DEVICE_ID_OF_KEY
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_DEVICE_ID_OF_KEY
+uint16_t uniffi_peerdesk_ffi_checksum_func_device_id_of_key(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIDEOFRAME_DATA_LENGTH
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIDEOFRAME_DATA_LENGTH
 uint16_t uniffi_peerdesk_ffi_checksum_method_videoframe_data_length(void
@@ -1142,6 +1225,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_host_code(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_CONFIRM_VERIFICATION
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_CONFIRM_VERIFICATION
 uint16_t uniffi_peerdesk_ffi_checksum_method_host_confirm_verification(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_DEVICE_ID
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_DEVICE_ID
+uint16_t uniffi_peerdesk_ffi_checksum_method_host_device_id(void
     
 );
 #endif
@@ -1271,9 +1360,33 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_unattended_access(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_access_failures(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_ACCOUNT
+uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_account(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_ALLOW
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_ALLOW
 uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_allow(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_ASKS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_ASKS
+uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_asks(void
     
 );
 #endif
@@ -1283,9 +1396,27 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_deny(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_DESCRIBE
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_DESCRIBE
+uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_describe(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_NAME
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_NAME
 uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_name(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_UNATTENDED_ACCESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_UNATTENDED_ACCESS
+uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_unattended_access(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_VERIFIED_BY
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_JOINREQUEST_VERIFIED_BY
+uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_verified_by(void
     
 );
 #endif
@@ -1298,6 +1429,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_joinrequest_viewer(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_FRAMELISTENER_ON_FRAME
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_FRAMELISTENER_ON_FRAME
 uint16_t uniffi_peerdesk_ffi_checksum_method_framelistener_on_frame(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_DEVICE_PUBLIC_KEY
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_DEVICE_PUBLIC_KEY
+uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_device_public_key(void
     
 );
 #endif

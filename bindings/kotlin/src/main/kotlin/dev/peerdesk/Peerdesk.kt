@@ -67,6 +67,8 @@ class HostCallbacks(
     override fun onChat(viewer: String, text: String) = emit("chat", viewer, text)
     override fun onRefused(viewer: String, reason: String) = emit("refused", viewer, reason)
     override fun onEnded(reason: String) = emit("ended", reason)
+    override fun onUnattendedAccess(viewer: String, access: String) = emit("unattended_access", viewer, access)
+    override fun onAccessFailures(failures: UInt, retryAfterSecs: ULong) = emit("access_failures", failures, retryAfterSecs)
     private fun emit(name: String, vararg args: Any) {
         runCatching { onEvent(name, args.toList()) }
     }

@@ -122,4 +122,34 @@ class SessionTest {
         assertThrows<FrameException.NotAccepted> { host.pushFrame(java.nio.ByteBuffer.allocateDirect(16), 2u, 2u, 8u, PushFormat.BGRA, 0uL) }
         host.end("done")
     }
+
+    @Test
+    fun unattendedAccessWithTheSecretAndRefusalWithoutIt() = runBlocking {
+        val dir = kotlin.io.path.createTempDirectory("peerdesk-kotlin-unattended").toFile()
+        val key = java.io.File(dir, "device.key").path
+        val policy = java.io.File(dir, "access.json").path
+        val totp = addTechnicianAccess(policy, "alex", "correct horse battery", CONTROL, askCustomer = false, withTotp = false)
+        assertEquals(null, totp)
+        val deviceId = deviceIdOfKey(key)
+        val events = java.util.Collections.synchronizedList(mutableListOf<String>())
+        val host = Host.start(
+            HostOptions(serverUrl = url, name = "kotlin device", loopback = true, deviceKeyPath = key, accessPolicyPath = policy),
+            ScreenSource.Synthetic(320u, 240u),
+            HostCallbacks({ _, _ -> null }) { name, _ -> events.add(name) },
+        )
+        assertEquals(deviceId, host.deviceId())
+        val options = ViewerOptions(serverUrl = url, code = "", name = "alex", loopback = true, deviceId = deviceId, access = "alex", secret = "correct horse battery")
+        val viewer = withTimeout(30_000) { Viewer.join(options, ViewerCallbacks()) }
+        assertEquals(CONTROL, viewer.permissions())
+        assertEquals(32, viewer.devicePublicKey()?.size)
+        viewer.leave()
+        val failed = assertThrows<SessionException.AuthenticationFailed> {
+            runBlocking { Viewer.join(options.copy(secret = "wrong horse battery"), ViewerCallbacks()) }
+        }
+        assertEquals(1uL, failed.retryAfterSecs)
+        assertTrue("unattended_access" in events, events.toString())
+        host.end("done")
+        dir.deleteRecursively()
+        Unit
+    }
 }
