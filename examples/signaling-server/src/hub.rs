@@ -505,6 +505,9 @@ impl Hub {
                 format!("access must be 1..={MAX_ACCESS_CHARS} printable characters"),
             );
         }
+        if device.len() != peerdesk::unattended::DEVICE_ID_DIGITS || !device.bytes().all(|b| b.is_ascii_digit()) {
+            return self.reply_error(peer, ErrorCode::Malformed, "a device ID is nine digits");
+        }
         // Guessing device IDs counts like guessing codes.
         if !lock(&self.joins).allows(addr, now) {
             return self.reply_error(
