@@ -160,6 +160,11 @@ pub enum HostMessage {
         height: u32,
         /// The host's display name.
         host_name: String,
+        /// A secret both sides present to the signaling server after it restarted, so that it pairs them again
+        /// (256 random bits, base64; absent from older hosts). Only the two peers know it: it travels in this
+        /// encrypted channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
     /// The permissions changed.
     Permissions {
@@ -418,6 +423,7 @@ mod tests {
             width: 1920,
             height: 1080,
             host_name: "desk".into(),
+            resume_token: None,
         };
         assert_eq!(parse_host_message(encode(&m).as_bytes()).unwrap(), m);
         let e = HostMessage::Error {

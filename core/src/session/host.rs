@@ -979,6 +979,8 @@ struct Shared {
 
 enum ToViewer {
     Signal(SignalPayload),
+    /// The viewer's connection to the signaling server has a new peer id (the session was resumed).
+    Readdress(crate::signaling::PeerId),
     SetPermissions(Permissions),
     Verified,
     Clipboard(String),
@@ -1071,6 +1073,9 @@ async fn run_host(
     let mut held_codes: std::collections::HashSet<String> = [first_code].into();
     // Viewers the user let in whose admission the server has not confirmed yet.
     let mut awaiting_admission: HashMap<ViewerId, Admitted> = HashMap::new();
+    // Each connected viewer's resumption token, and the peer ids the server gave resumed viewers.
+    let mut resume_tokens: HashMap<String, ViewerId> = HashMap::new();
+    let mut aliases: HashMap<crate::signaling::PeerId, ViewerId> = HashMap::new();
     // Failed unattended attempts, whoever made them: the wait doubles with each.
     let mut access_backoff = FailureBackoff::new(crate::unattended::FIRST_BACKOFF, crate::unattended::MAX_BACKOFF);
     let end_reason = loop {
@@ -1082,6 +1087,7 @@ async fn run_host(
                     // The codes and pending joins died with the connection.
                     held_codes.clear();
                     awaiting_admission.clear();
+                    aliases.clear();
                     for invite in invites.drain(..) {
                         let _ = invite.send(Err(SessionError::Signaling(crate::signaling::SignalingError::Closed)));
                     }
@@ -1113,7 +1119,7 @@ async fn run_host(
                     let permissions = entry.map_or(Permissions::VIEW_ONLY, |e| e.granted());
                     let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: peer.clone() }).await;
                     if awaiting_admission.len() < MAX_AWAITING_ADMISSION {
-                        let admitted = Admitted { viewer: peer.clone(), name, session_code: String::new(), permissions, ice_servers: Vec::new(), access: Some(access) };
+                        let admitted = Admitted { viewer: peer.clone(), name, session_code: String::new(), permissions, ice_servers: Vec::new(), access: Some(access), resume_token: String::new() };
                         awaiting_admission.insert(peer, admitted);
                     }
                 }
@@ -1139,6 +1145,7 @@ async fn run_host(
                     let _ = events.send(HostEvent::JoinRequest(request));
                 }
                 Some(ServerMessage::Signal { from, payload, .. }) => {
+                    let from = aliases.get(&from).cloned().unwrap_or(from);
                     if let Some((tx, _)) = viewers.get(&from) {
                         to_viewer(tx, ToViewer::Signal(payload));
                     }
@@ -1146,12 +1153,24 @@ async fn run_host(
                 Some(ServerMessage::Admitted { viewer, ice_servers, .. }) => {
                     if let Some(mut admitted) = awaiting_admission.remove(&viewer) {
                         admitted.ice_servers = ice_servers;
+                        admitted.resume_token = new_resume_token();
+                        resume_tokens.insert(admitted.resume_token.clone(), viewer.clone());
                         let (tx, rx) = mpsc::channel(TO_VIEWER_QUEUE);
                         let task = tokio::spawn(run_viewer(shared.clone(), admitted, rx, from_viewers_tx.clone()));
                         viewers.insert(viewer, (tx, task));
                     }
                 }
+                Some(ServerMessage::Resumed { token, peer, .. }) => {
+                    if let Some(viewer) = resume_tokens.get(&token) {
+                        tracing::info!(%viewer, "signaling session resumed");
+                        aliases.insert(peer.clone(), viewer.clone());
+                        if let Some((tx, _)) = viewers.get(viewer) {
+                            to_viewer(tx, ToViewer::Readdress(peer));
+                        }
+                    }
+                }
                 Some(ServerMessage::PeerLeft { peer, reason, .. }) => {
+                    let peer = aliases.get(&peer).cloned().unwrap_or(peer);
                     awaiting_admission.remove(&peer);
                     if let Some((tx, _)) = viewers.get(&peer) {
                         to_viewer(tx, ToViewer::End(format!("viewer {reason}")));
@@ -1164,6 +1183,11 @@ async fn run_host(
                         backoff.reset();
                         tracing::info!("signaling connection restored; new session code issued");
                         let _ = events.send(HostEvent::SignalingRestored { code });
+                        // Pair the connected viewers again, so that ICE restarts reach them.
+                        for token in resume_tokens.keys() {
+                            let resume = ClientMessage::Resume { v: PROTOCOL_VERSION, token: token.clone() };
+                            let _ = shared.signaling.send(resume).await;
+                        }
                     } else if let Some(invite) = invites.pop_front() {
                         let _ = invite.send(Ok(code));
                     }
@@ -1214,7 +1238,7 @@ async fn run_host(
                                 }
                                 _ => permissions,
                             };
-                            let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions, ice_servers: Vec::new(), access };
+                            let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions, ice_servers: Vec::new(), access, resume_token: String::new() };
                             awaiting_admission.insert(viewer, admitted);
                         }
                     }
@@ -1311,6 +1335,8 @@ async fn run_host(
                     record(&mut audit, AuditEvent::Left { viewer: viewer.clone(), reason: reason.clone() });
                     viewers.remove(&viewer);
                     bitrates.remove(&viewer);
+                    resume_tokens.retain(|_, v| *v != viewer);
+                    aliases.retain(|_, v| *v != viewer);
                     let _ = events.send(HostEvent::ViewerLeft { viewer, reason });
                 }
                 FromViewer::Clipboard { viewer, text } => {
@@ -1363,6 +1389,13 @@ fn identity_for_audit(name: &str, verified: Option<&VerifiedIdentity>) -> String
     }
 }
 
+/// A session's resumption token: 256 bits from the operating system's random source, base64.
+fn new_resume_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    base64_encode(&bytes)
+}
+
 /// Appends `event` to the audit trail, when there is one.
 fn record(audit: &mut Option<AuditFile>, event: AuditEvent) {
     if let Some(file) = audit {
@@ -1395,6 +1428,8 @@ struct Admitted {
     ice_servers: Vec<crate::signaling::IceServer>,
     /// For an unattended viewer: the access it must prove before its answer is applied.
     access: Option<String>,
+    /// The secret both sides present to the signaling server to be paired again after it restarted.
+    resume_token: String,
 }
 
 /// Viewers let in by the user and waiting for the server's confirmation, at most.
@@ -1446,6 +1481,8 @@ async fn viewer_loop(
         ..
     } = admitted;
     let mut granted = *granted;
+    // Where signals to this viewer go: its peer id, until a resumed signaling session gives it another.
+    let mut address = viewer.clone();
     // An unattended viewer's handshake is bound to both certificates: nobody can be in the middle, so there is
     // no code to confirm.
     let mut verified = admitted.access.is_some();
@@ -1537,7 +1574,7 @@ async fn viewer_loop(
                         tracing::info!(%viewer, restarts = reconnector.restarts(), "connection lost; restarting ICE");
                         // Candidates of the new generation wait for the answer to the restart.
                         remote_set = false;
-                        if let Err(e) = send_offer(&connection, shared, viewer, true).await {
+                        if let Err(e) = send_offer(&connection, shared, &address, true).await {
                             tracing::warn!(%viewer, "ICE restart not sent: {e}");
                         }
                     }
@@ -1748,11 +1785,12 @@ async fn viewer_loop(
                     .signaling
                     .send(ClientMessage::Signal {
                         v: PROTOCOL_VERSION,
-                        to: viewer.clone(),
+                        to: address.clone(),
                         payload,
                     })
                     .await;
             }
+            ViewerInput::Host(ToViewer::Readdress(peer)) => address = peer,
             ViewerInput::Peer(PeerEvent::State(state)) => match state {
                 RTCPeerConnectionState::Connected if video_task.is_none() => {
                     let sender = Av1RtpSender::negotiated(track.clone(), ssrc, &rtp_sender).await?;
@@ -1825,6 +1863,7 @@ async fn viewer_loop(
                     width,
                     height,
                     host_name: shared.host_name.clone(),
+                    resume_token: Some(admitted.resume_token.clone()),
                 };
                 send_control(&channel, &welcome).await;
                 cursor.mark_changed();

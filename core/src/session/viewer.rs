@@ -6,7 +6,7 @@ use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, DecoderConfig};
 use crate::receive::rtp_loop::{self, VideoShared};
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
-use crate::session::reconnect::{LossTimer, PathChange, PathState};
+use crate::session::reconnect::{Backoff, LossTimer, PathChange, PathState};
 use crate::session::verification::{sdp_fingerprint, verification_code};
 use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
@@ -495,6 +495,9 @@ impl Viewer {
             counters: counters.clone(),
             decoder: config.decoder.clone(),
             host_fingerprint,
+            server_url: config.server_url.clone(),
+            tls: config.tls.clone(),
+            resume_token: None,
         }));
         let welcome = match tokio::time::timeout(config.connect_timeout, welcome_rx).await {
             Ok(Ok(Ok(w))) => w,
@@ -648,6 +651,11 @@ struct Task {
     decoder: DecoderConfig,
     /// The host's certificate: an ICE-restart offer must name the same one.
     host_fingerprint: crate::session::Fingerprint,
+    /// Where and how to reach the signaling server again.
+    server_url: String,
+    tls: SignalingTls,
+    /// The token (from the host's welcome) that pairs this session again after a signaling reconnect.
+    resume_token: Option<String>,
 }
 
 async fn run_viewer(mut task: Task) {
@@ -681,6 +689,9 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     let mut last = (Instant::now(), 0u64, 0u64);
     let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
     let mut signaling_open = true;
+    // While the signaling connection is down: when to try again (1 s, doubling to 30 s).
+    let mut reconnect_at: Option<Instant> = None;
+    let mut backoff = Backoff::default();
     let mut loss = LossTimer::default();
     let mut connected_once = false;
     loop {
@@ -718,6 +729,12 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                         return Ok(format!("the host left ({reason})"));
                     }
                 }
+                Some(ServerMessage::Resumed { peer, .. }) => {
+                    // The server paired this connection with the host's new one: restarts can reach us again.
+                    tracing::info!("signaling session resumed");
+                    task.host = peer;
+                    backoff.reset();
+                }
                 Some(other) => tracing::debug!(?other, "ignored signaling message"),
                 None => {
                     // Signaling is only needed to connect; the session carries on peer to peer.
@@ -725,11 +742,31 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                         return Err(SessionError::Signaling(crate::signaling::SignalingError::Closed));
                     }
                     // Stop polling it; chat, permissions, cursor, input and the end go on over the data channel.
-                    // (This arm used to await a future that never resolves, freezing the whole loop.)
-                    tracing::info!("signaling connection closed; the session goes on peer to peer");
+                    // (This arm used to await a future that never resolves, freezing the whole loop.) Reconnect,
+                    // so that the host's later ICE restarts reach this viewer.
+                    tracing::info!("signaling connection closed; the session goes on peer to peer; reconnecting");
                     signaling_open = false;
+                    reconnect_at = Some(backoff.next_attempt(Instant::now()));
                 }
             },
+            _ = sleep_until_or_never(reconnect_at), if !signaling_open => {
+                let Some(token) = task.resume_token.clone() else {
+                    reconnect_at = None;
+                    continue;
+                };
+                match resume_signaling(&task.server_url, &task.tls, token).await {
+                    Ok((sender, incoming)) => {
+                        task.signaling = sender;
+                        task.incoming = incoming;
+                        signaling_open = true;
+                        reconnect_at = None;
+                    }
+                    Err(e) => {
+                        tracing::info!("signaling server still unreachable: {e}");
+                        reconnect_at = Some(backoff.next_attempt(Instant::now()));
+                    }
+                }
+            }
             event = task.peer.events.recv() => match event {
                 None => return Ok("connection closed".into()),
                 Some(PeerEvent::LocalCandidate(c)) => {
@@ -786,7 +823,8 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
             },
             Some(event) = channel_events.recv() => match event {
                 DataChannelEvent::OnMessage(message) => match parse_host_message(&message.data) {
-                    Ok(HostMessage::Welcome { permissions, width, height, host_name }) => {
+                    Ok(HostMessage::Welcome { permissions, width, height, host_name, resume_token }) => {
+                        task.resume_token = resume_token.filter(|t| t.len() <= 128);
                         task.permissions.send_replace(permissions);
                         if let Some(welcome) = task.welcome.take() {
                             let _ = welcome.send(Ok(Welcome { permissions, width, height, host_name }));
@@ -847,6 +885,25 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
 }
 
 /// Answers the host's ICE-restart offer; returns the answer's SDP.
+/// Connects to the signaling server again and presents the session's resumption token; the pairing arrives as
+/// `resumed` on the returned receiver once the host presented it too.
+async fn resume_signaling(
+    server_url: &str,
+    tls: &SignalingTls,
+    token: String,
+) -> Result<(SignalingSender, mpsc::Receiver<ServerMessage>), SessionError> {
+    let client = tokio::time::timeout(Duration::from_secs(10), SignalingClient::connect_with(server_url, tls))
+        .await
+        .map_err(|_| SessionError::Timeout("the signaling server"))??;
+    client
+        .send(ClientMessage::Resume {
+            v: PROTOCOL_VERSION,
+            token,
+        })
+        .await?;
+    Ok(client.split())
+}
+
 /// Signs in with a technician account and waits for the server's answer.
 async fn sign_in(client: &mut SignalingClient, account: &AccountToken, timeout: Duration) -> Result<(), SessionError> {
     client

@@ -20,6 +20,8 @@
 //! | server → viewer | `accepted` | `host` | the host consented; its offer follows |
 //! | either → server | `signal` | `to`, `payload` | SDP offer/answer or ICE candidate for an admitted peer |
 //! | server → either | `signal` | `from`, `payload` | the relayed payload |
+//! | either → server | `resume` | `token` | after a reconnect: pair this connection again with the other side of a session that presents the same token |
+//! | server → either | `resumed` | `token`, `peer` | the other side presented it too: signals to `peer` are relayed |
 //! | either → server | `leave` | | end this peer's sessions |
 //! | server → either | `peer_left` | `peer`, `reason` | the other side left or was rejected |
 //! | server → either | `error` | `code`, `message`, `retry_after_secs` | a request was refused; the connection stays usable |
@@ -158,6 +160,15 @@ pub enum ClientMessage {
         /// What the viewer asks for, shown to the host's user in plain words.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         asks: Option<crate::control::Permissions>,
+    },
+    /// After reconnecting to the server (which may have restarted and forgotten everything): pair this connection
+    /// again with the other side of a running session, which presents the same token (sent in the session's
+    /// encrypted control channel, so only the two peers know it).
+    Resume {
+        /// Protocol version.
+        v: u32,
+        /// The session's resumption token.
+        token: String,
     },
     /// An unattended viewer failed to authenticate (host → server): end it and back off its address.
     AuthFailed {
@@ -342,6 +353,15 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         asks: Option<crate::control::Permissions>,
     },
+    /// Both sides of a session presented the same resumption token: relaying between them works again.
+    Resumed {
+        /// Protocol version.
+        v: u32,
+        /// The token.
+        token: String,
+        /// The other side's new peer id.
+        peer: PeerId,
+    },
     /// A `sign_in` succeeded.
     SignedIn {
         /// Protocol version.
@@ -437,6 +457,7 @@ impl ClientMessage {
             | ClientMessage::JoinDevice { v, .. }
             | ClientMessage::AuthFailed { v, .. }
             | ClientMessage::SignIn { v, .. }
+            | ClientMessage::Resume { v, .. }
             | ClientMessage::Join { v, .. }
             | ClientMessage::Accept { v, .. }
             | ClientMessage::Reject { v, .. }

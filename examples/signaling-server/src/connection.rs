@@ -105,6 +105,9 @@ pub async fn serve(
             frame = tokio::time::timeout_at(deadline, read.next()) => match frame {
                 Ok(frame) => frame,
                 Err(_) if !hub.has_role(&peer) => break "no register or join in time",
+                // The role came from another connection's message (a resumed session is paired when the other
+                // side presents its token) while this wait ran to the handshake deadline: not idle.
+                Err(_) if Instant::now() < last_frame + limits.idle_timeout => continue,
                 Err(_) => break "idle",
             },
             _ = shutdown.changed() => break "server shutting down",

@@ -87,6 +87,21 @@ struct DeviceEntry {
     public_key: [u8; 32],
 }
 
+/// A resumption token waits this long for the other side of its session.
+const RESUME_WAIT: Duration = Duration::from_secs(120);
+/// Most resumption tokens one connection may have waiting (a host presents one per viewer).
+const RESUMES_PER_PEER: usize = 64;
+/// Most resumption tokens waiting across the server.
+const MAX_RESUMES: usize = 100_000;
+
+/// One side of a session waiting for the other to present the same token.
+#[derive(Debug, Clone)]
+struct ResumeEntry {
+    peer: PeerId,
+    host_side: bool,
+    at: Instant,
+}
+
 /// Most (device, client) backoff entries kept; when full, stale ones are pruned and, if none is stale, new
 /// unattended attempts wait.
 const MAX_AUTH_BACKOFFS: usize = 100_000;
@@ -129,6 +144,7 @@ pub struct Hub {
     store: Arc<dyn RoomStore>,
     peers: Mutex<HashMap<PeerId, PeerEntry>>,
     devices: Mutex<HashMap<String, DeviceEntry>>,
+    resumes: Mutex<HashMap<String, ResumeEntry>>,
     /// Failed unattended attempts per (device, client key): one attacker's failures never slow another client.
     auth_backoff: Mutex<HashMap<(String, Cidr), FailureBackoff>>,
     joins: Mutex<JoinGuard>,
@@ -161,6 +177,7 @@ impl Hub {
             store,
             peers: Mutex::new(HashMap::new()),
             devices: Mutex::new(HashMap::new()),
+            resumes: Mutex::new(HashMap::new()),
             auth_backoff: Mutex::new(HashMap::new()),
             refusal_log: Mutex::new(LogLimiter::new(Instant::now())),
         }
@@ -265,6 +282,7 @@ impl Hub {
             } => self.join_device(peer, addr, &device, &access, &name, asks, now),
             ClientMessage::AuthFailed { peer: viewer, .. } => self.auth_failed(peer, &viewer, now),
             ClientMessage::SignIn { account, token, .. } => self.sign_in(peer, addr, &account, &token, now),
+            ClientMessage::Resume { token, .. } => self.resume(peer, &token, now),
             ClientMessage::Join { code, name, asks, .. } => self.join(peer, addr, &code, &name, asks, now),
             ClientMessage::Accept { peer: viewer, .. } => self.accept(peer, &viewer),
             ClientMessage::Reject {
@@ -430,6 +448,74 @@ impl Hub {
                 device,
             },
         );
+    }
+
+    /// Pairs two connections presenting the same resumption token (a session whose sides reconnected, after a
+    /// server restart or a dropped connection): one must be a registered host, the other not a host.
+    fn resume(&self, peer: &PeerId, token: &str, now: Instant) {
+        let well_formed = (16..=128).contains(&token.len())
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b));
+        if !well_formed {
+            return self.reply_error(
+                peer,
+                ErrorCode::Malformed,
+                "a resumption token is 16–128 base64 characters",
+            );
+        }
+        let host_side = match self.role(peer) {
+            Some(Role::Host) => true,
+            Some(_) => false,
+            None => return,
+        };
+        let mut resumes = lock(&self.resumes);
+        resumes.retain(|_, e| now.saturating_duration_since(e.at) < RESUME_WAIT);
+        let other = resumes
+            .get(token)
+            .filter(|e| e.peer != *peer && e.host_side != host_side && self.is_connected(&e.peer))
+            .cloned();
+        let Some(other) = other else {
+            let held = resumes.values().filter(|e| e.peer == *peer).count();
+            if held >= RESUMES_PER_PEER || resumes.len() >= MAX_RESUMES {
+                drop(resumes);
+                return self.reply_error(peer, ErrorCode::RateLimited, "too many resumption tokens waiting");
+            }
+            resumes.insert(
+                token.to_string(),
+                ResumeEntry {
+                    peer: peer.clone(),
+                    host_side,
+                    at: now,
+                },
+            );
+            return;
+        };
+        resumes.remove(token);
+        drop(resumes);
+        let (host, viewer) = if host_side {
+            (peer.clone(), other.peer.clone())
+        } else {
+            (other.peer.clone(), peer.clone())
+        };
+        if !(self.store.request(&host, &viewer) && self.store.admit(&host, &viewer).is_some()) {
+            return self.reply_error(peer, ErrorCode::RateLimited, "the host has too many pending requests");
+        }
+        if let Some(entry) = lock(&self.peers).get_mut(&viewer) {
+            entry.role = Role::Viewer;
+            entry.host = Some(host.clone());
+        }
+        tracing::info!(host = %host, viewer = %viewer, "session resumed");
+        for (to, other) in [(&host, &viewer), (&viewer, &host)] {
+            self.send(
+                to,
+                ServerMessage::Resumed {
+                    v: PROTOCOL_VERSION,
+                    token: token.to_string(),
+                    peer: other.clone(),
+                },
+            );
+        }
     }
 
     /// The account a connection signed in with, as the host is told.
@@ -1208,6 +1294,72 @@ mod tests {
             now,
         );
         assert_eq!(error_code(next(&mut stranger_rx)), ErrorCode::UnknownPeer);
+    }
+
+    #[test]
+    fn a_session_resumes_when_both_sides_present_its_token_and_only_then() {
+        let hub = hub();
+        let now = Instant::now();
+        let token = "c2Vzc2lvbi10b2tlbi0xMjM0NTY3ODkw";
+        let (host, mut host_rx) = hub.connect().unwrap();
+        hub.handle(&host, ADDR, r#"{"type":"register","v":1}"#, now);
+        let _ = next(&mut host_rx);
+        let (viewer, mut viewer_rx) = hub.connect().unwrap();
+        // A stranger with another token pairs with nobody; two viewers with the same token do not pair.
+        let (stranger, mut stranger_rx) = hub.connect().unwrap();
+        hub.handle(
+            &stranger,
+            ADDR,
+            r#"{"type":"resume","v":1,"token":"b3RoZXItdG9rZW4tMTIzNDU2Nzg5MA"}"#,
+            now,
+        );
+        hub.handle(
+            &viewer,
+            ADDR,
+            &format!(r#"{{"type":"resume","v":1,"token":"{token}"}}"#),
+            now,
+        );
+        assert!(futures_util::FutureExt::now_or_never(viewer_rx.recv()).is_none());
+        hub.handle(
+            &stranger,
+            ADDR,
+            &format!(r#"{{"type":"resume","v":1,"token":"{token}"}}"#),
+            now,
+        );
+        assert!(futures_util::FutureExt::now_or_never(stranger_rx.recv()).is_none());
+        // The host presents it: both are told, and signals flow.
+        hub.handle(
+            &host,
+            ADDR,
+            &format!(r#"{{"type":"resume","v":1,"token":"{token}"}}"#),
+            now,
+        );
+        let ServerMessage::Resumed { peer, .. } = next(&mut host_rx) else {
+            panic!("host not told")
+        };
+        assert!(peer == viewer || peer == stranger);
+        let paired = peer.clone();
+        let relay =
+            format!(r#"{{"type":"signal","v":1,"to":"{paired}","payload":{{"kind":"candidate","candidate":"c"}}}}"#);
+        hub.handle(&host, ADDR, &relay, now);
+        let (paired_rx, _) = if paired == viewer {
+            (&mut viewer_rx, &mut stranger_rx)
+        } else {
+            (&mut stranger_rx, &mut viewer_rx)
+        };
+        assert!(matches!(next(paired_rx), ServerMessage::Resumed { .. }));
+        assert!(matches!(next(paired_rx), ServerMessage::Signal { .. }));
+        // A token is good once, and waits two minutes at most.
+        let (late, mut late_rx) = hub.connect().unwrap();
+        hub.handle(
+            &late,
+            ADDR,
+            &format!(r#"{{"type":"resume","v":1,"token":"{token}"}}"#),
+            now,
+        );
+        assert!(futures_util::FutureExt::now_or_never(late_rx.recv()).is_none());
+        hub.handle(&late, ADDR, r#"{"type":"resume","v":1,"token":"x"}"#, now);
+        assert_eq!(error_code(next(&mut late_rx)), ErrorCode::Malformed);
     }
 
     #[test]

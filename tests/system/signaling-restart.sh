@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A session that survives a signaling-server restart and, after it, a network cut that needs an ICE restart:
+# signaling server, `peerdesk share` and `peerdesk view` run in a network namespace of this test's own. After the
+# first frames the server is killed (SIGKILL: it forgets every session) and started again on the same address.
+# Video goes on meanwhile (it is peer to peer); both sides reconnect and present the session's resumption token,
+# so the server pairs them again. Then every UDP packet is dropped for CUT seconds (default 30; ICE declares the
+# path failed after 25): the host's ICE restart must reach the viewer through the new pairing, and frames must
+# come back soon after the cut.
+#
+# Before resumption (checked with the binaries of the commit before it), the host's restart offers went to the
+# viewer's old peer id, which the restarted server did not know; the viewer ended the session when ICE failed.
+#
+#   tests/system/signaling-restart.sh [PEERDESK_BIN_DIR]     # default: target/ci; needs root
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+bin="$(realpath "${1:-$repo/target/ci}")"
+# shellcheck source=../../scripts/junit.sh
+. "$repo/scripts/junit.sh"
+junit_begin "${JUNIT_FILE:-/dev/null}" signaling-restart
+failed=0
+check() { junit_case "$1" "$2" "${3:-}"; if [ "$2" = fail ]; then failed=1; fi; }
+finish() { junit_end; exit "$failed"; }
+
+CUT="${PEERDESK_TEST_CUT_SECONDS:-30}"
+MAX_GAP_MS=500
+MAX_RECOVERY_S=10
+
+if [ "$(id -u)" -ne 0 ]; then check "signaling restart" skip "needs root (ip netns, iptables)"; finish; fi
+if ! command -v iptables >/dev/null 2>&1; then check "signaling restart" fail "iptables missing (scripts/setup.sh installs it)"; finish; fi
+netns="peerdesk-restart-$$"
+ip netns add "$netns"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    exec 3>&- 2>/dev/null || true
+    # Everything started inside the namespace (the `ip netns exec` wrappers' children too), then what is left.
+    for pid in $(ip netns pids "$netns" 2>/dev/null) "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$netns" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ip -n "$netns" link set lo up
+in_ns() { ip netns exec "$netns" env -u DISPLAY RUST_LOG="${PEERDESK_TEST_LOG:-warn}" "$@"; }
+# Every output line with the time it was printed (seconds since the epoch).
+stamp_lines() { while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done; }
+wait_for() { # FILE PATTERN SECONDS WHAT
+    local deadline=$((SECONDS + $3))
+    until grep -qE "$2" "$1"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then check "$4" fail "not seen within $3 s: $(tail -3 "$1" | tr '\n' ' ')"; finish; fi
+        sleep 0.2
+    done
+}
+
+start_server() { # ADDRESS LOG
+    in_ns "$bin/peerdesk-signaling-server" --listen "$1" >"$2" 2>&1 &
+    pids+=($!)
+    wait_for "$2" '^listening on ' 20 "the signaling server starts"
+}
+start_server 127.0.0.1:0 "$work/server.log"
+addr="$(sed -n 's/^listening on //p' "$work/server.log" | head -n 1)"
+server="ws://$addr/ws"
+
+mkfifo "$work/host-in"
+in_ns "$bin/peerdesk" share --server "$server" --synthetic --size 640x360 --auto-accept view --loopback \
+    <"$work/host-in" > >(stamp_lines >"$work/host.log") 2>"$work/host.err" &
+pids+=($!)
+exec 3>"$work/host-in" # keeps the host's stdin open
+wait_for "$work/host.log" ' code: [0-9]+' 20 "the host gets a code"
+code="$(sed -nE 's/^[0-9.]+ code: ([0-9]+).*/\1/p' "$work/host.log" | head -n 1)"
+
+in_ns "$bin/peerdesk" view --server "$server" --code "$code" --loopback --print-stamps --seconds $((CUT + 60)) \
+    > >(stamp_lines >"$work/view.log") 2>"$work/view.err" &
+pids+=($!)
+wait_for "$work/view.log" ' stamp [0-9]+' 30 "the viewer receives frames"
+sleep 2
+
+# The server process itself (the background job is a subshell around `ip netns exec`).
+for pid in $(ip netns pids "$netns"); do
+    if [ "$(basename "$(readlink "/proc/$pid/exe")")" = peerdesk-signaling-server ]; then kill -9 "$pid"; fi
+done
+killed="$(date +%s.%N)"
+sleep 1
+start_server "$addr" "$work/server2.log"
+wait_for "$work/host.log" 'signaling server reachable again' 30 "the host reconnects to the restarted server"
+# Both sides present their token (the viewer retries after 1, 2, 4 s): give the pairing time.
+sleep 8
+
+gap="$(awk -v from="$killed" '/ stamp [0-9]+/ { if (prev && $1 >= from - 1 && prev <= from + 9) { g = ($1 - prev) * 1000; if (g > max) max = g } prev = $1 } END { printf "%.0f", max }' "$work/view.log")"
+if [ "${gap:-99999}" -le "$MAX_GAP_MS" ]; then
+    check "video goes on while the server restarts" pass "longest frame gap ${gap} ms"
+else
+    check "video goes on while the server restarts" fail "longest frame gap ${gap} ms"
+fi
+
+ip netns exec "$netns" iptables -A INPUT -p udp -j DROP
+sleep "$CUT"
+ip netns exec "$netns" iptables -D INPUT -p udp -j DROP
+cut_end="$(date +%s.%N)"
+sleep $((MAX_RECOVERY_S + 2))
+
+ended="$(awk -v t="$cut_end" '$1 < t && /session ended|received [0-9]+ frames/' "$work/view.log" | head -n 1)"
+if [ -z "$ended" ]; then
+    check "the session survives a cut after the restart" pass
+else
+    check "the session survives a cut after the restart" fail "${ended#* }"
+fi
+first_after="$(awk -v t="$cut_end" '$1 >= t && / stamp [0-9]+/ {print $1; exit}' "$work/view.log")"
+if [ -n "$first_after" ]; then
+    recovery="$(awk -v a="$first_after" -v b="$cut_end" 'BEGIN { printf "%.1f", a - b }')"
+    if awk -v r="$recovery" -v m="$MAX_RECOVERY_S" 'BEGIN { exit !(r <= m) }'; then
+        check "an ICE restart through the resumed pairing brings frames back" pass "${recovery} s after the cut"
+    else
+        check "an ICE restart through the resumed pairing brings frames back" fail "${recovery} s"
+    fi
+else
+    check "an ICE restart through the resumed pairing brings frames back" fail "no frame after the cut: $(tail -3 "$work/view.log" | tr '\n' ' ')"
+fi
+[ -n "${PEERDESK_TEST_KEEP:-}" ] && cp -r "$work" "$PEERDESK_TEST_KEEP"
+finish
