@@ -14,44 +14,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 bin="$(realpath "${1:-$repo/target/ci}")"
-# shellcheck source=../../scripts/junit.sh
-. "$repo/scripts/junit.sh"
-junit_begin "${JUNIT_FILE:-/dev/null}" network-cut
-failed=0
-check() { junit_case "$1" "$2" "${3:-}"; if [ "$2" = fail ]; then failed=1; fi; }
-finish() { junit_end; exit "$failed"; }
-
+# shellcheck source=netns-session.sh
+. "$here/netns-session.sh" network-cut "network cut"
 CUT="${PEERDESK_TEST_CUT_SECONDS:-35}"
 MAX_RECOVERY_S=10
-
-if [ "$(id -u)" -ne 0 ]; then check "network cut" skip "needs root (ip netns, iptables)"; finish; fi
-if ! command -v iptables >/dev/null 2>&1; then check "network cut" fail "iptables missing (scripts/setup.sh installs it)"; finish; fi
-netns="peerdesk-cut-$$"
-ip netns add "$netns"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    exec 3>&- 2>/dev/null || true
-    # Everything started inside the namespace (the `ip netns exec` wrappers' children too), then what is left.
-    for pid in $(ip netns pids "$netns" 2>/dev/null) "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$netns" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-ip -n "$netns" link set lo up
-in_ns() { ip netns exec "$netns" env -u DISPLAY RUST_LOG=warn "$@"; }
-# Every output line with the time it was printed (seconds since the epoch).
-stamp_lines() { while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done; }
-wait_for() { # FILE PATTERN SECONDS WHAT
-    local deadline=$((SECONDS + $3))
-    until grep -qE "$2" "$1"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then check "$4" fail "not seen within $3 s: $(tail -3 "$1" | tr '\n' ' ')"; finish; fi
-        sleep 0.2
-    done
-}
 
 in_ns "$bin/peerdesk-signaling-server" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
 pids+=($!)

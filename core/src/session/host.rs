@@ -892,7 +892,7 @@ fn encode_thread(
     }
 }
 
-fn base64_encode(bytes: &[u8]) -> String {
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -1715,12 +1715,7 @@ async fn viewer_loop(
                     sdp_mid,
                     sdp_mline_index,
                 } => {
-                    let init = RTCIceCandidateInit {
-                        candidate,
-                        sdp_mid,
-                        sdp_mline_index,
-                        ..Default::default()
-                    };
+                    let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
                     if remote_set {
                         if let Err(e) = connection.add_ice_candidate(init).await {
                             tracing::debug!("remote candidate refused: {e}");

@@ -376,12 +376,9 @@ impl Viewer {
                         candidate,
                         sdp_mid,
                         sdp_mline_index,
-                    } if early_candidates.len() < 64 => early_candidates.push(RTCIceCandidateInit {
-                        candidate,
-                        sdp_mid,
-                        sdp_mline_index,
-                        ..Default::default()
-                    }),
+                    } if early_candidates.len() < 64 => early_candidates.push(
+                        crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index),
+                    ),
                     _ => {}
                 },
                 ServerMessage::Error {
@@ -442,8 +439,8 @@ impl Viewer {
                 .map_err(|e| SessionError::InvalidArgument(format!("the handshake task failed: {e}")))?
                 .map_err(|e| SessionError::HostNotAuthenticated(e.to_string()))?;
                 let payload = SignalPayload::AuthConfirm {
-                    spake: base64_encode(&confirm.spake),
-                    mac: base64_encode(&confirm.mac),
+                    spake: super::host::base64_encode(&confirm.spake),
+                    mac: super::host::base64_encode(&confirm.mac),
                 };
                 client
                     .send(ClientMessage::Signal {
@@ -717,7 +714,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     }
                 }
                 Some(ServerMessage::Signal { from, payload: SignalPayload::Candidate { candidate, sdp_mid, sdp_mline_index }, .. }) if from == task.host => {
-                    let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
+                    let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
                     if let Err(e) = connection.add_ice_candidate(init.clone()).await {
                         tracing::debug!("remote candidate refused: {e}");
                         if pending_candidates.len() < 64 { pending_candidates.push(init); }
@@ -970,12 +967,7 @@ async fn await_proof(
                     sdp_mid,
                     sdp_mline_index,
                 } => {
-                    let init = RTCIceCandidateInit {
-                        candidate,
-                        sdp_mid,
-                        sdp_mline_index,
-                        ..Default::default()
-                    };
+                    let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
                     if let Err(e) = peer.connection.add_ice_candidate(init).await {
                         tracing::debug!("remote candidate refused: {e}");
                     }
@@ -995,11 +987,6 @@ async fn await_proof(
             _ => {}
         }
     }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 async fn answer_restart(connection: &Arc<dyn PeerConnection>, sdp: String) -> Result<String, SessionError> {

@@ -341,6 +341,20 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
     })
 }
 
+/// A candidate the other side trickled over signaling, as webrtc-rs takes it.
+pub(crate) fn remote_candidate(
+    candidate: String,
+    sdp_mid: Option<String>,
+    sdp_mline_index: Option<u16>,
+) -> webrtc::peer_connection::RTCIceCandidateInit {
+    webrtc::peer_connection::RTCIceCandidateInit {
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
