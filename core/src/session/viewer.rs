@@ -981,7 +981,7 @@ async fn await_proof(
                 ..
             } => return Err(SessionError::from_server(code, message, retry_after_secs)),
             ServerMessage::PeerLeft { reason, .. } => {
-                tracing::info!("the host left during authentication: {reason}");
+                tracing::info!(reason = ?reason, "the host left during authentication");
                 return Err(SessionError::AuthenticationFailed { retry_after: None });
             }
             _ => {}
