@@ -359,7 +359,9 @@ test("screen-share latency harness: stamps painted on an X screen are read back 
   const { child: xvfb, display } = await startXvfb(1280, 720, { randr: false });
   const painter = await startPainter(display, 30);
   for (const [mode, codec] of [["peerdesk", "video/av1"], ["chromium", "video/vp8"]]) {
-    const result = await measureScreenShare({ mode, server, viewerBrowser: browser, display, size: "1280x720", warmup: 1, seconds: 3 });
+    // 3 s of warm-up for both: once in a CI run (2026-12-03), Chromium's own share presented only 6 stamped frames in
+    // the 3 s after a 1 s warm-up (its sender was still ramping up); rerun at once, it presented 84.
+    const result = await measureScreenShare({ mode, server, viewerBrowser: browser, display, size: "1280x720", warmup: 3, seconds: 3 });
     console.log(`${mode}: ${result.codec}, glass-to-glass p50 ${quantile(result.latencies, 0.5)} ms, p95 ${quantile(result.latencies, 0.95)} ms over ${result.latencies.length} frames, ${result.kbps.toFixed(0)} kbit/s`);
     assert.equal(result.codec.toLowerCase(), codec, `${mode} codec`);
     assert.ok(result.latencies.length >= 30, `${mode}: stamped frames presented in 3 s: ${result.latencies.length}`);
