@@ -44,3 +44,21 @@ wait_for() { # FILE PATTERN SECONDS WHAT
         sleep 0.2
     done
 }
+# After a cut that ended at CUT_END: the viewer ($work/view.log, --print-stamps) kept its session, and its first
+# frame came within MAX_RECOVERY_S. check_after_cut CUT_END "survival check name" "recovery check name"
+check_after_cut() {
+    local ended first_after recovery
+    ended="$(awk -v t="$1" '$1 < t && /session ended|received [0-9]+ frames/' "$work/view.log" | head -n 1)"
+    if [ -z "$ended" ]; then check "$2" pass; else check "$2" fail "${ended#* }"; fi
+    first_after="$(awk -v t="$1" '$1 >= t && / stamp [0-9]+/ {print $1; exit}' "$work/view.log")"
+    if [ -z "$first_after" ]; then
+        check "$3" fail "no frame after the cut: $(tail -3 "$work/view.log" | tr '\n' ' ')"
+        return
+    fi
+    recovery="$(awk -v a="$first_after" -v b="$1" 'BEGIN { printf "%.1f", a - b }')"
+    if awk -v r="$recovery" -v m="$MAX_RECOVERY_S" 'BEGIN { exit !(r <= m) }'; then
+        check "$3" pass "${recovery} s after the cut"
+    else
+        check "$3" fail "${recovery} s"
+    fi
+}

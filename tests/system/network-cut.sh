@@ -55,23 +55,7 @@ if grep -q 'reconnecting' "$work/view.log"; then
 else
     check "the viewer is told the connection was lost" fail "$(tail -3 "$work/view.log" | tr '\n' ' ')"
 fi
-ended="$(awk -v t="$cut_end" '$1 < t && /session ended|received [0-9]+ frames/' "$work/view.log" | head -n 1)"
-if [ -z "$ended" ]; then
-    check "the session survives a ${CUT} s cut" pass
-else
-    check "the session survives a ${CUT} s cut" fail "${ended#* }"
-fi
-first_after="$(awk -v t="$cut_end" '$1 >= t && / stamp [0-9]+/ {print $1; exit}' "$work/view.log")"
-if [ -n "$first_after" ]; then
-    recovery="$(awk -v a="$first_after" -v b="$cut_end" 'BEGIN { printf "%.1f", a - b }')"
-    if awk -v r="$recovery" -v m="$MAX_RECOVERY_S" 'BEGIN { exit !(r <= m) }'; then
-        check "frames again within ${MAX_RECOVERY_S} s of the link's return" pass "${recovery} s"
-    else
-        check "frames again within ${MAX_RECOVERY_S} s of the link's return" fail "${recovery} s"
-    fi
-else
-    check "frames again within ${MAX_RECOVERY_S} s of the link's return" fail "no frame after the cut: $(tail -3 "$work/view.log" | tr '\n' ' ')"
-fi
+check_after_cut "$cut_end" "the session survives a ${CUT} s cut" "frames again within ${MAX_RECOVERY_S} s of the link's return"
 if grep -q 'reconnected' "$work/view.log" && grep -q 'reconnected' "$work/host.log"; then
     check "both sides report the connection back" pass
 else

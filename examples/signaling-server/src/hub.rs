@@ -569,17 +569,8 @@ impl Hub {
         asks: Option<peerdesk::control::Permissions>,
         now: Instant,
     ) {
-        match self.role(peer) {
-            Some(Role::Unassigned) => {}
-            Some(_) => return self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role"),
-            None => return,
-        }
-        let Some(name) = clean_name(name) else {
-            return self.reply_error(
-                peer,
-                ErrorCode::Malformed,
-                format!("name must be 1..={MAX_NAME_CHARS} printable characters"),
-            );
+        let Some(name) = self.joiner_name(peer, name) else {
+            return;
         };
         let access_ok = peerdesk::text::printable(access) == access
             && !access.trim().is_empty()
@@ -635,27 +626,7 @@ impl Hub {
             entry.unattended = Some(key);
         }
         tracing::info!(host = %host, viewer = %peer, %addr, %device, "unattended join request");
-        self.send(
-            peer,
-            ServerMessage::JoinPending {
-                v: PROTOCOL_VERSION,
-                peer: peer.clone(),
-                host: host.clone(),
-                ice_servers: Vec::new(),
-            },
-        );
-        self.send(
-            &host,
-            ServerMessage::JoinRequest {
-                v: PROTOCOL_VERSION,
-                peer: peer.clone(),
-                name,
-                code: String::new(),
-                access: Some(access.to_string()),
-                verified: self.verified(peer),
-                asks,
-            },
-        );
+        self.ask_host(peer, &host, name, String::new(), Some(access.to_string()), asks);
     }
 
     /// The host says an unattended viewer failed its handshake: back off that client on that device, and end it.
@@ -715,17 +686,8 @@ impl Hub {
         asks: Option<peerdesk::control::Permissions>,
         now: Instant,
     ) {
-        match self.role(peer) {
-            Some(Role::Unassigned) => {}
-            Some(_) => return self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role"),
-            None => return,
-        }
-        let Some(name) = clean_name(name) else {
-            return self.reply_error(
-                peer,
-                ErrorCode::Malformed,
-                format!("name must be 1..={MAX_NAME_CHARS} printable characters"),
-            );
+        let Some(name) = self.joiner_name(peer, name) else {
+            return;
         };
         // Only this client's own key and prefix can run out of budget: what other addresses guessed never
         // refuses a valid code.
@@ -769,25 +731,59 @@ impl Hub {
             }
         }
         tracing::info!(host = %host, viewer = %peer, %addr, "join request");
+        self.ask_host(peer, &host, name, code.to_string(), None, asks);
+    }
+
+    /// The name a connection without a role joins under (cleaned), or `None` after an error reply.
+    fn joiner_name(&self, peer: &PeerId, name: &str) -> Option<String> {
+        match self.role(peer) {
+            Some(Role::Unassigned) => {}
+            Some(_) => {
+                self.reply_error(peer, ErrorCode::NotAllowed, "this connection already has a role");
+                return None;
+            }
+            None => return None,
+        }
+        let name = clean_name(name);
+        if name.is_none() {
+            self.reply_error(
+                peer,
+                ErrorCode::Malformed,
+                format!("name must be 1..={MAX_NAME_CHARS} printable characters"),
+            );
+        }
+        name
+    }
+
+    /// Tells the viewer its request is pending and asks the host (with the verified account, if signed in).
+    fn ask_host(
+        &self,
+        viewer: &PeerId,
+        host: &PeerId,
+        name: String,
+        code: String,
+        access: Option<String>,
+        asks: Option<peerdesk::control::Permissions>,
+    ) {
         self.send(
-            peer,
+            viewer,
             ServerMessage::JoinPending {
                 v: PROTOCOL_VERSION,
-                peer: peer.clone(),
+                peer: viewer.clone(),
                 host: host.clone(),
                 // TURN credentials only after consent (in `accepted`).
                 ice_servers: Vec::new(),
             },
         );
         self.send(
-            &host,
+            host,
             ServerMessage::JoinRequest {
                 v: PROTOCOL_VERSION,
-                peer: peer.clone(),
+                peer: viewer.clone(),
                 name,
-                code: code.to_string(),
-                access: None,
-                verified: self.verified(peer),
+                code,
+                access,
+                verified: self.verified(viewer),
                 asks,
             },
         );
