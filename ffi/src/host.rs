@@ -1,6 +1,7 @@
 //! The host across the boundary: start, code, consent through a listener, permissions, pushed frames, end.
 
 use crate::errors::{CallbackError, FrameError, SessionError};
+use crate::events::HostEvent;
 use crate::runtime::{dispatch_thread, run};
 use crate::types::{transport, HostOptions, HostStats, Permissions, PushFormat, ScreenSource};
 use peerdesk::capture::pushed::{pushed_source, FramePusher};
@@ -8,38 +9,12 @@ use peerdesk::session::{self as core, Consent};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Receives host events, on one dedicated thread (never an async worker). Return an error rather than throwing.
+/// Receives a host's events, in order, on one dedicated thread (never an async worker). Return an error
+/// rather than throwing; a failing or panicking call is logged and the next event still comes.
 #[uniffi::export(foreign)]
 pub trait HostListener: Send + Sync {
-    /// A viewer asks to join: answer with `request.allow(...)` or `request.deny(...)`, now or later.
-    fn on_join_request(&self, request: Arc<JoinRequest>) -> Result<(), CallbackError>;
-    /// The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
-    /// `on_viewer_connected`. Show it; if the technician reads the same digits from their screen, call
-    /// `Host.confirm_verification(viewer)`. Different codes mean someone sits in the middle: disconnect.
-    fn on_verification_code(&self, viewer: String, code: String) -> Result<(), CallbackError>;
-    /// An admitted viewer's connection is up.
-    fn on_viewer_connected(&self, viewer: String, name: String) -> Result<(), CallbackError>;
-    /// A viewer's connection was lost; ICE is restarted for up to a minute.
-    fn on_viewer_reconnecting(&self, viewer: String) -> Result<(), CallbackError>;
-    /// A viewer's lost connection is back.
-    fn on_viewer_reconnected(&self, viewer: String) -> Result<(), CallbackError>;
-    /// The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
-    fn on_signaling_restored(&self, code: String) -> Result<(), CallbackError>;
-    /// A viewer left.
-    fn on_viewer_left(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
-    /// Clipboard text from a viewer holding the clipboard permission.
-    fn on_clipboard(&self, viewer: String, text: String) -> Result<(), CallbackError>;
-    /// A chat line from a viewer.
-    fn on_chat(&self, viewer: String, text: String) -> Result<(), CallbackError>;
-    /// A viewer's message was refused (e.g. input without the control permission).
-    fn on_refused(&self, viewer: String, reason: String) -> Result<(), CallbackError>;
-    /// The session ended.
-    fn on_ended(&self, reason: String) -> Result<(), CallbackError>;
-    /// A technician proved an unattended access (secret, and TOTP code when required); their connection follows.
-    fn on_unattended_access(&self, viewer: String, access: String) -> Result<(), CallbackError>;
-    /// Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing; the next
-    /// attempt waits `retry_after_secs`.
-    fn on_access_failures(&self, failures: u32, retry_after_secs: u64) -> Result<(), CallbackError>;
+    /// One event; after `HostEvent::Ended`, none follows.
+    fn on_event(&self, event: HostEvent) -> Result<(), CallbackError>;
 }
 
 /// A viewer's request to join. Unanswered requests are denied when dropped.
@@ -109,10 +84,9 @@ pub struct Host {
     device_id: Option<String>,
 }
 
-fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<(), CallbackError> {
-    use core::HostEvent as E;
-    match event {
-        E::JoinRequest(request) => listener.on_join_request(Arc::new(JoinRequest {
+impl JoinRequest {
+    pub(crate) fn new(request: core::JoinRequest) -> Self {
+        JoinRequest {
             viewer: request.viewer.clone(),
             name: request.name.clone(),
             describe: request.describe(),
@@ -120,20 +94,7 @@ fn dispatch(listener: &Arc<dyn HostListener>, event: core::HostEvent) -> Result<
             verified: request.verified.clone().map(|v| (v.operator, v.account)),
             unattended_access: request.unattended_access.clone(),
             inner: Mutex::new(Some(request)),
-        })),
-        E::VerificationCode { viewer, code } => listener.on_verification_code(viewer, code),
-        E::ViewerConnected { viewer, name } => listener.on_viewer_connected(viewer, name),
-        E::ViewerReconnecting { viewer } => listener.on_viewer_reconnecting(viewer),
-        E::ViewerReconnected { viewer } => listener.on_viewer_reconnected(viewer),
-        E::SignalingRestored { code } => listener.on_signaling_restored(code),
-        E::ViewerLeft { viewer, reason } => listener.on_viewer_left(viewer, reason),
-        E::Clipboard { viewer, text } => listener.on_clipboard(viewer, text),
-        E::Chat { viewer, text } => listener.on_chat(viewer, text),
-        E::Refused { viewer, code } => listener.on_refused(viewer, format!("{code:?}")),
-        E::Ended { reason } => listener.on_ended(reason),
-        E::UnattendedAccess { viewer, access } => listener.on_unattended_access(viewer, access),
-        E::AccessFailures { failures, retry_after } => listener.on_access_failures(failures, retry_after.as_secs()),
-        _ => Ok(()),
+        }
     }
 }
 
@@ -207,7 +168,10 @@ impl Host {
         let (code, size) = (host.code().to_string(), host.screen_size());
         let device_id = host.device_id().map(|id| id.as_str().to_string());
         if let Some(events) = events {
-            dispatch_thread("peerdesk-host-events", events, move |event| dispatch(&listener, event));
+            dispatch_thread("peerdesk-host-events", events, move |event| match HostEvent::from_core(event) {
+                Some(event) => listener.on_event(event),
+                None => Ok(()),
+            });
         }
         Ok(Arc::new(Host {
             inner: Mutex::new(Some(host)),
@@ -299,6 +263,37 @@ impl Host {
         Ok(())
     }
 
+    /// `push_frame` for memory the app already holds natively, without any copy: a numpy array or any Python
+    /// buffer, a Kotlin direct `ByteBuffer`, a Swift `UnsafeRawBufferPointer`. Each binding's wrapper passes
+    /// the buffer's address; call `push_frame` yourself unless you hold such memory.
+    ///
+    /// The caller keeps the `length` bytes at `address` readable and unchanged until this call returns; the
+    /// bytes are read during the call and not kept. A zero address, or a length that cannot hold the frame or is
+    /// over 256 MiB, is refused with `FrameError.BadBuffer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_frame_from_address(
+        &self,
+        address: u64,
+        length: u64,
+        width: u32,
+        height: u32,
+        stride: u32,
+        format: PushFormat,
+        timestamp_us: u64,
+    ) -> Result<(), FrameError> {
+        const MAX_FRAME_BYTES: u64 = 256 << 20;
+        if address == 0 || length > MAX_FRAME_BYTES {
+            return Err(FrameError::BadBuffer {
+                details: format!("{length} bytes at address {address:#x}: not a frame buffer"),
+            });
+        }
+        // SAFETY: the caller guarantees (see the doc) that `length` bytes at `address` stay readable and
+        // unchanged for this call; the slice is not kept past it. Address 0 and oversized lengths are refused
+        // above, and `push_frame` checks that the length holds `stride * height` bytes before reading.
+        let data = unsafe { std::slice::from_raw_parts(address as usize as *const u8, length as usize) };
+        self.push_frame(data, width, height, stride, format, timestamp_us)
+    }
+
     /// Current figures.
     pub fn stats(&self) -> HostStats {
         let stats = self.with(|h| h.stats()).unwrap_or_default();
@@ -307,6 +302,7 @@ impl Host {
             frames_encoded: stats.frames_encoded,
             bytes_encoded: stats.bytes_encoded,
             target_bitrate_bps: stats.target_bitrate_bps,
+            encode_time_us: stats.encode_time_us,
             frames_replaced: self.pusher.as_ref().map_or(0, |p| p.replaced()),
         }
     }

@@ -1,7 +1,24 @@
 //! One tokio runtime for everything behind the boundary, and the dedicated threads that call foreign listeners.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+
+/// Set once the foreign runtime is shutting down: no listener is called any more.
+static LISTENERS_DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// Stops every listener call into foreign code, for good, in this process. A binding calls it when its
+/// runtime exits (Python's `atexit`): a thread that called into a finalizing interpreter would be ended by it in
+/// a way Rust cannot unwind through, aborting the process. Sessions go on; their events are dropped.
+#[uniffi::export]
+pub fn detach_listeners() {
+    LISTENERS_DETACHED.store(true, Ordering::SeqCst);
+}
+
+/// Whether listeners may still be called (see [`detach_listeners`]).
+pub(crate) fn listeners_attached() -> bool {
+    !LISTENERS_DETACHED.load(Ordering::SeqCst)
+}
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -47,6 +64,9 @@ where
             let Some(event) = events.recv_blocking(std::time::Duration::from_secs(1)) else {
                 continue;
             };
+            if !listeners_attached() {
+                break;
+            }
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(event))) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!("listener failed: {e}"),

@@ -236,21 +236,31 @@ impl From<InputEvent> for core_control::InputEvent {
     }
 }
 
-/// Connection figures of a viewer.
+/// Connection figures of a viewer. Counters are totals since joining; rates cover the last second.
 #[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
 pub struct ViewerStats {
-    /// Round-trip time, ms.
+    /// Round-trip time of the connection, ms (0 until measured).
     pub rtt_ms: f64,
     /// Received video bitrate over the last second, kbit/s.
     pub bitrate_kbps: f64,
     /// Decoded frames per second over the last second.
     pub fps: f64,
-    /// Frames decoded in total.
+    /// Frames decoded.
     pub frames: u64,
-    /// Frames dropped because the app was slow.
+    /// Frames dropped because the app took them too slowly (the frame queue was full).
     pub frames_dropped: u64,
-    /// Video bytes received.
+    /// Video payload bytes received.
     pub bytes: u64,
+    /// RTP packets the transport reports lost (before repair).
+    pub packets_lost: i64,
+    /// Keyframes received.
+    pub keyframes: u64,
+    /// Sequence numbers asked for again by NACK; a packet asked for twice counts twice.
+    pub packets_nacked: u64,
+    /// NACKed packets that came back in time.
+    pub packets_recovered: u64,
+    /// Keyframe requests (PLI) sent to the host.
+    pub keyframe_requests: u64,
 }
 
 /// Host-side figures.
@@ -264,6 +274,8 @@ pub struct HostStats {
     pub bytes_encoded: u64,
     /// Target bitrate (slowest viewer), bit/s.
     pub target_bitrate_bps: u64,
+    /// Mean encode time of the last frames, microseconds.
+    pub encode_time_us: u64,
     /// Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
     pub frames_replaced: u64,
 }

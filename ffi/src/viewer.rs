@@ -3,33 +3,21 @@
 
 use crate::errors::{CallbackError, SessionError};
 use crate::frame::VideoFrame;
-use crate::runtime::{dispatch_thread, run};
+use crate::runtime::{dispatch_thread, listeners_attached, run};
 use crate::types::{transport, InputEvent, Permissions, ViewerOptions, ViewerStats};
 use peerdesk::decode::DecodedFrame;
-use peerdesk::session::{self as core, FrameQueue, ViewerEvent};
+use crate::events::ViewerEvent;
+use peerdesk::session::{self as core, FrameQueue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Receives viewer events, on one dedicated thread. Return an error rather than throwing.
+/// Receives a viewer's events, in order, on one dedicated thread. Return an error rather than throwing; a
+/// failing or panicking call is logged and the next event still comes.
 #[uniffi::export(foreign)]
 pub trait ViewerListener: Send + Sync {
-    /// The host's cursor moved (fractions of the screen).
-    fn on_cursor(&self, x: f32, y: f32, visible: bool) -> Result<(), CallbackError>;
-    /// Clipboard text from the host.
-    fn on_clipboard(&self, text: String) -> Result<(), CallbackError>;
-    /// A chat line from the host.
-    fn on_chat(&self, text: String) -> Result<(), CallbackError>;
-    /// The host changed this viewer's permissions.
-    fn on_permissions_changed(&self, permissions: Permissions) -> Result<(), CallbackError>;
-    /// The host refused a message (`code` e.g. `"PermissionDenied"`).
-    fn on_refused(&self, code: String, message: String) -> Result<(), CallbackError>;
-    /// The connection to the host was lost; the host restarts ICE and the session waits up to a minute.
-    fn on_reconnecting(&self) -> Result<(), CallbackError>;
-    /// The lost connection is back.
-    fn on_reconnected(&self) -> Result<(), CallbackError>;
-    /// The session ended.
-    fn on_ended(&self, reason: String) -> Result<(), CallbackError>;
+    /// One event; after `ViewerEvent::Ended`, none follows.
+    fn on_event(&self, event: ViewerEvent) -> Result<(), CallbackError>;
 }
 
 /// Receives decoded frames on one dedicated thread.
@@ -49,20 +37,6 @@ pub struct Viewer {
     verification_code: String,
     device_public_key: Option<Vec<u8>>,
     listening: AtomicBool,
-}
-
-fn dispatch(listener: &Arc<dyn ViewerListener>, event: ViewerEvent) -> Result<(), CallbackError> {
-    match event {
-        ViewerEvent::Cursor { x, y, visible, .. } => listener.on_cursor(x, y, visible),
-        ViewerEvent::Clipboard(text) => listener.on_clipboard(text),
-        ViewerEvent::Chat(text) => listener.on_chat(text),
-        ViewerEvent::PermissionsChanged(p) => listener.on_permissions_changed(p.into()),
-        ViewerEvent::Refused { code, message } => listener.on_refused(format!("{code:?}"), message),
-        ViewerEvent::Reconnecting => listener.on_reconnecting(),
-        ViewerEvent::Reconnected => listener.on_reconnected(),
-        ViewerEvent::Ended { reason } => listener.on_ended(reason),
-        _ => Ok(()),
-    }
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -99,7 +73,10 @@ impl Viewer {
         let mut viewer = run(core::Viewer::join(config)).await??;
         if let Some(events) = viewer.take_events() {
             dispatch_thread("peerdesk-viewer-events", events, move |event| {
-                dispatch(&listener, event)
+                match ViewerEvent::from_core(event) {
+                    Some(event) => listener.on_event(event),
+                    None => Ok(()),
+                }
             });
         }
         Ok(Arc::new(Viewer {
@@ -148,6 +125,18 @@ impl Viewer {
             .map(|f| Arc::new(VideoFrame::new(f)))
     }
 
+    /// Waits for the next decoded frame without blocking a thread: a Kotlin `suspend` function, a Swift `async`
+    /// function, a Python coroutine. `None` once the session ended and every frame was taken. Frames the app
+    /// takes too slowly are dropped oldest first (`ViewerStats.frames_dropped`).
+    pub async fn receive_frame(&self) -> Option<Arc<VideoFrame>> {
+        let frames = self.frames.clone();
+        run(async move { frames.pop().await })
+            .await
+            .ok()
+            .flatten()
+            .map(|f| Arc::new(VideoFrame::new(f)))
+    }
+
     /// Delivers every decoded frame to `listener` on one dedicated thread, until the session ends. Only one
     /// listener can be set.
     pub fn set_frame_listener(&self, listener: Arc<dyn FrameListener>) -> Result<(), SessionError> {
@@ -160,7 +149,10 @@ impl Viewer {
         std::thread::Builder::new()
             .name("peerdesk-frames".into())
             .spawn(move || loop {
-                match frames.pop_blocking(Duration::from_millis(250)) {
+                // Woken by each frame and by the end of the session (the queue's close wakes every waiter):
+                // the long timeout is only a backstop, never a poll.
+                match frames.pop_blocking(Duration::from_secs(3600)) {
+                    Some(_) if !listeners_attached() => break,
                     Some(frame) => {
                         let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             listener.on_frame(Arc::new(VideoFrame::new(frame)))
@@ -210,6 +202,11 @@ impl Viewer {
             frames: s.frames,
             frames_dropped: s.frames_dropped,
             bytes: s.bytes,
+            packets_lost: s.packets_lost,
+            keyframes: s.keyframes,
+            packets_nacked: s.packets_nacked,
+            packets_recovered: s.packets_recovered,
+            keyframe_requests: s.keyframe_requests,
         }
     }
 

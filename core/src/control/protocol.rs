@@ -122,6 +122,31 @@ pub struct CursorImageMessage {
     pub rgba: String,
 }
 
+impl CursorImageMessage {
+    /// The image's straight RGBA pixels (`width * 4` bytes a row), or `None` when the sides are 0 or over
+    /// [`MAX_CURSOR_SIDE`], or the text is not base64 of exactly `width * height * 4` bytes: an image from the
+    /// other side is checked, never trusted.
+    ///
+    /// ```
+    /// use peerdesk::control::CursorImageMessage;
+    /// let image = CursorImageMessage { width: 1, height: 1, hotspot_x: 0, hotspot_y: 0, rgba: "AQIDBA==".into() };
+    /// assert_eq!(image.pixels(), Some(vec![1, 2, 3, 4]));
+    /// ```
+    pub fn pixels(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let sides = 1..=MAX_CURSOR_SIDE;
+        if !sides.contains(&self.width) || !sides.contains(&self.height) {
+            return None;
+        }
+        let expected = self.width as usize * self.height as usize * 4;
+        if self.rgba.len() > expected.div_ceil(3) * 4 {
+            return None;
+        }
+        let pixels = base64::engine::general_purpose::STANDARD.decode(&self.rgba).ok()?;
+        (pixels.len() == expected).then_some(pixels)
+    }
+}
+
 /// Messages from the viewer to the host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -1,31 +1,37 @@
 """peerdesk: peer-to-peer remote support from Python.
 
-A customer's app shares its screen (``Host``); a technician joins by code (``Viewer``), sees decoded frames and,
-with consent, sends input. The generated bindings live in ``peerdesk._ffi``; this module re-exports them with a
-few Python conveniences: listeners as plain callables, frames as iterators, context managers, and zero-copy
-plane buffers (``memoryview``, numpy-friendly).
+A customer's app shares its screen (``share``); a technician joins by code (``join``), sees decoded frames and,
+with consent, sends input. Frames and events are async iterators; events are typed (``ViewerEvent.CHAT``,
+``HostEvent.JOIN_REQUEST``, ...); failures raise typed exceptions (``SessionError.Denied``, ``FrameError.BadBuffer``).
+The generated bindings live in ``peerdesk._ffi``; this module re-exports them with a few Python conveniences.
 
     import asyncio, peerdesk
 
     async def main():
-        async with await peerdesk.join("ws://127.0.0.1:8080/ws", "1234567890", loopback=True) as viewer:
-            for frame in viewer.frames(count=10):
-                print(frame.width, frame.height)
+        async with await peerdesk.join("ws://127.0.0.1:8080/ws", "1234567890") as viewer:
+            async for frame in viewer.frames(count=10):
+                with frame:
+                    print(frame.width, frame.height, frame.plane(0).nbytes)
 
     asyncio.run(main())
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import collections
 import ctypes
-from typing import Callable, Iterator, Optional
+from typing import AsyncIterator, Callable, Generic, Iterator, Optional, TypeVar, Union
 
 from ._ffi.peerdesk_ffi import (  # noqa: F401  (re-exported API)
     CallbackError,
+    CursorImage,
     FrameError,
     FrameListener,
     FrameStamp,
     Host,
+    HostEvent,
     HostListener,
     HostOptions,
     HostStats,
@@ -34,14 +40,17 @@ from ._ffi.peerdesk_ffi import (  # noqa: F401  (re-exported API)
     MouseButton,
     Permissions,
     PushFormat,
+    RefusalCode,
     ScreenSource,
     SessionError,
     VideoFrame,
     Viewer,
+    ViewerEvent,
     ViewerListener,
     ViewerOptions,
     ViewerStats,
     add_technician_access,
+    detach_listeners,
     device_id_of_key,
     peerdesk_version,
 )
@@ -50,8 +59,13 @@ __all__ = [
     "Frame", "HostSession", "ViewerSession", "join", "share", "plane_view",
     "Host", "Viewer", "HostOptions", "ViewerOptions", "Permissions", "ScreenSource", "InputEvent", "MouseButton",
     "PushFormat", "SessionError", "FrameError", "VideoFrame", "FrameStamp", "peerdesk_version",
-    "join_device", "add_technician_access", "device_id_of_key",
+    "join_device", "add_technician_access", "device_id_of_key", "HostEvent", "ViewerEvent", "RefusalCode",
+    "CursorImage", "JoinRequest", "HostStats", "ViewerStats", "VIEW_ONLY", "CONTROL", "FULL",
 ]
+
+# Sessions still running when the interpreter exits must not call into it while it finalizes (that aborts the
+# process): from here on their events are dropped.
+atexit.register(detach_listeners)
 
 VIEW_ONLY = Permissions(control=False, clipboard=False)
 CONTROL = Permissions(control=True, clipboard=False)
@@ -144,50 +158,75 @@ class Frame:
         self.close()
 
 
-class _ViewerEvents(ViewerListener):
-    def __init__(self, on_event: Optional[Callable[[str, tuple], None]]):
-        self._on_event = on_event
+E = TypeVar("E")
 
-    def _emit(self, name: str, *args) -> None:
+#: Events kept for an app that reads ``events()`` slower than they come; beyond it the oldest is dropped and
+#: counted in ``events_dropped`` (chat and cursor moves are what a slow reader loses, never memory).
+EVENT_QUEUE = 256
+
+
+class _EventStream(Generic[E]):
+    """Typed events from a listener thread to one async iterator on the loop that joined, and to an optional
+    callback on the listener thread. Bounded: see ``EVENT_QUEUE``."""
+
+    def __init__(self, on_event: Optional[Callable[[E], None]], is_end: Callable[[E], bool]):
+        self._loop = asyncio.get_running_loop()
+        self._queue: collections.deque = collections.deque()
+        self._wake = asyncio.Event()
+        self._on_event = on_event
+        self._is_end = is_end
+        self._ended = False
+        self.dropped = 0
+
+    def deliver(self, event: E) -> None:
+        """Called on the listener thread for every event, in order."""
         if self._on_event is not None:
             try:
-                self._on_event(name, args)
-            except Exception:  # a listener must never raise into Rust
+                self._on_event(event)
+            except Exception:  # a callback must never raise into Rust
                 pass
+        try:
+            self._loop.call_soon_threadsafe(self._put, event)
+        except RuntimeError:  # the loop that joined is closed: nobody can iterate any more
+            pass
 
-    def on_cursor(self, x, y, visible):
-        self._emit("cursor", x, y, visible)
+    def _put(self, event: E) -> None:
+        if len(self._queue) >= EVENT_QUEUE:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._wake.set()
 
-    def on_clipboard(self, text):
-        self._emit("clipboard", text)
+    async def __aiter__(self) -> AsyncIterator[E]:
+        while not self._ended:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            event = self._queue.popleft()
+            if self._is_end(event):
+                self._ended = True
+            yield event
 
-    def on_chat(self, text):
-        self._emit("chat", text)
 
-    def on_permissions_changed(self, permissions):
-        self._emit("permissions", permissions)
+class _ViewerEvents(ViewerListener):
+    def __init__(self, stream: "_EventStream[ViewerEvent]"):
+        self._stream = stream
 
-    def on_refused(self, code, message):
-        self._emit("refused", code, message)
-
-    def on_reconnecting(self):
-        self._emit("reconnecting")
-
-    def on_reconnected(self):
-        self._emit("reconnected")
-
-    def on_ended(self, reason):
-        self._emit("ended", reason)
+    def on_event(self, event: ViewerEvent) -> None:
+        self._stream.deliver(event)
 
 
 class ViewerSession:
-    """A joined session: iterate ``frames()``, send input, ``leave()`` (or use ``async with``)."""
+    """A joined session: ``async for frame in frames()``, ``async for event in events()``, input, ``leave()``
+    (or use ``async with``)."""
 
-    def __init__(self, viewer: Viewer):
+    def __init__(self, viewer: Viewer, events: "_EventStream[ViewerEvent]"):
         self.viewer = viewer
+        self._events = events
 
     @property
     def size(self) -> tuple[int, int]:
+        """The host's screen size in pixels, ``(width, height)``."""
         return self.viewer.width(), self.viewer.height()
 
     @property
@@ -203,8 +242,25 @@ class ViewerSession:
         nobody sits in the middle of the encrypted connection."""
         return self.viewer.verification_code()
 
-    def frames(self, count: Optional[int] = None, timeout: float = 5.0) -> Iterator[Frame]:
-        """Yields decoded frames until ``count`` are delivered, the session ends, or none comes within ``timeout``."""
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped because ``events()`` was read too slowly (more than ``EVENT_QUEUE`` waiting)."""
+        return self._events.dropped
+
+    async def frames(self, count: Optional[int] = None) -> AsyncIterator[Frame]:
+        """Decoded frames as they arrive, until ``count`` are delivered or the session ends. Awaiting does not
+        block the event loop or poll; frames taken too slowly are dropped oldest first (``stats().frames_dropped``)."""
+        delivered = 0
+        while count is None or delivered < count:
+            inner = await self.viewer.receive_frame()
+            if inner is None:
+                return
+            delivered += 1
+            yield Frame(inner)
+
+    def frames_blocking(self, count: Optional[int] = None, timeout: float = 5.0) -> Iterator[Frame]:
+        """``frames()`` for a thread of your own: blocks the calling thread; also stops when none comes within
+        ``timeout`` seconds."""
         delivered = 0
         while count is None or delivered < count:
             inner = self.viewer.next_frame(int(timeout * 1000))
@@ -213,19 +269,33 @@ class ViewerSession:
             delivered += 1
             yield Frame(inner)
 
+    def events(self) -> AsyncIterator[ViewerEvent]:
+        """Typed events (``ViewerEvent.CURSOR``, ``CHAT``, ``PERMISSIONS_CHANGED``, ``REFUSED``, ...) in order,
+        ending after ``ViewerEvent.ENDED``. One reader at a time."""
+        return self._events.__aiter__()
+
     def send_input(self, event: InputEvent) -> None:
+        """Sends input; the host checks permissions and refuses with a ``ViewerEvent.REFUSED``."""
         self.viewer.send_input(event)
 
     def move_pointer(self, x: float, y: float) -> None:
+        """Moves the host's pointer to fractions ``x``, ``y`` (0–1) of its screen."""
         self.viewer.send_input(InputEvent.POINTER_MOVE(x=x, y=y))
 
     def send_clipboard(self, text: str) -> None:
+        """Sends clipboard text (needs the clipboard permission)."""
         self.viewer.send_clipboard(text)
 
+    def send_chat(self, text: str) -> None:
+        """Sends a chat line to the host."""
+        self.viewer.send_chat(text)
+
     def stats(self) -> ViewerStats:
+        """Connection figures: rtt, bitrate, fps, frames, drops, loss and repair counters."""
         return self.viewer.stats()
 
     async def leave(self) -> None:
+        """Leaves the session (the host sees ``HostEvent.VIEWER_LEFT``)."""
         await self.viewer.leave()
 
     async def __aenter__(self) -> "ViewerSession":
@@ -233,6 +303,11 @@ class ViewerSession:
 
     async def __aexit__(self, *exc) -> None:
         await self.leave()
+
+
+async def _join(options: ViewerOptions, on_event: Optional[Callable[[ViewerEvent], None]]) -> ViewerSession:
+    events: _EventStream[ViewerEvent] = _EventStream(on_event, lambda e: e.is_ended())
+    return ViewerSession(await Viewer.join(options, _ViewerEvents(events)), events)
 
 
 async def join(
@@ -246,16 +321,17 @@ async def join(
     trusted_ca_pem: Optional[str] = None,
     account: Optional[str] = None,
     token: Optional[str] = None,
-    on_event: Optional[Callable[[str, tuple], None]] = None,
+    on_event: Optional[Callable[[ViewerEvent], None]] = None,
 ) -> ViewerSession:
     """Joins the host owning ``code``; raises ``SessionError.Denied`` / ``InvalidCode`` / ``ExpiredCode``.
     ``trusted_ca_pem`` adds a private CA for a ``wss://`` server; ``relay_only`` connects only through TURN;
     ``account`` and ``token`` sign in with a technician account of the server's operator first (the host's
-    prompt then says who verified you; a wrong token raises ``SessionError.AuthenticationFailed``)."""
+    prompt then says who verified you; a wrong token raises ``SessionError.AuthenticationFailed``).
+    ``on_event`` is called with each typed event on peerdesk's event thread, besides ``events()``."""
     options = ViewerOptions(server_url=server_url, code=code, name=name, loopback=loopback,
                             frame_queue=frame_queue, ice_servers=[], relay_only=relay_only,
                             trusted_ca_pem=trusted_ca_pem, account=account, token=token)
-    return ViewerSession(await Viewer.join(options, _ViewerEvents(on_event)))
+    return await _join(options, on_event)
 
 
 async def join_device(
@@ -269,7 +345,7 @@ async def join_device(
     frame_queue: int = 3,
     relay_only: bool = False,
     trusted_ca_pem: Optional[str] = None,
-    on_event: Optional[Callable[[str, tuple], None]] = None,
+    on_event: Optional[Callable[[ViewerEvent], None]] = None,
 ) -> ViewerSession:
     """Unattended access to ``device_id`` as the technician ``access``: the secret (and TOTP code) are proven
     with a PAKE bound to the connection, never sent. Raises ``SessionError.AuthenticationFailed`` (with
@@ -279,76 +355,58 @@ async def join_device(
                             frame_queue=frame_queue, ice_servers=[], relay_only=relay_only,
                             trusted_ca_pem=trusted_ca_pem, device_id=device_id, access=access, secret=secret,
                             totp_code=totp_code)
-    return ViewerSession(await Viewer.join(options, _ViewerEvents(on_event)))
+    return await _join(options, on_event)
+
+
+#: Decides a join request: the permissions to admit the viewer with, or ``None`` to deny.
+Consent = Callable[[JoinRequest], Optional[Permissions]]
 
 
 class _HostEvents(HostListener):
-    def __init__(self, consent: Callable[[str, str], Optional[Permissions]], on_event):
+    def __init__(self, consent: Optional[Consent], stream: "_EventStream[HostEvent]"):
         self._consent = consent
-        self._on_event = on_event
+        self._stream = stream
 
-    def _emit(self, name: str, *args) -> None:
-        if self._on_event is not None:
+    def on_event(self, event: HostEvent) -> None:
+        if self._consent is not None and event.is_join_request():
+            request = event.request
             try:
-                self._on_event(name, args)
+                permissions = self._consent(request)
             except Exception:
-                pass
+                permissions = None
+            if permissions is None:
+                request.deny("the host declined")
+            else:
+                request.allow(permissions)
+        self._stream.deliver(event)
 
-    def on_join_request(self, request):
-        try:
-            permissions = self._consent(request.viewer(), request.name())
-        except Exception:
-            permissions = None
-        if permissions is None:
-            request.deny("the host declined")
-        else:
-            request.allow(permissions)
 
-    def on_verification_code(self, viewer, code):
-        self._emit("verification", viewer, code)
+class _PyBuffer(ctypes.Structure):
+    """CPython's ``Py_buffer``: how any buffer's address is read without a copy."""
 
-    def on_viewer_connected(self, viewer, name):
-        self._emit("connected", viewer, name)
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
 
-    def on_viewer_reconnecting(self, viewer):
-        self._emit("reconnecting", viewer)
 
-    def on_viewer_reconnected(self, viewer):
-        self._emit("reconnected", viewer)
-
-    def on_signaling_restored(self, code):
-        self._emit("signaling_restored", code)
-
-    def on_viewer_left(self, viewer, reason):
-        self._emit("left", viewer, reason)
-
-    def on_clipboard(self, viewer, text):
-        self._emit("clipboard", viewer, text)
-
-    def on_chat(self, viewer, text):
-        self._emit("chat", viewer, text)
-
-    def on_refused(self, viewer, reason):
-        self._emit("refused", viewer, reason)
-
-    def on_ended(self, reason):
-        self._emit("ended", reason)
-
-    def on_unattended_access(self, viewer, access):
-        self._emit("unattended_access", viewer, access)
-
-    def on_access_failures(self, failures, retry_after_secs):
-        self._emit("access_failures", failures, retry_after_secs)
+_PyBUF_C_CONTIGUOUS = 0x0020 | 0x0010 | 0x0008  # PyBUF_C_CONTIGUOUS: refuse buffers that are not one block
+ctypes.pythonapi.PyObject_GetBuffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+ctypes.pythonapi.PyObject_GetBuffer.restype = ctypes.c_int
+ctypes.pythonapi.PyBuffer_Release.argtypes = [ctypes.POINTER(_PyBuffer)]
+ctypes.pythonapi.PyBuffer_Release.restype = None
 
 
 class HostSession:
-    """A shared screen: ``code``, permissions, pushed frames, ``end()`` (or use ``async with``)."""
+    """A shared screen: ``code``, ``async for event in events()``, pushed frames, ``end()`` (or ``async with``)."""
 
-    def __init__(self, host: Host):
+    def __init__(self, host: Host, events: "_EventStream[HostEvent]"):
         self.host = host
+        self._events = events
 
     @property
     def code(self) -> str:
+        """The one-time code to tell the viewer (ten digits)."""
         return self.host.code()
 
     @property
@@ -356,17 +414,60 @@ class HostSession:
         """With unattended access: the nine-digit device ID technicians reach this host by."""
         return self.host.device_id()
 
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped because ``events()`` was read too slowly (more than ``EVENT_QUEUE`` waiting)."""
+        return self._events.dropped
+
+    def events(self) -> AsyncIterator[HostEvent]:
+        """Typed events (``HostEvent.JOIN_REQUEST``, ``VERIFICATION_CODE``, ``VIEWER_CONNECTED``, ...) in order,
+        ending after ``HostEvent.ENDED``. Without a ``consent`` callable, answer ``JOIN_REQUEST`` here with
+        ``event.request.allow(peerdesk.CONTROL)`` or ``event.request.deny("...")``."""
+        return self._events.__aiter__()
+
+    async def invite(self) -> str:
+        """Another one-time code, for another viewer."""
+        return await self.host.invite()
+
+    def set_permissions(self, viewer: str, permissions: Permissions) -> None:
+        """Changes a viewer's permissions (a revocation applies to its next message)."""
+        self.host.set_permissions(viewer, permissions)
+
     def confirm_verification(self, viewer: str) -> None:
-        """The user found ``viewer``'s verification code (event ``verification``) equal to the technician's;
-        with ``require_verification``, its granted control and clipboard apply from now on."""
+        """The user found ``viewer``'s verification code (``HostEvent.VERIFICATION_CODE``) equal to the
+        technician's; with ``require_verification``, its granted control and clipboard apply from now on."""
         self.host.confirm_verification(viewer)
 
-    def push_frame(self, data, width: int, height: int, stride: int, rgba: bool = False, timestamp_us: int = 0) -> None:
-        """Hands in a BGRA (or RGBA) frame from any bytes-like object (bytes, memoryview, numpy array)."""
-        self.host.push_frame(bytes(data) if not isinstance(data, bytes) else data, width, height, stride,
-                             PushFormat.RGBA if rgba else PushFormat.BGRA, timestamp_us)
+    def send_chat(self, text: str) -> None:
+        """Sends a chat line to every viewer."""
+        self.host.send_chat(text)
+
+    def stats(self) -> HostStats:
+        """Host-side figures: viewers, frames and bytes encoded, target bitrate, encode time."""
+        return self.host.stats()
+
+    def push_frame(self, data: Union[bytes, bytearray, memoryview, object], width: int, height: int, stride: int,
+                   rgba: bool = False, timestamp_us: int = 0) -> None:
+        """Hands in a BGRA (or RGBA) frame, ``stride`` bytes a row, from ``bytes`` or any C-contiguous object
+        with the buffer protocol (``bytearray``, ``memoryview``, a numpy array, ``mmap``), without copying it in
+        Python: peerdesk reads it during the call. Raises ``FrameError.BadBuffer`` / ``InvalidSize``."""
+        pixel_format = PushFormat.RGBA if rgba else PushFormat.BGRA
+        if isinstance(data, bytes):
+            self.host.push_frame(data, width, height, stride, pixel_format, timestamp_us)
+            return
+        view = _PyBuffer()
+        try:
+            ctypes.pythonapi.PyObject_GetBuffer(data, ctypes.byref(view), _PyBUF_C_CONTIGUOUS)
+        except (BufferError, TypeError, ValueError) as e:
+            raise TypeError(f"a C-contiguous buffer is required, not {type(data).__name__}") from e
+        try:
+            self.host.push_frame_from_address(view.buf or 0, view.len, width, height, stride, pixel_format,
+                                              timestamp_us)
+        finally:
+            ctypes.pythonapi.PyBuffer_Release(ctypes.byref(view))
 
     async def end(self, reason: str = "the host stopped sharing") -> None:
+        """Ends the session for every viewer."""
         await self.host.end(reason)
 
     async def __aenter__(self) -> "HostSession":
@@ -379,7 +480,7 @@ class HostSession:
 async def share(
     server_url: str,
     source: ScreenSource,
-    consent: Callable[[str, str], Optional[Permissions]],
+    consent: Optional[Consent] = None,
     *,
     name: str = "peerdesk host",
     fps: int = 30,
@@ -389,15 +490,17 @@ async def share(
     trusted_ca_pem: Optional[str] = None,
     device_key_path: Optional[str] = None,
     access_policy_path: Optional[str] = None,
-    on_event=None,
+    on_event: Optional[Callable[[HostEvent], None]] = None,
 ) -> HostSession:
-    """Starts sharing ``source``; ``consent(viewer_id, name)`` returns permissions to admit, or None to deny.
-    With ``require_verification``, control and clipboard apply only after ``confirm_verification``; each
-    viewer's code arrives as the event ``("verification", (viewer_id, code))``. With ``device_key_path`` and
-    ``access_policy_path`` (see ``add_technician_access``), technicians also connect unattended: events
-    ``("unattended_access", (viewer_id, access))`` and ``("access_failures", (failures, retry_after_secs))``."""
+    """Starts sharing ``source``. ``consent(request)`` returns permissions to admit the viewer, or ``None`` to
+    deny (``request.describe()`` says who asks for what, in words for a prompt); without it, answer
+    ``HostEvent.JOIN_REQUEST`` from ``events()``. With ``require_verification``, control and clipboard apply
+    only after ``confirm_verification``. With ``device_key_path`` and ``access_policy_path`` (see
+    ``add_technician_access``), technicians also connect unattended (``HostEvent.UNATTENDED_ACCESS``,
+    ``HostEvent.ACCESS_FAILURES``)."""
     options = HostOptions(server_url=server_url, name=name, fps=fps, max_bitrate_bps=4_000_000,
                           loopback=loopback, ice_servers=[], require_verification=require_verification,
                           relay_only=relay_only, trusted_ca_pem=trusted_ca_pem, device_key_path=device_key_path,
                           access_policy_path=access_policy_path)
-    return HostSession(await Host.start(options, source, _HostEvents(consent, on_event)))
+    events: _EventStream[HostEvent] = _EventStream(on_event, lambda e: e.is_ended())
+    return HostSession(await Host.start(options, source, _HostEvents(consent, events)), events)
