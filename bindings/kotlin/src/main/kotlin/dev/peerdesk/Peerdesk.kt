@@ -1,8 +1,14 @@
-// A thin idiomatic layer over the generated bindings (dev.peerdesk.*): lambdas for listeners, frame sequences,
-// plane buffers (a copy by default; zero-copy only inside a block).
+// A thin idiomatic layer over the generated bindings (dev.peerdesk.*): suspend functions, typed events as a Flow
+// over the generated sealed classes, frames as a Flow, plane buffers (a copy by default; zero-copy only inside a
+// block).
 package dev.peerdesk
 
 import com.sun.jna.Pointer
+import kotlinx.coroutines.channels.BufferOverflow
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.flow
+import kotlinx.coroutines.flow.receiveAsFlow
 import java.nio.ByteBuffer
 
 /** View only: see the screen. */
@@ -45,46 +51,75 @@ fun <T> VideoFrame.withPlane(index: Int, block: (ByteBuffer) -> T): T = synchron
 /** Releases the frame's picture now; waits for any [withPlane] block on it to finish. */
 fun VideoFrame.releaseSafely() = synchronized(this) { release() }
 
-/** Decoded frames as they arrive, until the session ends or none comes within [timeoutMs]. */
-fun Viewer.frames(timeoutMs: UInt = 5000u): Sequence<VideoFrame> = generateSequence { nextFrame(timeoutMs) }
-
-/** Host events as lambdas; [consent] returns the permissions to admit a viewer with, or null to deny. */
-class HostCallbacks(
-    private val consent: (viewer: String, name: String) -> Permissions?,
-    private val onEvent: (name: String, args: List<Any>) -> Unit = { _, _ -> },
-) : HostListener {
-    override fun onJoinRequest(request: JoinRequest) {
-        val permissions = runCatching { consent(request.viewer(), request.name()) }.getOrNull()
-        if (permissions == null) request.deny("the host declined") else request.allow(permissions)
-    }
-    override fun onVerificationCode(viewer: String, code: String) = emit("verification", viewer, code)
-    override fun onViewerConnected(viewer: String, name: String) = emit("connected", viewer, name)
-    override fun onViewerReconnecting(viewer: String) = emit("reconnecting", viewer)
-    override fun onViewerReconnected(viewer: String) = emit("reconnected", viewer)
-    override fun onSignalingRestored(code: String) = emit("signaling_restored", code)
-    override fun onViewerLeft(viewer: String, reason: String) = emit("left", viewer, reason)
-    override fun onClipboard(viewer: String, text: String) = emit("clipboard", viewer, text)
-    override fun onChat(viewer: String, text: String) = emit("chat", viewer, text)
-    override fun onRefused(viewer: String, reason: String) = emit("refused", viewer, reason)
-    override fun onEnded(reason: String) = emit("ended", reason)
-    override fun onUnattendedAccess(viewer: String, access: String) = emit("unattended_access", viewer, access)
-    override fun onAccessFailures(failures: UInt, retryAfterSecs: ULong) = emit("access_failures", failures, retryAfterSecs)
-    private fun emit(name: String, vararg args: Any) {
-        runCatching { onEvent(name, args.toList()) }
+/**
+ * Decoded frames as they arrive, until the session ends. Collecting suspends without blocking a thread or polling;
+ * frames collected too slowly are dropped oldest first (`ViewerStats.framesDropped`). Close or [releaseSafely]
+ * each frame when done with it.
+ */
+fun Viewer.frames(): Flow<VideoFrame> = flow {
+    while (true) {
+        emit(receiveFrame() ?: break)
     }
 }
 
-/** Viewer events as one lambda: `cursor`, `clipboard`, `chat`, `permissions`, `refused`, `reconnecting`, `reconnected`, `ended`. */
-class ViewerCallbacks(private val onEvent: (name: String, args: List<Any>) -> Unit = { _, _ -> }) : ViewerListener {
-    override fun onCursor(x: Float, y: Float, visible: Boolean) = emit("cursor", x, y, visible)
-    override fun onClipboard(text: String) = emit("clipboard", text)
-    override fun onChat(text: String) = emit("chat", text)
-    override fun onPermissionsChanged(permissions: Permissions) = emit("permissions", permissions)
-    override fun onRefused(code: String, message: String) = emit("refused", code, message)
-    override fun onReconnecting() = emit("reconnecting")
-    override fun onReconnected() = emit("reconnected")
-    override fun onEnded(reason: String) = emit("ended", reason)
-    private fun emit(name: String, vararg args: Any) {
-        runCatching { onEvent(name, args.toList()) }
+/** Events kept for a collector slower than they come; beyond it the oldest is dropped (never memory). */
+const val EVENT_BUFFER = 256
+
+/** A started host and its typed events: `session.events.collect { event -> when (event) { ... } }`. */
+class HostSession internal constructor(val host: Host, private val channel: Channel<HostEvent>) {
+    /** [HostEvent]s in order, completing after [HostEvent.Ended]; one collector at a time. */
+    val events: Flow<HostEvent> = channel.receiveAsFlow()
+}
+
+/** A joined viewer and its typed events. */
+class ViewerSession internal constructor(val viewer: Viewer, private val channel: Channel<ViewerEvent>) {
+    /** [ViewerEvent]s in order, completing after [ViewerEvent.Ended]; one collector at a time. */
+    val events: Flow<ViewerEvent> = channel.receiveAsFlow()
+
+    /** Decoded frames; see [Viewer.frames]. */
+    fun frames(): Flow<VideoFrame> = viewer.frames()
+}
+
+private class HostEvents(private val consent: ((JoinRequest) -> Permissions?)?) : HostListener {
+    val channel = Channel<HostEvent>(EVENT_BUFFER, BufferOverflow.DROP_OLDEST)
+    override fun onEvent(event: HostEvent) {
+        val decide = consent
+        if (decide != null && event is HostEvent.JoinRequest) {
+            val permissions = runCatching { decide(event.request) }.getOrNull()
+            if (permissions == null) event.request.deny("the host declined") else event.request.allow(permissions)
+        }
+        channel.trySend(event)
+        if (event is HostEvent.Ended) channel.close()
     }
+}
+
+private class ViewerEvents : ViewerListener {
+    val channel = Channel<ViewerEvent>(EVENT_BUFFER, BufferOverflow.DROP_OLDEST)
+    override fun onEvent(event: ViewerEvent) {
+        channel.trySend(event)
+        if (event is ViewerEvent.Ended) channel.close()
+    }
+}
+
+/**
+ * Starts sharing [source]. [consent] answers each join request with the permissions to admit the viewer, or null
+ * to deny (`request.describe()` says who asks for what); without it, answer [HostEvent.JoinRequest] from
+ * [HostSession.events].
+ *
+ * @throws SessionException when the server cannot be reached or the options are invalid.
+ */
+suspend fun share(options: HostOptions, source: ScreenSource, consent: ((JoinRequest) -> Permissions?)? = null): HostSession {
+    val listener = HostEvents(consent)
+    return HostSession(Host.start(options, source, listener), listener.channel)
+}
+
+/**
+ * Joins the host that owns `options.code` (or `options.deviceId` for unattended access); returns once the host
+ * consented and the connection is up.
+ *
+ * @throws SessionException.Denied, [SessionException.InvalidCode], [SessionException.AuthenticationFailed], ...
+ */
+suspend fun join(options: ViewerOptions): ViewerSession {
+    val listener = ViewerEvents()
+    return ViewerSession(Viewer.join(options, listener), listener.channel)
 }

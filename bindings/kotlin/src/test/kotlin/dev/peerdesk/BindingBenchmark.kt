@@ -19,7 +19,7 @@ class BindingBenchmark {
         val url = "ws://${server.inputStream.bufferedReader().readLine().removePrefix("listening on ").trim()}/ws"
         try {
             val (w, h) = 1920u to 1080u
-            val host = Host.start(HostOptions(serverUrl = url, loopback = true), ScreenSource.Pushed(w, h), HostCallbacks({ _, _ -> VIEW_ONLY }))
+            val host = share(HostOptions(serverUrl = url, loopback = true), ScreenSource.Pushed(w, h)) { VIEW_ONLY }.host
             val picture = ByteBuffer.allocateDirect((w * h * 4u).toInt())
             val pushMs = mutableListOf<Double>()
             val running = java.util.concurrent.atomic.AtomicBoolean(true)
@@ -34,7 +34,7 @@ class BindingBenchmark {
                     Thread.sleep(33)
                 }
             }
-            val viewer = Viewer.join(ViewerOptions(serverUrl = url, code = host.code(), loopback = true), ViewerCallbacks())
+            val viewer = join(ViewerOptions(serverUrl = url, code = host.code(), loopback = true)).viewer
             val takeMs = mutableListOf<Double>()
             repeat(60) {
                 Thread.sleep(50)

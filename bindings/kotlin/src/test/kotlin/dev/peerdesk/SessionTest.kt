@@ -1,6 +1,11 @@
 package dev.peerdesk
 
-import kotlinx.coroutines.CompletableDeferred
+import kotlinx.coroutines.async
+import kotlinx.coroutines.flow.filterIsInstance
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.map
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import org.junit.jupiter.api.AfterEach
@@ -8,6 +13,7 @@ import org.junit.jupiter.api.BeforeEach
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 import kotlin.test.assertEquals
+import kotlin.test.assertIs
 import kotlin.test.assertNotNull
 import kotlin.test.assertTrue
 
@@ -31,22 +37,23 @@ class SessionTest {
         server.waitFor()
     }
 
-    private suspend fun host(consent: (String, String) -> Permissions?, onEvent: (String, List<Any>) -> Unit = { _, _ -> }): Host =
-        Host.start(
-            HostOptions(serverUrl = url, name = "kotlin host", loopback = true),
+    private suspend fun host(requireVerification: Boolean = false, consent: ((JoinRequest) -> Permissions?)?): HostSession =
+        share(
+            HostOptions(serverUrl = url, name = "kotlin host", loopback = true, requireVerification = requireVerification),
             ScreenSource.Synthetic(640u, 360u),
-            HostCallbacks(consent, onEvent),
+            consent,
         )
 
     private fun viewerOptions(code: String) = ViewerOptions(serverUrl = url, code = code, name = "junit", loopback = true)
 
     @Test
     fun viewerReceivesStampedFramesInOrder() = runBlocking {
-        val host = host({ _, _ -> VIEW_ONLY })
-        assertEquals(10, host.code().length)
-        val viewer = withTimeout(30_000) { Viewer.join(viewerOptions(host.code()), ViewerCallbacks()) }
+        val host = host { VIEW_ONLY }
+        assertEquals(10, host.host.code().length)
+        val session = withTimeout(30_000) { join(viewerOptions(host.host.code())) }
+        val viewer = session.viewer
         assertEquals(640u, viewer.width())
-        val numbers = viewer.frames().take(15).map { frame ->
+        val numbers = session.frames().take(15).map { frame ->
             frame.use {
                 assertEquals(it.height().toInt() * it.stride(0u).toInt(), it.plane(0).remaining())
                 assertNotNull(it.stamp(), "frame stamp must survive encode and decode").frameNumber
@@ -66,61 +73,85 @@ class SessionTest {
         val copiedFirstRow = ByteArray(64).also { copy.duplicate().get(it) }
         assertTrue(zeroCopyFirstRow.contentEquals(copiedFirstRow))
         viewer.leave()
-        host.end("done")
+        host.host.end("done")
     }
 
     @Test
     fun consentDeniedThrowsDenied() = runBlocking {
-        val host = host({ _, _ -> null })
-        val error = assertThrows<SessionException.Denied> { runBlocking { Viewer.join(viewerOptions(host.code()), ViewerCallbacks()) } }
+        val host = host { null }
+        val error = assertThrows<SessionException.Denied> { runBlocking { join(viewerOptions(host.host.code())) } }
         assertEquals("the host declined", error.reason)
-        host.end("done")
+        host.host.end("done")
     }
 
     @Test
     fun viewOnlyInputIsRefusedByTheHost() = runBlocking {
-        val hostRefused = CompletableDeferred<String>()
-        val viewerRefused = CompletableDeferred<String>()
-        val host = host({ _, _ -> VIEW_ONLY }) { name, _ -> if (name == "refused") hostRefused.complete(name) }
-        val viewer = Viewer.join(viewerOptions(host.code()), ViewerCallbacks { name, args ->
-            if (name == "refused") viewerRefused.complete(args[0] as String)
-        })
-        viewer.sendInput(InputEvent.PointerMove(0.5f, 0.5f))
-        assertEquals("PermissionDenied", withTimeout(20_000) { viewerRefused.await() })
-        withTimeout(20_000) { hostRefused.await() }
-        viewer.leave()
-        host.end("done")
+        val host = host { VIEW_ONLY }
+        val viewer = join(viewerOptions(host.host.code()))
+        viewer.viewer.sendInput(InputEvent.PointerMove(0.5f, 0.5f))
+        val refused = withTimeout(20_000) { viewer.events.filterIsInstance<ViewerEvent.Refused>().first() }
+        assertEquals(RefusalCode.PERMISSION_DENIED, refused.code)
+        val hostSaw = withTimeout(20_000) { host.events.filterIsInstance<HostEvent.Refused>().first() }
+        assertEquals(RefusalCode.PERMISSION_DENIED, hostSaw.code)
+        viewer.viewer.leave()
+        host.host.end("done")
     }
 
     @Test
     fun verificationCodesMatchAndConfirmationGrantsControl() = runBlocking {
-        val hostCode = CompletableDeferred<List<Any>>()
-        val granted = CompletableDeferred<Permissions>()
-        val host = Host.start(
-            HostOptions(serverUrl = url, name = "kotlin host", loopback = true, requireVerification = true),
-            ScreenSource.Synthetic(320u, 240u),
-            HostCallbacks({ _, _ -> Permissions(control = true, clipboard = false) }) { name, args ->
-                if (name == "verification") hostCode.complete(args)
-            },
-        )
-        val viewer = Viewer.join(viewerOptions(host.code()), ViewerCallbacks { name, args ->
-            if (name == "permissions") granted.complete(args[0] as Permissions)
-        })
-        val (viewerId, code) = withTimeout(20_000) { hostCode.await() }
-        assertEquals(code, viewer.verificationCode())
-        assertEquals(false, viewer.permissions().control)
-        host.confirmVerification(viewerId as String)
-        assertEquals(true, withTimeout(20_000) { granted.await() }.control)
-        viewer.leave()
-        host.end("done")
+        val host = host(requireVerification = true) { Permissions(control = true, clipboard = false) }
+        val viewer = join(viewerOptions(host.host.code()))
+        val shown = withTimeout(20_000) { host.events.filterIsInstance<HostEvent.VerificationCode>().first() }
+        assertEquals(shown.code, viewer.viewer.verificationCode())
+        assertEquals(false, viewer.viewer.permissions().control)
+        host.host.confirmVerification(shown.viewer)
+        val changed = withTimeout(20_000) { viewer.events.filterIsInstance<ViewerEvent.PermissionsChanged>().first() }
+        assertEquals(true, changed.permissions.control)
+        viewer.viewer.leave()
+        host.host.end("done")
+    }
+
+    @Test
+    fun typedEventsAndFlowsEndToEnd() = runBlocking {
+        // No consent lambda: the app answers the join request from the host's event flow.
+        val host = host(consent = null)
+        val joining = async { join(viewerOptions(host.host.code())) }
+        val request = assertIs<HostEvent.JoinRequest>(withTimeout(20_000) { host.events.first() }).request
+        assertEquals("junit", request.name())
+        assertTrue("junit" in request.describe(), request.describe())
+        request.allow(VIEW_ONLY)
+        val viewer = withTimeout(20_000) { joining.await() }
+        assertIs<HostEvent.VerificationCode>(withTimeout(20_000) { host.events.first() })
+        val connected = assertIs<HostEvent.ViewerConnected>(withTimeout(20_000) { host.events.first() })
+        assertEquals("junit", connected.name)
+
+        val numbers = viewer.frames().take(5).map { frame -> frame.use { assertNotNull(it.stamp()).frameNumber } }.toList()
+        assertEquals(numbers.sorted(), numbers)
+
+        host.host.sendChat("hello")
+        viewer.viewer.sendChat("hi")
+        assertEquals(ViewerEvent.Chat("hello"), withTimeout(20_000) { viewer.events.filterIsInstance<ViewerEvent.Chat>().first() })
+        val chat = withTimeout(20_000) { host.events.filterIsInstance<HostEvent.Chat>().first() }
+        assertEquals(connected.viewer to "hi", chat.viewer to chat.text)
+
+        val stats = viewer.viewer.stats()
+        assertTrue(stats.frames >= 5uL && stats.keyframes >= 1uL && stats.packetsRecovered <= stats.packetsNacked, stats.toString())
+        assertTrue(host.host.stats().encodeTimeUs > 0uL, host.host.stats().toString())
+
+        host.host.end("done for today")
+        val rest = withTimeout(20_000) { viewer.events.toList() }
+        assertEquals(ViewerEvent.Ended("done for today"), rest.last())
+        withTimeout(20_000) { viewer.frames().toList() } // the frame flow completes too
+        assertIs<HostEvent.Ended>(withTimeout(20_000) { host.events.toList() }.last())
+        Unit
     }
 
     @Test
     fun errorsMapToTypedExceptions() = runBlocking {
-        assertThrows<SessionException.InvalidCode> { runBlocking { Viewer.join(viewerOptions("0000000000"), ViewerCallbacks()) } }
-        val host = host({ _, _ -> VIEW_ONLY })
-        assertThrows<FrameException.NotAccepted> { host.pushFrame(java.nio.ByteBuffer.allocateDirect(16), 2u, 2u, 8u, PushFormat.BGRA, 0uL) }
-        host.end("done")
+        assertThrows<SessionException.InvalidCode> { runBlocking { join(viewerOptions("0000000000")) } }
+        val host = host { VIEW_ONLY }
+        assertThrows<FrameException.NotAccepted> { host.host.pushFrame(java.nio.ByteBuffer.allocateDirect(16), 2u, 2u, 8u, PushFormat.BGRA, 0uL) }
+        host.host.end("done")
     }
 
     @Test
@@ -131,24 +162,23 @@ class SessionTest {
         val totp = addTechnicianAccess(policy, "alex", "correct horse battery", CONTROL, askCustomer = false, withTotp = false)
         assertEquals(null, totp)
         val deviceId = deviceIdOfKey(key)
-        val events = java.util.Collections.synchronizedList(mutableListOf<String>())
-        val host = Host.start(
+        val host = share(
             HostOptions(serverUrl = url, name = "kotlin device", loopback = true, deviceKeyPath = key, accessPolicyPath = policy),
             ScreenSource.Synthetic(320u, 240u),
-            HostCallbacks({ _, _ -> null }) { name, _ -> events.add(name) },
-        )
-        assertEquals(deviceId, host.deviceId())
+        ) { null }
+        assertEquals(deviceId, host.host.deviceId())
         val options = ViewerOptions(serverUrl = url, code = "", name = "alex", loopback = true, deviceId = deviceId, access = "alex", secret = "correct horse battery")
-        val viewer = withTimeout(30_000) { Viewer.join(options, ViewerCallbacks()) }
-        assertEquals(CONTROL, viewer.permissions())
-        assertEquals(32, viewer.devicePublicKey()?.size)
-        viewer.leave()
+        val viewer = withTimeout(30_000) { join(options) }
+        assertEquals(CONTROL, viewer.viewer.permissions())
+        assertEquals(32, viewer.viewer.devicePublicKey()?.size)
+        val access = withTimeout(20_000) { host.events.filterIsInstance<HostEvent.UnattendedAccess>().first() }
+        assertEquals("alex", access.access)
+        viewer.viewer.leave()
         val failed = assertThrows<SessionException.AuthenticationFailed> {
-            runBlocking { Viewer.join(options.copy(secret = "wrong horse battery"), ViewerCallbacks()) }
+            runBlocking { join(options.copy(secret = "wrong horse battery")) }
         }
         assertEquals(1uL, failed.retryAfterSecs)
-        assertTrue("unattended_access" in events, events.toString())
-        host.end("done")
+        host.host.end("done")
         dir.deleteRecursively()
         Unit
     }
