@@ -39,7 +39,7 @@ async def bench(url):
     width, height = 1920, 1080
     picture = bytes(range(256)) * (width * height * 4 // 256)
     host = await peerdesk.share(url, ScreenSource.PUSHED(width=width, height=height),
-                                consent=lambda v, n: peerdesk.VIEW_ONLY, loopback=True)
+                                consent=lambda request: peerdesk.VIEW_ONLY, loopback=True)
     push_ms = []
     stop = threading.Event()
 
@@ -77,13 +77,13 @@ async def bench(url):
 
     # A Python viewer on the demo workload: the synthetic 1080p desktop at 30 fps.
     host = await peerdesk.share(url, ScreenSource.SYNTHETIC(width=1920, height=1080),
-                                consent=lambda v, n: peerdesk.VIEW_ONLY, loopback=True)
+                                consent=lambda request: peerdesk.VIEW_ONLY, loopback=True)
     viewer = await peerdesk.join(url, host.code, "bench", loopback=True)
-    for frame in viewer.frames(count=10):
+    for frame in viewer.frames_blocking(count=10):
         frame.close()
     start, count = time.perf_counter(), 0
     while time.perf_counter() - start < 5:
-        for frame in viewer.frames(count=1):
+        for frame in viewer.frames_blocking(count=1):
             _ = frame.plane(0)
             frame.close()
             count += 1

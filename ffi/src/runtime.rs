@@ -1,23 +1,46 @@
 //! One tokio runtime for everything behind the boundary, and the dedicated threads that call foreign listeners.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Set once the foreign runtime is shutting down: no listener is called any more.
 static LISTENERS_DETACHED: AtomicBool = AtomicBool::new(false);
+/// Listener calls under way right now.
+static CALLS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// How long `detach_listeners` waits for calls under way to return.
+const DETACH_WAIT: Duration = Duration::from_secs(2);
 
-/// Stops every listener call into foreign code, for good, in this process. A binding calls it when its
-/// runtime exits (Python's `atexit`): a thread that called into a finalizing interpreter would be ended by it in
-/// a way Rust cannot unwind through, aborting the process. Sessions go on; their events are dropped.
+/// Stops every listener call into foreign code, for good, in this process, and waits (up to 2 s) for calls under
+/// way to return. A binding calls it when its runtime exits (Python's `atexit`): a thread that called into a
+/// finalizing interpreter would be ended by it in a way Rust cannot unwind through, aborting the process.
+/// Sessions go on; their events are dropped.
 #[uniffi::export]
 pub fn detach_listeners() {
     LISTENERS_DETACHED.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + DETACH_WAIT;
+    while CALLS_IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
-/// Whether listeners may still be called (see [`detach_listeners`]).
-pub(crate) fn listeners_attached() -> bool {
-    !LISTENERS_DETACHED.load(Ordering::SeqCst)
+/// Calls a foreign listener through `call`, unless listeners were detached (then `None`, and the caller stops).
+/// A panic in the call is contained and logged.
+pub(crate) fn call_listener<T>(call: impl FnOnce() -> Result<T, crate::errors::CallbackError>) -> Option<()> {
+    CALLS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    // Checked after counting, so `detach_listeners` either sees this call or this call sees the flag.
+    if LISTENERS_DETACHED.load(Ordering::SeqCst) {
+        CALLS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("listener failed: {e}"),
+        Err(_) => tracing::error!("listener panicked; event dropped"),
+    }
+    CALLS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    Some(())
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -64,13 +87,8 @@ where
             let Some(event) = events.recv_blocking(std::time::Duration::from_secs(1)) else {
                 continue;
             };
-            if !listeners_attached() {
+            if call_listener(|| call(event)).is_none() {
                 break;
-            }
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(event))) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("listener failed: {e}"),
-                Err(_) => tracing::error!("listener panicked; event dropped"),
             }
         }
     });

@@ -3,7 +3,7 @@
 
 use crate::errors::{CallbackError, SessionError};
 use crate::frame::VideoFrame;
-use crate::runtime::{dispatch_thread, listeners_attached, run};
+use crate::runtime::{call_listener, dispatch_thread, run};
 use crate::types::{transport, InputEvent, Permissions, ViewerOptions, ViewerStats};
 use peerdesk::decode::DecodedFrame;
 use crate::events::ViewerEvent;
@@ -152,13 +152,9 @@ impl Viewer {
                 // Woken by each frame and by the end of the session (the queue's close wakes every waiter):
                 // the long timeout is only a backstop, never a poll.
                 match frames.pop_blocking(Duration::from_secs(3600)) {
-                    Some(_) if !listeners_attached() => break,
                     Some(frame) => {
-                        let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            listener.on_frame(Arc::new(VideoFrame::new(frame)))
-                        }));
-                        if !matches!(call, Ok(Ok(()))) {
-                            tracing::warn!("frame listener failed");
+                        if call_listener(|| listener.on_frame(Arc::new(VideoFrame::new(frame)))).is_none() {
+                            break;
                         }
                     }
                     None if frames.is_closed() => break,

@@ -503,6 +503,22 @@ fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
+    typealias FfiType = Int64
+    typealias SwiftType = Int64
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int64 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int64, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterFloat: FfiConverterPrimitive {
     typealias FfiType = Float
     typealias SwiftType = Float
@@ -882,6 +898,17 @@ public protocol HostProtocol: AnyObject, Sendable {
     func pushFrame(data: Data, width: UInt32, height: UInt32, stride: UInt32, format: PushFormat, timestampUs: UInt64) throws 
     
     /**
+     * `push_frame` for memory the app already holds natively, without any copy: a numpy array or any Python
+     * buffer, a Kotlin direct `ByteBuffer`, a Swift `UnsafeRawBufferPointer`. Each binding's wrapper passes
+     * the buffer's address; call `push_frame` yourself unless you hold such memory.
+     *
+     * The caller keeps the `length` bytes at `address` readable and unchanged until this call returns; the
+     * bytes are read during the call and not kept. A zero address, or a length that cannot hold the frame or is
+     * over 256 MiB, is refused with `FrameError.BadBuffer`.
+     */
+    func pushFrameFromAddress(address: UInt64, length: UInt64, width: UInt32, height: UInt32, stride: UInt32, format: PushFormat, timestampUs: UInt64) throws 
+    
+    /**
      * Sends a chat line to every viewer.
      */
     func sendChat(text: String) throws 
@@ -1104,6 +1131,30 @@ open func pushFrame(data: Data, width: UInt32, height: UInt32, stride: UInt32, f
 }
     
     /**
+     * `push_frame` for memory the app already holds natively, without any copy: a numpy array or any Python
+     * buffer, a Kotlin direct `ByteBuffer`, a Swift `UnsafeRawBufferPointer`. Each binding's wrapper passes
+     * the buffer's address; call `push_frame` yourself unless you hold such memory.
+     *
+     * The caller keeps the `length` bytes at `address` readable and unchanged until this call returns; the
+     * bytes are read during the call and not kept. A zero address, or a length that cannot hold the frame or is
+     * over 256 MiB, is refused with `FrameError.BadBuffer`.
+     */
+open func pushFrameFromAddress(address: UInt64, length: UInt64, width: UInt32, height: UInt32, stride: UInt32, format: PushFormat, timestampUs: UInt64)throws   {try rustCallWithError(FfiConverterTypeFrameError_lift) {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_host_push_frame_from_address(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(address),
+        FfiConverterUInt64.lower(length),
+        FfiConverterUInt32.lower(width),
+        FfiConverterUInt32.lower(height),
+        FfiConverterUInt32.lower(stride),
+        FfiConverterTypePushFormat_lower(format),
+        FfiConverterUInt64.lower(timestampUs),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Sends a chat line to every viewer.
      */
 open func sendChat(text: String)throws   {try rustCallWithError(FfiConverterTypeSessionError_lift) {
@@ -1215,81 +1266,20 @@ public func FfiConverterTypeHost_lower(_ value: Host) -> UInt64 {
 
 
 /**
- * Receives host events, on one dedicated thread (never an async worker). Return an error rather than throwing.
+ * Receives a host's events, in order, on one dedicated thread (never an async worker). Return an error
+ * rather than throwing; a failing or panicking call is logged and the next event still comes.
  */
 public protocol HostListener: AnyObject, Sendable {
     
     /**
-     * A viewer asks to join: answer with `request.allow(...)` or `request.deny(...)`, now or later.
+     * One event; after `HostEvent::Ended`, none follows.
      */
-    func onJoinRequest(request: JoinRequest) throws 
-    
-    /**
-     * The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
-     * `on_viewer_connected`. Show it; if the technician reads the same digits from their screen, call
-     * `Host.confirm_verification(viewer)`. Different codes mean someone sits in the middle: disconnect.
-     */
-    func onVerificationCode(viewer: String, code: String) throws 
-    
-    /**
-     * An admitted viewer's connection is up.
-     */
-    func onViewerConnected(viewer: String, name: String) throws 
-    
-    /**
-     * A viewer's connection was lost; ICE is restarted for up to a minute.
-     */
-    func onViewerReconnecting(viewer: String) throws 
-    
-    /**
-     * A viewer's lost connection is back.
-     */
-    func onViewerReconnected(viewer: String) throws 
-    
-    /**
-     * The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
-     */
-    func onSignalingRestored(code: String) throws 
-    
-    /**
-     * A viewer left.
-     */
-    func onViewerLeft(viewer: String, reason: String) throws 
-    
-    /**
-     * Clipboard text from a viewer holding the clipboard permission.
-     */
-    func onClipboard(viewer: String, text: String) throws 
-    
-    /**
-     * A chat line from a viewer.
-     */
-    func onChat(viewer: String, text: String) throws 
-    
-    /**
-     * A viewer's message was refused (e.g. input without the control permission).
-     */
-    func onRefused(viewer: String, reason: String) throws 
-    
-    /**
-     * The session ended.
-     */
-    func onEnded(reason: String) throws 
-    
-    /**
-     * A technician proved an unattended access (secret, and TOTP code when required); their connection follows.
-     */
-    func onUnattendedAccess(viewer: String, access: String) throws 
-    
-    /**
-     * Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing; the next
-     * attempt waits `retry_after_secs`.
-     */
-    func onAccessFailures(failures: UInt32, retryAfterSecs: UInt64) throws 
+    func onEvent(event: HostEvent) throws 
     
 }
 /**
- * Receives host events, on one dedicated thread (never an async worker). Return an error rather than throwing.
+ * Receives a host's events, in order, on one dedicated thread (never an async worker). Return an error
+ * rather than throwing; a failing or panicking call is logged and the next event still comes.
  */
 open class HostListenerImpl: HostListener, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1345,168 +1335,13 @@ open class HostListenerImpl: HostListener, @unchecked Sendable {
 
     
     /**
-     * A viewer asks to join: answer with `request.allow(...)` or `request.deny(...)`, now or later.
+     * One event; after `HostEvent::Ended`, none follows.
      */
-open func onJoinRequest(request: JoinRequest)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+open func onEvent(event: HostEvent)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
         uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_join_request(
+    uniffi_peerdesk_ffi_fn_method_hostlistener_on_event(
             self.uniffiCloneHandle(),
-        FfiConverterTypeJoinRequest_lower(request),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
-     * `on_viewer_connected`. Show it; if the technician reads the same digits from their screen, call
-     * `Host.confirm_verification(viewer)`. Different codes mean someone sits in the middle: disconnect.
-     */
-open func onVerificationCode(viewer: String, code: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_verification_code(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(code),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * An admitted viewer's connection is up.
-     */
-open func onViewerConnected(viewer: String, name: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_connected(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(name),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A viewer's connection was lost; ICE is restarted for up to a minute.
-     */
-open func onViewerReconnecting(viewer: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnecting(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A viewer's lost connection is back.
-     */
-open func onViewerReconnected(viewer: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnected(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
-     */
-open func onSignalingRestored(code: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_signaling_restored(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(code),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A viewer left.
-     */
-open func onViewerLeft(viewer: String, reason: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_left(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(reason),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * Clipboard text from a viewer holding the clipboard permission.
-     */
-open func onClipboard(viewer: String, text: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_clipboard(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(text),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A chat line from a viewer.
-     */
-open func onChat(viewer: String, text: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_chat(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(text),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A viewer's message was refused (e.g. input without the control permission).
-     */
-open func onRefused(viewer: String, reason: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_refused(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(reason),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The session ended.
-     */
-open func onEnded(reason: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_ended(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(reason),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A technician proved an unattended access (secret, and TOTP code when required); their connection follows.
-     */
-open func onUnattendedAccess(viewer: String, access: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_unattended_access(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(viewer),
-        FfiConverterString.lower(access),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing; the next
-     * attempt waits `retry_after_secs`.
-     */
-open func onAccessFailures(failures: UInt32, retryAfterSecs: UInt64)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_hostlistener_on_access_failures(
-            self.uniffiCloneHandle(),
-        FfiConverterUInt32.lower(failures),
-        FfiConverterUInt64.lower(retryAfterSecs),uniffiCallStatus
+        FfiConverterTypeHostEvent_lower(event),uniffiCallStatus
     )
 }
 }
@@ -1539,9 +1374,9 @@ fileprivate struct UniffiCallbackInterfaceHostListener {
                 fatalError("Uniffi callback interface HostListener: handle missing in uniffiClone")
             }
         },
-        onJoinRequest: { (
+        onEvent: { (
             uniffiHandle: UInt64,
-            request: UInt64,
+            event: RustBuffer,
             uniffiOutReturn: UnsafeMutableRawPointer,
             uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
         ) in
@@ -1550,324 +1385,8 @@ fileprivate struct UniffiCallbackInterfaceHostListener {
                 guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return try uniffiObj.onJoinRequest(
-                     request: try FfiConverterTypeJoinRequest_lift(request)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onVerificationCode: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            code: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onVerificationCode(
-                     viewer: try FfiConverterString.lift(viewer),
-                     code: try FfiConverterString.lift(code)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onViewerConnected: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            name: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onViewerConnected(
-                     viewer: try FfiConverterString.lift(viewer),
-                     name: try FfiConverterString.lift(name)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onViewerReconnecting: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onViewerReconnecting(
-                     viewer: try FfiConverterString.lift(viewer)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onViewerReconnected: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onViewerReconnected(
-                     viewer: try FfiConverterString.lift(viewer)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onSignalingRestored: { (
-            uniffiHandle: UInt64,
-            code: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onSignalingRestored(
-                     code: try FfiConverterString.lift(code)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onViewerLeft: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            reason: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onViewerLeft(
-                     viewer: try FfiConverterString.lift(viewer),
-                     reason: try FfiConverterString.lift(reason)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onClipboard: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            text: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onClipboard(
-                     viewer: try FfiConverterString.lift(viewer),
-                     text: try FfiConverterString.lift(text)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onChat: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            text: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onChat(
-                     viewer: try FfiConverterString.lift(viewer),
-                     text: try FfiConverterString.lift(text)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onRefused: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            reason: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onRefused(
-                     viewer: try FfiConverterString.lift(viewer),
-                     reason: try FfiConverterString.lift(reason)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onEnded: { (
-            uniffiHandle: UInt64,
-            reason: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onEnded(
-                     reason: try FfiConverterString.lift(reason)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onUnattendedAccess: { (
-            uniffiHandle: UInt64,
-            viewer: RustBuffer,
-            access: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onUnattendedAccess(
-                     viewer: try FfiConverterString.lift(viewer),
-                     access: try FfiConverterString.lift(access)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onAccessFailures: { (
-            uniffiHandle: UInt64,
-            failures: UInt32,
-            retryAfterSecs: UInt64,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeHostListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onAccessFailures(
-                     failures: try FfiConverterUInt32.lift(failures),
-                     retryAfterSecs: try FfiConverterUInt64.lift(retryAfterSecs)
+                return try uniffiObj.onEvent(
+                     event: try FfiConverterTypeHostEvent_lift(event)
                 )
             }
 
@@ -2531,6 +2050,13 @@ public protocol ViewerProtocol: AnyObject, Sendable {
     func permissions()  -> Permissions
     
     /**
+     * Waits for the next decoded frame without blocking a thread: a Kotlin `suspend` function, a Swift `async`
+     * function, a Python coroutine. `None` once the session ended and every frame was taken. Frames the app
+     * takes too slowly are dropped oldest first (`ViewerStats.frames_dropped`).
+     */
+    func receiveFrame() async  -> VideoFrame?
+    
+    /**
      * Sends a chat line.
      */
     func sendChat(text: String) throws 
@@ -2726,6 +2252,28 @@ open func permissions() -> Permissions  {
 }
     
     /**
+     * Waits for the next decoded frame without blocking a thread: a Kotlin `suspend` function, a Swift `async`
+     * function, a Python coroutine. `None` once the session ended and every frame was taken. Frames the app
+     * takes too slowly are dropped oldest first (`ViewerStats.frames_dropped`).
+     */
+open func receiveFrame()async  -> VideoFrame?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerdesk_ffi_fn_method_viewer_receive_frame(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerdesk_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerdesk_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerdesk_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeVideoFrame.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
      * Sends a chat line.
      */
 open func sendChat(text: String)throws   {try rustCallWithError(FfiConverterTypeSessionError_lift) {
@@ -2862,53 +2410,20 @@ public func FfiConverterTypeViewer_lower(_ value: Viewer) -> UInt64 {
 
 
 /**
- * Receives viewer events, on one dedicated thread. Return an error rather than throwing.
+ * Receives a viewer's events, in order, on one dedicated thread. Return an error rather than throwing; a
+ * failing or panicking call is logged and the next event still comes.
  */
 public protocol ViewerListener: AnyObject, Sendable {
     
     /**
-     * The host's cursor moved (fractions of the screen).
+     * One event; after `ViewerEvent::Ended`, none follows.
      */
-    func onCursor(x: Float, y: Float, visible: Bool) throws 
-    
-    /**
-     * Clipboard text from the host.
-     */
-    func onClipboard(text: String) throws 
-    
-    /**
-     * A chat line from the host.
-     */
-    func onChat(text: String) throws 
-    
-    /**
-     * The host changed this viewer's permissions.
-     */
-    func onPermissionsChanged(permissions: Permissions) throws 
-    
-    /**
-     * The host refused a message (`code` e.g. `"PermissionDenied"`).
-     */
-    func onRefused(code: String, message: String) throws 
-    
-    /**
-     * The connection to the host was lost; the host restarts ICE and the session waits up to a minute.
-     */
-    func onReconnecting() throws 
-    
-    /**
-     * The lost connection is back.
-     */
-    func onReconnected() throws 
-    
-    /**
-     * The session ended.
-     */
-    func onEnded(reason: String) throws 
+    func onEvent(event: ViewerEvent) throws 
     
 }
 /**
- * Receives viewer events, on one dedicated thread. Return an error rather than throwing.
+ * Receives a viewer's events, in order, on one dedicated thread. Return an error rather than throwing; a
+ * failing or panicking call is logged and the next event still comes.
  */
 open class ViewerListenerImpl: ViewerListener, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -2964,98 +2479,13 @@ open class ViewerListenerImpl: ViewerListener, @unchecked Sendable {
 
     
     /**
-     * The host's cursor moved (fractions of the screen).
+     * One event; after `ViewerEvent::Ended`, none follows.
      */
-open func onCursor(x: Float, y: Float, visible: Bool)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+open func onEvent(event: ViewerEvent)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
         uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_cursor(
+    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_event(
             self.uniffiCloneHandle(),
-        FfiConverterFloat.lower(x),
-        FfiConverterFloat.lower(y),
-        FfiConverterBool.lower(visible),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * Clipboard text from the host.
-     */
-open func onClipboard(text: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_clipboard(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(text),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * A chat line from the host.
-     */
-open func onChat(text: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_chat(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(text),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The host changed this viewer's permissions.
-     */
-open func onPermissionsChanged(permissions: Permissions)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_permissions_changed(
-            self.uniffiCloneHandle(),
-        FfiConverterTypePermissions_lower(permissions),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The host refused a message (`code` e.g. `"PermissionDenied"`).
-     */
-open func onRefused(code: String, message: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_refused(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(code),
-        FfiConverterString.lower(message),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The connection to the host was lost; the host restarts ICE and the session waits up to a minute.
-     */
-open func onReconnecting()throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnecting(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The lost connection is back.
-     */
-open func onReconnected()throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnected(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The session ended.
-     */
-open func onEnded(reason: String)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
-        uniffiCallStatus in
-    uniffi_peerdesk_ffi_fn_method_viewerlistener_on_ended(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(reason),uniffiCallStatus
+        FfiConverterTypeViewerEvent_lower(event),uniffiCallStatus
     )
 }
 }
@@ -3088,11 +2518,9 @@ fileprivate struct UniffiCallbackInterfaceViewerListener {
                 fatalError("Uniffi callback interface ViewerListener: handle missing in uniffiClone")
             }
         },
-        onCursor: { (
+        onEvent: { (
             uniffiHandle: UInt64,
-            x: Float,
-            y: Float,
-            visible: Int8,
+            event: RustBuffer,
             uniffiOutReturn: UnsafeMutableRawPointer,
             uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
         ) in
@@ -3101,183 +2529,8 @@ fileprivate struct UniffiCallbackInterfaceViewerListener {
                 guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return try uniffiObj.onCursor(
-                     x: try FfiConverterFloat.lift(x),
-                     y: try FfiConverterFloat.lift(y),
-                     visible: try FfiConverterBool.lift(visible)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onClipboard: { (
-            uniffiHandle: UInt64,
-            text: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onClipboard(
-                     text: try FfiConverterString.lift(text)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onChat: { (
-            uniffiHandle: UInt64,
-            text: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onChat(
-                     text: try FfiConverterString.lift(text)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onPermissionsChanged: { (
-            uniffiHandle: UInt64,
-            permissions: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onPermissionsChanged(
-                     permissions: try FfiConverterTypePermissions_lift(permissions)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onRefused: { (
-            uniffiHandle: UInt64,
-            code: RustBuffer,
-            message: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onRefused(
-                     code: try FfiConverterString.lift(code),
-                     message: try FfiConverterString.lift(message)
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onReconnecting: { (
-            uniffiHandle: UInt64,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onReconnecting(
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onReconnected: { (
-            uniffiHandle: UInt64,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onReconnected(
-                )
-            }
-
-            
-            let writeReturn = { () }
-            uniffiTraitInterfaceCallWithError(
-                callStatus: uniffiCallStatus,
-                makeCall: makeCall,
-                writeReturn: writeReturn,
-                lowerError: FfiConverterTypeCallbackError_lower
-            )
-        },
-        onEnded: { (
-            uniffiHandle: UInt64,
-            reason: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
-            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
-        ) in
-            let makeCall = {
-                () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeViewerListener.handleMap.get(handle: uniffiHandle) else {
-                    throw UniffiInternalError.unexpectedStaleHandle
-                }
-                return try uniffiObj.onEnded(
-                     reason: try FfiConverterString.lift(reason)
+                return try uniffiObj.onEvent(
+                     event: try FfiConverterTypeViewerEvent_lift(event)
                 )
             }
 
@@ -3365,6 +2618,105 @@ public func FfiConverterTypeViewerListener_lower(_ value: ViewerListener) -> UIn
 }
 
 
+
+
+/**
+ * The host's cursor image: straight (not premultiplied) RGBA, `width * 4` bytes a row.
+ */
+public struct CursorImage: Equatable, Hashable {
+    /**
+     * Width in pixels (1–48).
+     */
+    public var width: UInt32
+    /**
+     * Height in pixels (1–48).
+     */
+    public var height: UInt32
+    /**
+     * Column of the pixel that points, from the left.
+     */
+    public var hotspotX: UInt32
+    /**
+     * Row of the pixel that points, from the top.
+     */
+    public var hotspotY: UInt32
+    /**
+     * `width * height * 4` bytes of RGBA.
+     */
+    public var rgba: Data
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Width in pixels (1–48).
+         */width: UInt32, 
+        /**
+         * Height in pixels (1–48).
+         */height: UInt32, 
+        /**
+         * Column of the pixel that points, from the left.
+         */hotspotX: UInt32, 
+        /**
+         * Row of the pixel that points, from the top.
+         */hotspotY: UInt32, 
+        /**
+         * `width * height * 4` bytes of RGBA.
+         */rgba: Data) {
+        self.width = width
+        self.height = height
+        self.hotspotX = hotspotX
+        self.hotspotY = hotspotY
+        self.rgba = rgba
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CursorImage: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCursorImage: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CursorImage {
+        return
+            try CursorImage(
+                width: FfiConverterUInt32.read(from: &buf), 
+                height: FfiConverterUInt32.read(from: &buf), 
+                hotspotX: FfiConverterUInt32.read(from: &buf), 
+                hotspotY: FfiConverterUInt32.read(from: &buf), 
+                rgba: FfiConverterData.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CursorImage, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.width, into: &buf)
+        FfiConverterUInt32.write(value.height, into: &buf)
+        FfiConverterUInt32.write(value.hotspotX, into: &buf)
+        FfiConverterUInt32.write(value.hotspotY, into: &buf)
+        FfiConverterData.write(value.rgba, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCursorImage_lift(_ buf: RustBuffer) throws -> CursorImage {
+    return try FfiConverterTypeCursorImage.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCursorImage_lower(_ value: CursorImage) -> RustBuffer {
+    return FfiConverterTypeCursorImage.lower(value)
+}
 
 
 /**
@@ -3620,6 +2972,10 @@ public struct HostStats: Equatable, Hashable {
      */
     public var targetBitrateBps: UInt64
     /**
+     * Mean encode time of the last frames, microseconds.
+     */
+    public var encodeTimeUs: UInt64
+    /**
      * Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
      */
     public var framesReplaced: UInt64
@@ -3640,12 +2996,16 @@ public struct HostStats: Equatable, Hashable {
          * Target bitrate (slowest viewer), bit/s.
          */targetBitrateBps: UInt64, 
         /**
+         * Mean encode time of the last frames, microseconds.
+         */encodeTimeUs: UInt64, 
+        /**
          * Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
          */framesReplaced: UInt64) {
         self.viewers = viewers
         self.framesEncoded = framesEncoded
         self.bytesEncoded = bytesEncoded
         self.targetBitrateBps = targetBitrateBps
+        self.encodeTimeUs = encodeTimeUs
         self.framesReplaced = framesReplaced
     }
 
@@ -3669,6 +3029,7 @@ public struct FfiConverterTypeHostStats: FfiConverterRustBuffer {
                 framesEncoded: FfiConverterUInt64.read(from: &buf), 
                 bytesEncoded: FfiConverterUInt64.read(from: &buf), 
                 targetBitrateBps: FfiConverterUInt64.read(from: &buf), 
+                encodeTimeUs: FfiConverterUInt64.read(from: &buf), 
                 framesReplaced: FfiConverterUInt64.read(from: &buf)
         )
     }
@@ -3678,6 +3039,7 @@ public struct FfiConverterTypeHostStats: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.framesEncoded, into: &buf)
         FfiConverterUInt64.write(value.bytesEncoded, into: &buf)
         FfiConverterUInt64.write(value.targetBitrateBps, into: &buf)
+        FfiConverterUInt64.write(value.encodeTimeUs, into: &buf)
         FfiConverterUInt64.write(value.framesReplaced, into: &buf)
     }
 }
@@ -3959,11 +3321,11 @@ public func FfiConverterTypeViewerOptions_lower(_ value: ViewerOptions) -> RustB
 
 
 /**
- * Connection figures of a viewer.
+ * Connection figures of a viewer. Counters are totals since joining; rates cover the last second.
  */
 public struct ViewerStats: Equatable, Hashable {
     /**
-     * Round-trip time, ms.
+     * Round-trip time of the connection, ms (0 until measured).
      */
     public var rttMs: Double
     /**
@@ -3975,23 +3337,43 @@ public struct ViewerStats: Equatable, Hashable {
      */
     public var fps: Double
     /**
-     * Frames decoded in total.
+     * Frames decoded.
      */
     public var frames: UInt64
     /**
-     * Frames dropped because the app was slow.
+     * Frames dropped because the app took them too slowly (the frame queue was full).
      */
     public var framesDropped: UInt64
     /**
-     * Video bytes received.
+     * Video payload bytes received.
      */
     public var bytes: UInt64
+    /**
+     * RTP packets the transport reports lost (before repair).
+     */
+    public var packetsLost: Int64
+    /**
+     * Keyframes received.
+     */
+    public var keyframes: UInt64
+    /**
+     * Sequence numbers asked for again by NACK; a packet asked for twice counts twice.
+     */
+    public var packetsNacked: UInt64
+    /**
+     * NACKed packets that came back in time.
+     */
+    public var packetsRecovered: UInt64
+    /**
+     * Keyframe requests (PLI) sent to the host.
+     */
+    public var keyframeRequests: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
-         * Round-trip time, ms.
+         * Round-trip time of the connection, ms (0 until measured).
          */rttMs: Double, 
         /**
          * Received video bitrate over the last second, kbit/s.
@@ -4000,20 +3382,40 @@ public struct ViewerStats: Equatable, Hashable {
          * Decoded frames per second over the last second.
          */fps: Double, 
         /**
-         * Frames decoded in total.
+         * Frames decoded.
          */frames: UInt64, 
         /**
-         * Frames dropped because the app was slow.
+         * Frames dropped because the app took them too slowly (the frame queue was full).
          */framesDropped: UInt64, 
         /**
-         * Video bytes received.
-         */bytes: UInt64) {
+         * Video payload bytes received.
+         */bytes: UInt64, 
+        /**
+         * RTP packets the transport reports lost (before repair).
+         */packetsLost: Int64, 
+        /**
+         * Keyframes received.
+         */keyframes: UInt64, 
+        /**
+         * Sequence numbers asked for again by NACK; a packet asked for twice counts twice.
+         */packetsNacked: UInt64, 
+        /**
+         * NACKed packets that came back in time.
+         */packetsRecovered: UInt64, 
+        /**
+         * Keyframe requests (PLI) sent to the host.
+         */keyframeRequests: UInt64) {
         self.rttMs = rttMs
         self.bitrateKbps = bitrateKbps
         self.fps = fps
         self.frames = frames
         self.framesDropped = framesDropped
         self.bytes = bytes
+        self.packetsLost = packetsLost
+        self.keyframes = keyframes
+        self.packetsNacked = packetsNacked
+        self.packetsRecovered = packetsRecovered
+        self.keyframeRequests = keyframeRequests
     }
 
     
@@ -4037,7 +3439,12 @@ public struct FfiConverterTypeViewerStats: FfiConverterRustBuffer {
                 fps: FfiConverterDouble.read(from: &buf), 
                 frames: FfiConverterUInt64.read(from: &buf), 
                 framesDropped: FfiConverterUInt64.read(from: &buf), 
-                bytes: FfiConverterUInt64.read(from: &buf)
+                bytes: FfiConverterUInt64.read(from: &buf), 
+                packetsLost: FfiConverterInt64.read(from: &buf), 
+                keyframes: FfiConverterUInt64.read(from: &buf), 
+                packetsNacked: FfiConverterUInt64.read(from: &buf), 
+                packetsRecovered: FfiConverterUInt64.read(from: &buf), 
+                keyframeRequests: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -4048,6 +3455,11 @@ public struct FfiConverterTypeViewerStats: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.frames, into: &buf)
         FfiConverterUInt64.write(value.framesDropped, into: &buf)
         FfiConverterUInt64.write(value.bytes, into: &buf)
+        FfiConverterInt64.write(value.packetsLost, into: &buf)
+        FfiConverterUInt64.write(value.keyframes, into: &buf)
+        FfiConverterUInt64.write(value.packetsNacked, into: &buf)
+        FfiConverterUInt64.write(value.packetsRecovered, into: &buf)
+        FfiConverterUInt64.write(value.keyframeRequests, into: &buf)
     }
 }
 
@@ -4270,6 +3682,305 @@ public func FfiConverterTypeFrameError_lift(_ buf: RustBuffer) throws -> FrameEr
 public func FfiConverterTypeFrameError_lower(_ value: FrameError) -> RustBuffer {
     return FfiConverterTypeFrameError.lower(value)
 }
+
+
+/**
+ * Something that happened in a host's session.
+ */
+
+public enum HostEvent {
+    
+    /**
+     * A viewer asks to join: answer with `request.allow(..)` or `request.deny(..)`, now or later (an unanswered
+     * request is denied when dropped).
+     */
+    case joinRequest(
+        /**
+         * The request, with who asks and for what.
+         */request: JoinRequest
+    )
+    /**
+     * The six-digit verification code of an admitted viewer's connection (`"042 917"`), just before
+     * `ViewerConnected`. Show it; if the technician reads the same digits, call `Host.confirm_verification`.
+     * Different codes mean someone sits in the middle: disconnect.
+     */
+    case verificationCode(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * Six digits with a space after the third.
+         */code: String
+    )
+    /**
+     * A technician proved an unattended access (secret, and TOTP code when required); their connection
+     * follows.
+     */
+    case unattendedAccess(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * The access name from the policy.
+         */access: String
+    )
+    /**
+     * Unattended attempts failed `failures` times in a row (3 and more): someone may be guessing.
+     */
+    case accessFailures(
+        /**
+         * Failures in a row.
+         */failures: UInt32, 
+        /**
+         * Seconds the next attempt waits.
+         */retryAfterSecs: UInt64
+    )
+    /**
+     * An admitted viewer's connection is up.
+     */
+    case viewerConnected(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * The name the viewer gave (not verified).
+         */name: String
+    )
+    /**
+     * A viewer's connection was lost; ICE is restarted for up to a minute.
+     */
+    case viewerReconnecting(
+        /**
+         * The viewer's id.
+         */viewer: String
+    )
+    /**
+     * A viewer's lost connection is back.
+     */
+    case viewerReconnected(
+        /**
+         * The viewer's id.
+         */viewer: String
+    )
+    /**
+     * The signaling connection is back after a loss; new viewers join with `code` (earlier codes are void).
+     */
+    case signalingRestored(
+        /**
+         * The new one-time code.
+         */code: String
+    )
+    /**
+     * A viewer left or was disconnected.
+     */
+    case viewerLeft(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * Why, in words for people.
+         */reason: String
+    )
+    /**
+     * Clipboard text from a viewer holding the clipboard permission.
+     */
+    case clipboard(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * The text.
+         */text: String
+    )
+    /**
+     * A chat line from a viewer.
+     */
+    case chat(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * The line; escape it before showing it in a terminal.
+         */text: String
+    )
+    /**
+     * A viewer's message was refused (for example input without the control permission).
+     */
+    case refused(
+        /**
+         * The viewer's id.
+         */viewer: String, 
+        /**
+         * Why.
+         */code: RefusalCode
+    )
+    /**
+     * The session ended; no event follows.
+     */
+    case ended(
+        /**
+         * Why, in words for people.
+         */reason: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension HostEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHostEvent: FfiConverterRustBuffer {
+    typealias SwiftType = HostEvent
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HostEvent {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .joinRequest(request: try FfiConverterTypeJoinRequest.read(from: &buf)
+        )
+        
+        case 2: return .verificationCode(viewer: try FfiConverterString.read(from: &buf), code: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 3: return .unattendedAccess(viewer: try FfiConverterString.read(from: &buf), access: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .accessFailures(failures: try FfiConverterUInt32.read(from: &buf), retryAfterSecs: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 5: return .viewerConnected(viewer: try FfiConverterString.read(from: &buf), name: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 6: return .viewerReconnecting(viewer: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 7: return .viewerReconnected(viewer: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 8: return .signalingRestored(code: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 9: return .viewerLeft(viewer: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 10: return .clipboard(viewer: try FfiConverterString.read(from: &buf), text: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 11: return .chat(viewer: try FfiConverterString.read(from: &buf), text: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 12: return .refused(viewer: try FfiConverterString.read(from: &buf), code: try FfiConverterTypeRefusalCode.read(from: &buf)
+        )
+        
+        case 13: return .ended(reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: HostEvent, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .joinRequest(request):
+            writeInt(&buf, Int32(1))
+            FfiConverterTypeJoinRequest.write(request, into: &buf)
+            
+        
+        case let .verificationCode(viewer,code):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterString.write(code, into: &buf)
+            
+        
+        case let .unattendedAccess(viewer,access):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterString.write(access, into: &buf)
+            
+        
+        case let .accessFailures(failures,retryAfterSecs):
+            writeInt(&buf, Int32(4))
+            FfiConverterUInt32.write(failures, into: &buf)
+            FfiConverterUInt64.write(retryAfterSecs, into: &buf)
+            
+        
+        case let .viewerConnected(viewer,name):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterString.write(name, into: &buf)
+            
+        
+        case let .viewerReconnecting(viewer):
+            writeInt(&buf, Int32(6))
+            FfiConverterString.write(viewer, into: &buf)
+            
+        
+        case let .viewerReconnected(viewer):
+            writeInt(&buf, Int32(7))
+            FfiConverterString.write(viewer, into: &buf)
+            
+        
+        case let .signalingRestored(code):
+            writeInt(&buf, Int32(8))
+            FfiConverterString.write(code, into: &buf)
+            
+        
+        case let .viewerLeft(viewer,reason):
+            writeInt(&buf, Int32(9))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .clipboard(viewer,text):
+            writeInt(&buf, Int32(10))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterString.write(text, into: &buf)
+            
+        
+        case let .chat(viewer,text):
+            writeInt(&buf, Int32(11))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterString.write(text, into: &buf)
+            
+        
+        case let .refused(viewer,code):
+            writeInt(&buf, Int32(12))
+            FfiConverterString.write(viewer, into: &buf)
+            FfiConverterTypeRefusalCode.write(code, into: &buf)
+            
+        
+        case let .ended(reason):
+            writeInt(&buf, Int32(13))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHostEvent_lift(_ buf: RustBuffer) throws -> HostEvent {
+    return try FfiConverterTypeHostEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHostEvent_lower(_ value: HostEvent) -> RustBuffer {
+    return FfiConverterTypeHostEvent.lower(value)
+}
+
 
 
 /**
@@ -4604,6 +4315,121 @@ public func FfiConverterTypePushFormat_lower(_ value: PushFormat) -> RustBuffer 
 
 
 /**
+ * Why the host refused a viewer's message.
+ */
+
+public enum RefusalCode: Equatable, Hashable {
+    
+    /**
+     * The message could not be read.
+     */
+    case malformed
+    /**
+     * The message was over its size limit.
+     */
+    case tooLarge
+    /**
+     * The message's protocol version is not spoken by the host.
+     */
+    case unsupportedVersion
+    /**
+     * The viewer lacks the permission (control or clipboard) the message needs.
+     */
+    case permissionDenied
+    /**
+     * The viewer sent more messages than the host's rate limit allows.
+     */
+    case rateLimited
+    /**
+     * The host cannot carry the message out (for example, it has no input sink).
+     */
+    case unsupported
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension RefusalCode: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRefusalCode: FfiConverterRustBuffer {
+    typealias SwiftType = RefusalCode
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RefusalCode {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .malformed
+        
+        case 2: return .tooLarge
+        
+        case 3: return .unsupportedVersion
+        
+        case 4: return .permissionDenied
+        
+        case 5: return .rateLimited
+        
+        case 6: return .unsupported
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: RefusalCode, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .malformed:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .tooLarge:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .unsupportedVersion:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .permissionDenied:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .rateLimited:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .unsupported:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRefusalCode_lift(_ buf: RustBuffer) throws -> RefusalCode {
+    return try FfiConverterTypeRefusalCode.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRefusalCode_lower(_ value: RefusalCode) -> RustBuffer {
+    return FfiConverterTypeRefusalCode.lower(value)
+}
+
+
+
+/**
  * What the host shares.
  */
 
@@ -4928,6 +4754,194 @@ public func FfiConverterTypeSessionError_lower(_ value: SessionError) -> RustBuf
     return FfiConverterTypeSessionError.lower(value)
 }
 
+
+/**
+ * Something that happened in a viewer's session.
+ */
+
+public enum ViewerEvent: Equatable, Hashable {
+    
+    /**
+     * The host's cursor moved (fractions 0–1 of the screen) or changed its image.
+     */
+    case cursor(
+        /**
+         * Horizontal position, 0 (left) to 1 (right).
+         */x: Float, 
+        /**
+         * Vertical position, 0 (top) to 1 (bottom).
+         */y: Float, 
+        /**
+         * Whether the cursor is over the shared screen.
+         */visible: Bool, 
+        /**
+         * The new image, only when it changed; keep drawing the last one otherwise.
+         */image: CursorImage?
+    )
+    /**
+     * Clipboard text from the host (the viewer holds the clipboard permission).
+     */
+    case clipboard(
+        /**
+         * The text, as the host's user copied it; escape it before showing it in a terminal.
+         */text: String
+    )
+    /**
+     * A chat line from the host.
+     */
+    case chat(
+        /**
+         * The line; escape it before showing it in a terminal.
+         */text: String
+    )
+    /**
+     * The host changed this viewer's permissions.
+     */
+    case permissionsChanged(
+        /**
+         * The permissions from now on.
+         */permissions: Permissions
+    )
+    /**
+     * The host refused one of this viewer's messages.
+     */
+    case refused(
+        /**
+         * Why, as a code to branch on.
+         */code: RefusalCode, 
+        /**
+         * Why, in words for people.
+         */message: String
+    )
+    /**
+     * The connection to the host was lost; the host restarts ICE and the session waits up to a minute. Video
+     * and input pause.
+     */
+    case reconnecting
+    /**
+     * The lost connection is back.
+     */
+    case reconnected
+    /**
+     * The session ended; no event follows.
+     */
+    case ended(
+        /**
+         * Why, in words for people.
+         */reason: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ViewerEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeViewerEvent: FfiConverterRustBuffer {
+    typealias SwiftType = ViewerEvent
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ViewerEvent {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .cursor(x: try FfiConverterFloat.read(from: &buf), y: try FfiConverterFloat.read(from: &buf), visible: try FfiConverterBool.read(from: &buf), image: try FfiConverterOptionTypeCursorImage.read(from: &buf)
+        )
+        
+        case 2: return .clipboard(text: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 3: return .chat(text: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .permissionsChanged(permissions: try FfiConverterTypePermissions.read(from: &buf)
+        )
+        
+        case 5: return .refused(code: try FfiConverterTypeRefusalCode.read(from: &buf), message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 6: return .reconnecting
+        
+        case 7: return .reconnected
+        
+        case 8: return .ended(reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ViewerEvent, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .cursor(x,y,visible,image):
+            writeInt(&buf, Int32(1))
+            FfiConverterFloat.write(x, into: &buf)
+            FfiConverterFloat.write(y, into: &buf)
+            FfiConverterBool.write(visible, into: &buf)
+            FfiConverterOptionTypeCursorImage.write(image, into: &buf)
+            
+        
+        case let .clipboard(text):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(text, into: &buf)
+            
+        
+        case let .chat(text):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(text, into: &buf)
+            
+        
+        case let .permissionsChanged(permissions):
+            writeInt(&buf, Int32(4))
+            FfiConverterTypePermissions.write(permissions, into: &buf)
+            
+        
+        case let .refused(code,message):
+            writeInt(&buf, Int32(5))
+            FfiConverterTypeRefusalCode.write(code, into: &buf)
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case .reconnecting:
+            writeInt(&buf, Int32(6))
+        
+        
+        case .reconnected:
+            writeInt(&buf, Int32(7))
+        
+        
+        case let .ended(reason):
+            writeInt(&buf, Int32(8))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeViewerEvent_lift(_ buf: RustBuffer) throws -> ViewerEvent {
+    return try FfiConverterTypeViewerEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeViewerEvent_lower(_ value: ViewerEvent) -> RustBuffer {
+    return FfiConverterTypeViewerEvent.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -5019,6 +5033,30 @@ fileprivate struct FfiConverterOptionTypeVideoFrame: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeVideoFrame.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeCursorImage: FfiConverterRustBuffer {
+    typealias SwiftType = CursorImage?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCursorImage.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCursorImage.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5159,6 +5197,17 @@ public func deviceIdOfKey(keyPath: String)throws  -> String  {
     )
 })
 }
+/**
+ * Stops every listener call into foreign code, for good, in this process. A binding calls it when its
+ * runtime exits (Python's `atexit`): a thread that called into a finalizing interpreter would be ended by it in
+ * a way Rust cannot unwind through, aborting the process. Sessions go on; their events are dropped.
+ */
+public func detachListeners()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_func_detach_listeners(uniffiCallStatus
+    )
+}
+}
 
 private enum InitializationResult {
     case ok
@@ -5182,6 +5231,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_func_device_id_of_key() != 63144) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_func_detach_listeners() != 46393) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_videoframe_data_length() != 33617) {
@@ -5235,6 +5287,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_host_push_frame() != 35377) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerdesk_ffi_checksum_method_host_push_frame_from_address() != 822) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerdesk_ffi_checksum_method_host_send_chat() != 47728) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5250,43 +5305,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_host_width() != 21049) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_join_request() != 27999) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_verification_code() != 31629) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_connected() != 20575) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnecting() != 22192) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnected() != 19813) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_signaling_restored() != 8136) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left() != 16510) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard() != 23803) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat() != 21461) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused() != 7031) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended() != 5775) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_unattended_access() != 4719) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_access_failures() != 50073) {
+    if (uniffi_peerdesk_ffi_checksum_method_hostlistener_on_event() != 25176) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_joinrequest_account() != 16127) {
@@ -5337,6 +5356,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_viewer_permissions() != 37508) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerdesk_ffi_checksum_method_viewer_receive_frame() != 33224) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerdesk_ffi_checksum_method_viewer_send_chat() != 28942) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5358,28 +5380,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_method_viewer_width() != 33799) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_cursor() != 61701) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_clipboard() != 36118) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_chat() != 44095) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_permissions_changed() != 33651) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_refused() != 15069) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnecting() != 44864) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnected() != 37849) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_ended() != 7649) {
+    if (uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_event() != 30563) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_constructor_host_start() != 60528) {

@@ -30,9 +30,11 @@ final class SessionTests: XCTestCase {
         server.waitUntilExit()
     }
 
-    private func startHost(_ consent: @escaping (String, String) -> Permissions?, onEvent: @escaping (String, [String]) -> Void = { _, _ in }) async throws -> Host {
-        let options = HostOptions(serverUrl: url, name: "swift host", fps: 30, maxBitrateBps: 4_000_000, loopback: true, iceServers: [])
-        return try await Host.start(options: options, source: .synthetic(width: 640, height: 360), listener: HostCallbacks(consent: consent, onEvent: onEvent))
+    private func startHost(requireVerification: Bool = false,
+                           _ consent: ((JoinRequest) -> Permissions?)?) async throws -> HostSession {
+        let options = HostOptions(serverUrl: url, name: "swift host", fps: 30, maxBitrateBps: 4_000_000, loopback: true,
+                                  iceServers: [], requireVerification: requireVerification)
+        return try await share(options: options, source: .synthetic(width: 640, height: 360), consent: consent)
     }
 
     private func viewerOptions(_ code: String) -> ViewerOptions {
@@ -40,75 +42,99 @@ final class SessionTests: XCTestCase {
     }
 
     func testViewerReceivesStampedFramesInOrder() async throws {
-        let host = try await startHost { _, _ in .viewOnly }
-        XCTAssertEqual(host.code().count, 10)
-        let viewer = try await Viewer.join(options: viewerOptions(host.code()), listener: ViewerCallbacks())
-        XCTAssertEqual(viewer.width(), 640)
+        let host = try await startHost { _ in .viewOnly }
+        XCTAssertEqual(host.host.code().count, 10)
+        let session = try await join(options: viewerOptions(host.host.code()))
+        XCTAssertEqual(session.viewer.width(), 640)
         var numbers: [UInt32] = []
-        for _ in 0..<15 {
-            let frame = try XCTUnwrap(viewer.nextFrame(timeoutMs: 5000))
+        for await frame in session.frames() {
             XCTAssertGreaterThanOrEqual(frame.plane(0).count, Int(frame.stride(plane: 0)) * Int(frame.height() - 1))
             numbers.append(try XCTUnwrap(frame.stamp()).frameNumber)
             frame.release()
+            if numbers.count == 15 { break }
         }
+        XCTAssertEqual(numbers.count, 15)
         XCTAssertEqual(numbers, numbers.sorted())
         XCTAssertEqual(Set(numbers).count, numbers.count)
-        await viewer.leave()
-        await host.end(reason: "done")
+        await session.viewer.leave()
+        await host.host.end(reason: "done")
     }
 
     func testConsentDeniedThrowsDenied() async throws {
-        let host = try await startHost { _, _ in nil }
+        let host = try await startHost { _ in nil }
         do {
-            _ = try await Viewer.join(options: viewerOptions(host.code()), listener: ViewerCallbacks())
+            _ = try await join(options: viewerOptions(host.host.code()))
             XCTFail("join must fail")
         } catch SessionError.Denied(let reason) {
             XCTAssertEqual(reason, "the host declined")
         }
-        await host.end(reason: "done")
+        await host.host.end(reason: "done")
     }
 
     func testViewOnlyInputIsRefusedByTheHost() async throws {
-        let refused = expectation(description: "refused")
-        let host = try await startHost { _, _ in .viewOnly }
-        let viewer = try await Viewer.join(options: viewerOptions(host.code()), listener: ViewerCallbacks { name, args in
-            if name == "refused" && args.first == "PermissionDenied" { refused.fulfill() }
-        })
-        try viewer.sendInput(event: .pointerMove(x: 0.5, y: 0.5))
-        await fulfillment(of: [refused], timeout: 20)
-        await viewer.leave()
-        await host.end(reason: "done")
+        let host = try await startHost { _ in .viewOnly }
+        let session = try await join(options: viewerOptions(host.host.code()))
+        try session.viewer.sendInput(event: .pointerMove(x: 0.5, y: 0.5))
+        var refusal: RefusalCode?
+        for await event in session.events {
+            if case let .refused(code, _) = event { refusal = code; break }
+        }
+        XCTAssertEqual(refusal, .permissionDenied)
+        await session.viewer.leave()
+        await host.host.end(reason: "done")
     }
 
     func testVerificationCodesMatchAndConfirmationGrantsControl() async throws {
-        let hostCode = expectation(description: "the host's verification code")
-        let granted = expectation(description: "control after confirmation")
-        final class Received: @unchecked Sendable { var args: [String] = [] }
-        let received = Received()
-        let options = HostOptions(serverUrl: url, name: "swift host", fps: 30, maxBitrateBps: 4_000_000, loopback: true, iceServers: [], requireVerification: true)
-        let host = try await Host.start(options: options, source: .synthetic(width: 320, height: 240), listener: HostCallbacks(consent: { _, _ in .control }) { name, args in
-            if name == "verification" { received.args = args; hostCode.fulfill() }
-        })
-        let viewer = try await Viewer.join(options: viewerOptions(host.code()), listener: ViewerCallbacks { name, args in
-            if name == "permissions" && args.first == "true" { granted.fulfill() }
-        })
-        await fulfillment(of: [hostCode], timeout: 20)
-        XCTAssertEqual(received.args.count, 2)
-        XCTAssertEqual(received.args[1], viewer.verificationCode())
-        XCTAssertFalse(viewer.permissions().control)
-        try host.confirmVerification(viewer: received.args[0])
-        await fulfillment(of: [granted], timeout: 20)
-        await viewer.leave()
-        await host.end(reason: "done")
+        let host = try await startHost(requireVerification: true) { _ in .control }
+        let session = try await join(options: viewerOptions(host.host.code()))
+        var shown: (viewer: String, code: String)?
+        for await event in host.events {
+            if case let .verificationCode(viewer, code) = event { shown = (viewer, code); break }
+        }
+        let (viewer, code) = try XCTUnwrap(shown)
+        XCTAssertEqual(code, session.viewer.verificationCode())
+        XCTAssertFalse(session.viewer.permissions().control)
+        try host.host.confirmVerification(viewer: viewer)
+        var granted = false
+        for await event in session.events {
+            if case let .permissionsChanged(permissions) = event { granted = permissions.control; break }
+        }
+        XCTAssertTrue(granted)
+        await session.viewer.leave()
+        await host.host.end(reason: "done")
+    }
+
+    func testTypedEventsAndStreamsEndToEnd() async throws {
+        let host = try await startHost(nil)
+        async let joining = join(options: viewerOptions(host.host.code()))
+        var iterator = host.events.makeAsyncIterator()
+        guard case let .joinRequest(request)? = await iterator.next() else { return XCTFail("a join request first") }
+        XCTAssertEqual(request.name(), "xctest")
+        request.allow(permissions: .viewOnly)
+        let session = try await joining
+        guard case .verificationCode? = await iterator.next() else { return XCTFail("the verification code next") }
+        guard case let .viewerConnected(_, name)? = await iterator.next() else { return XCTFail("then connected") }
+        XCTAssertEqual(name, "xctest")
+        try host.host.sendChat(text: "hello")
+        var chat: String?
+        for await event in session.events {
+            if case let .chat(text) = event { chat = text; break }
+        }
+        XCTAssertEqual(chat, "hello")
+        XCTAssertGreaterThanOrEqual(session.viewer.stats().keyframes, 1)
+        await host.host.end(reason: "done for today")
+        var last: ViewerEvent?
+        for await event in session.events { last = event }
+        XCTAssertEqual(last, .ended(reason: "done for today"))
     }
 
     func testErrorsMapToSwiftErrors() async throws {
         do {
-            _ = try await Viewer.join(options: viewerOptions("0000000000"), listener: ViewerCallbacks())
+            _ = try await join(options: viewerOptions("0000000000"))
             XCTFail("join must fail")
         } catch SessionError.InvalidCode {}
-        let host = try await startHost { _, _ in .viewOnly }
-        XCTAssertThrowsError(try host.pushFrame(data: Data(count: 16), width: 2, height: 2, stride: 8, format: .bgra, timestampUs: 0))
-        await host.end(reason: "done")
+        let host = try await startHost { _ in .viewOnly }
+        XCTAssertThrowsError(try host.host.pushFrame(data: Data(count: 16), width: 2, height: 2, stride: 8, format: .bgra, timestampUs: 0))
+        await host.host.end(reason: "done")
     }
 }

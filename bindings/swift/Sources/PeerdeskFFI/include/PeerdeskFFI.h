@@ -245,91 +245,7 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD0
-typedef void (*UniffiCallbackInterfaceHostListenerMethod0)(uint64_t, uint64_t, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD1
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD1
-typedef void (*UniffiCallbackInterfaceHostListenerMethod1)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD2
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD2
-typedef void (*UniffiCallbackInterfaceHostListenerMethod2)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD3
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD3
-typedef void (*UniffiCallbackInterfaceHostListenerMethod3)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD4
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD4
-typedef void (*UniffiCallbackInterfaceHostListenerMethod4)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD5
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD5
-typedef void (*UniffiCallbackInterfaceHostListenerMethod5)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD6
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD6
-typedef void (*UniffiCallbackInterfaceHostListenerMethod6)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD7
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD7
-typedef void (*UniffiCallbackInterfaceHostListenerMethod7)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD8
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD8
-typedef void (*UniffiCallbackInterfaceHostListenerMethod8)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD9
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD9
-typedef void (*UniffiCallbackInterfaceHostListenerMethod9)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD10
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD10
-typedef void (*UniffiCallbackInterfaceHostListenerMethod10)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD11
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD11
-typedef void (*UniffiCallbackInterfaceHostListenerMethod11)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD12
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HOST_LISTENER_METHOD12
-typedef void (*UniffiCallbackInterfaceHostListenerMethod12)(uint64_t, uint32_t, uint64_t, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceHostListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -343,56 +259,7 @@ typedef void (*UniffiCallbackInterfaceFrameListenerMethod0)(uint64_t, uint64_t, 
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD0
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod0)(uint64_t, float, float, int8_t, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD1
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD1
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod1)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD2
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD2
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod2)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD3
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD3
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod3)(uint64_t, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD4
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD4
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod4)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD5
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD5
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod5)(uint64_t, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD6
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD6
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod6)(uint64_t, void* _Nonnull, 
-        RustCallStatus *_Nonnull uniffiCallStatus
-    );
-
-#endif
-#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD7
-#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_VIEWER_LISTENER_METHOD7
-typedef void (*UniffiCallbackInterfaceViewerListenerMethod7)(uint64_t, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceViewerListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -402,19 +269,7 @@ typedef void (*UniffiCallbackInterfaceViewerListenerMethod7)(uint64_t, RustBuffe
 typedef struct UniffiVTableCallbackInterfaceHostListener {
     UniffiCallbackInterfaceFree _Nonnull uniffiFree;
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
-    UniffiCallbackInterfaceHostListenerMethod0 _Nonnull onJoinRequest;
-    UniffiCallbackInterfaceHostListenerMethod1 _Nonnull onVerificationCode;
-    UniffiCallbackInterfaceHostListenerMethod2 _Nonnull onViewerConnected;
-    UniffiCallbackInterfaceHostListenerMethod3 _Nonnull onViewerReconnecting;
-    UniffiCallbackInterfaceHostListenerMethod4 _Nonnull onViewerReconnected;
-    UniffiCallbackInterfaceHostListenerMethod5 _Nonnull onSignalingRestored;
-    UniffiCallbackInterfaceHostListenerMethod6 _Nonnull onViewerLeft;
-    UniffiCallbackInterfaceHostListenerMethod7 _Nonnull onClipboard;
-    UniffiCallbackInterfaceHostListenerMethod8 _Nonnull onChat;
-    UniffiCallbackInterfaceHostListenerMethod9 _Nonnull onRefused;
-    UniffiCallbackInterfaceHostListenerMethod10 _Nonnull onEnded;
-    UniffiCallbackInterfaceHostListenerMethod11 _Nonnull onUnattendedAccess;
-    UniffiCallbackInterfaceHostListenerMethod12 _Nonnull onAccessFailures;
+    UniffiCallbackInterfaceHostListenerMethod0 _Nonnull onEvent;
 } UniffiVTableCallbackInterfaceHostListener;
 
 #endif
@@ -432,14 +287,7 @@ typedef struct UniffiVTableCallbackInterfaceFrameListener {
 typedef struct UniffiVTableCallbackInterfaceViewerListener {
     UniffiCallbackInterfaceFree _Nonnull uniffiFree;
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
-    UniffiCallbackInterfaceViewerListenerMethod0 _Nonnull onCursor;
-    UniffiCallbackInterfaceViewerListenerMethod1 _Nonnull onClipboard;
-    UniffiCallbackInterfaceViewerListenerMethod2 _Nonnull onChat;
-    UniffiCallbackInterfaceViewerListenerMethod3 _Nonnull onPermissionsChanged;
-    UniffiCallbackInterfaceViewerListenerMethod4 _Nonnull onRefused;
-    UniffiCallbackInterfaceViewerListenerMethod5 _Nonnull onReconnecting;
-    UniffiCallbackInterfaceViewerListenerMethod6 _Nonnull onReconnected;
-    UniffiCallbackInterfaceViewerListenerMethod7 _Nonnull onEnded;
+    UniffiCallbackInterfaceViewerListenerMethod0 _Nonnull onEvent;
 } UniffiVTableCallbackInterfaceViewerListener;
 
 #endif
@@ -553,6 +401,11 @@ uint64_t uniffi_peerdesk_ffi_fn_method_host_invite(uint64_t ptr
 void uniffi_peerdesk_ffi_fn_method_host_push_frame(uint64_t ptr, ForeignBytes data, uint32_t width, uint32_t height, uint32_t stride, RustBuffer format, uint64_t timestamp_us, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_PUSH_FRAME_FROM_ADDRESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_PUSH_FRAME_FROM_ADDRESS
+void uniffi_peerdesk_ffi_fn_method_host_push_frame_from_address(uint64_t ptr, uint64_t address, uint64_t length, uint32_t width, uint32_t height, uint32_t stride, RustBuffer format, uint64_t timestamp_us, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_SEND_CHAT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOST_SEND_CHAT
 void uniffi_peerdesk_ffi_fn_method_host_send_chat(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
@@ -593,69 +446,9 @@ void uniffi_peerdesk_ffi_fn_free_hostlistener(uint64_t handle, RustCallStatus *_
 void uniffi_peerdesk_ffi_fn_init_callback_vtable_hostlistener(const UniffiVTableCallbackInterfaceHostListener* _Nonnull vtable
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_join_request(uint64_t ptr, uint64_t request, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_verification_code(uint64_t ptr, RustBuffer viewer, RustBuffer code, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_connected(uint64_t ptr, RustBuffer viewer, RustBuffer name, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnecting(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_reconnected(uint64_t ptr, RustBuffer viewer, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_signaling_restored(uint64_t ptr, RustBuffer code, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_viewer_left(uint64_t ptr, RustBuffer viewer, RustBuffer reason, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_CLIPBOARD
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_CLIPBOARD
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_clipboard(uint64_t ptr, RustBuffer viewer, RustBuffer text, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_CHAT
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_CHAT
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_chat(uint64_t ptr, RustBuffer viewer, RustBuffer text, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_REFUSED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_REFUSED
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_refused(uint64_t ptr, RustBuffer viewer, RustBuffer reason, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_ENDED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_ENDED
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_ended(uint64_t ptr, RustBuffer reason, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_unattended_access(uint64_t ptr, RustBuffer viewer, RustBuffer access, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
-void uniffi_peerdesk_ffi_fn_method_hostlistener_on_access_failures(uint64_t ptr, uint32_t failures, uint64_t retry_after_secs, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_HOSTLISTENER_ON_EVENT
+void uniffi_peerdesk_ffi_fn_method_hostlistener_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_CLONE_JOINREQUEST
@@ -778,6 +571,11 @@ RustBuffer uniffi_peerdesk_ffi_fn_method_viewer_next_frame(uint64_t ptr, uint32_
 RustBuffer uniffi_peerdesk_ffi_fn_method_viewer_permissions(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_RECEIVE_FRAME
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_RECEIVE_FRAME
+uint64_t uniffi_peerdesk_ffi_fn_method_viewer_receive_frame(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_SEND_CHAT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWER_SEND_CHAT
 void uniffi_peerdesk_ffi_fn_method_viewer_send_chat(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
@@ -828,44 +626,9 @@ void uniffi_peerdesk_ffi_fn_free_viewerlistener(uint64_t handle, RustCallStatus 
 void uniffi_peerdesk_ffi_fn_init_callback_vtable_viewerlistener(const UniffiVTableCallbackInterfaceViewerListener* _Nonnull vtable
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_CURSOR
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_CURSOR
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_cursor(uint64_t ptr, float x, float y, int8_t visible, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_CLIPBOARD
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_CLIPBOARD
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_clipboard(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_CHAT
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_CHAT
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_chat(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_PERMISSIONS_CHANGED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_PERMISSIONS_CHANGED
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_permissions_changed(uint64_t ptr, RustBuffer permissions, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_REFUSED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_REFUSED
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_refused(uint64_t ptr, RustBuffer code, RustBuffer message, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTING
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTING
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnecting(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_RECONNECTED
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_reconnected(uint64_t ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_ENDED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_ENDED
-void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_ended(uint64_t ptr, RustBuffer reason, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIEWERLISTENER_ON_EVENT
+void uniffi_peerdesk_ffi_fn_method_viewerlistener_on_event(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_PEERDESK_VERSION
@@ -882,6 +645,12 @@ RustBuffer uniffi_peerdesk_ffi_fn_func_add_technician_access(RustBuffer policy_p
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_DEVICE_ID_OF_KEY
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_DEVICE_ID_OF_KEY
 RustBuffer uniffi_peerdesk_ffi_fn_func_device_id_of_key(RustBuffer key_path, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_DETACH_LISTENERS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_FUNC_DETACH_LISTENERS
+void uniffi_peerdesk_ffi_fn_func_detach_listeners(RustCallStatus *_Nonnull out_status
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_PEERDESK_FFI_RUSTBUFFER_ALLOC
@@ -1162,6 +931,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_func_device_id_of_key(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_DETACH_LISTENERS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_DETACH_LISTENERS
+uint16_t uniffi_peerdesk_ffi_checksum_func_detach_listeners(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIDEOFRAME_DATA_LENGTH
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIDEOFRAME_DATA_LENGTH
 uint16_t uniffi_peerdesk_ffi_checksum_method_videoframe_data_length(void
@@ -1264,6 +1039,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_host_push_frame(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_PUSH_FRAME_FROM_ADDRESS
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_PUSH_FRAME_FROM_ADDRESS
+uint16_t uniffi_peerdesk_ffi_checksum_method_host_push_frame_from_address(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_SEND_CHAT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOST_SEND_CHAT
 uint16_t uniffi_peerdesk_ffi_checksum_method_host_send_chat(void
@@ -1294,81 +1075,9 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_host_width(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_JOIN_REQUEST
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_join_request(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VERIFICATION_CODE
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_verification_code(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_CONNECTED
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_connected(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTING
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnecting(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_RECONNECTED
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_reconnected(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_SIGNALING_RESTORED
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_signaling_restored(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_VIEWER_LEFT
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_viewer_left(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_CLIPBOARD
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_CLIPBOARD
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_clipboard(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_CHAT
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_CHAT
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_chat(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_REFUSED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_REFUSED
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_refused(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_ENDED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_ENDED
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_ended(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_UNATTENDED_ACCESS
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_unattended_access(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_ACCESS_FAILURES
-uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_access_failures(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_HOSTLISTENER_ON_EVENT
+uint16_t uniffi_peerdesk_ffi_checksum_method_hostlistener_on_event(void
     
 );
 #endif
@@ -1468,6 +1177,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_permissions(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_RECEIVE_FRAME
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_RECEIVE_FRAME
+uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_receive_frame(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_SEND_CHAT
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWER_SEND_CHAT
 uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_send_chat(void
@@ -1510,51 +1225,9 @@ uint16_t uniffi_peerdesk_ffi_checksum_method_viewer_width(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_CURSOR
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_CURSOR
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_cursor(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_CLIPBOARD
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_CLIPBOARD
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_clipboard(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_CHAT
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_CHAT
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_chat(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_PERMISSIONS_CHANGED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_PERMISSIONS_CHANGED
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_permissions_changed(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_REFUSED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_REFUSED
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_refused(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTING
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTING
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnecting(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_RECONNECTED
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_reconnected(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_ENDED
-#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_ENDED
-uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_ended(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIEWERLISTENER_ON_EVENT
+uint16_t uniffi_peerdesk_ffi_checksum_method_viewerlistener_on_event(void
     
 );
 #endif
