@@ -11,3 +11,8 @@ rm -rf target/generated-sources/uniffi
     --language kotlin --out-dir target/generated-sources/uniffi
 rm -rf target/surefire-reports
 mvn -B -q -Dpeerdesk.lib.dir="$root/target/ci" test "$@"
+# The jar a user takes: it must carry the native library where JNA finds it.
+mvn -B -q -Dpeerdesk.lib.dir="$root/target/ci" -DskipTests package
+contents="$(python3 -c "import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist(), sep=chr(10))" target/peerdesk-*.jar)"
+grep -qx "linux-x86-64/libpeerdesk_ffi.so" <<<"$contents" \
+    || { echo "target/peerdesk-*.jar lacks linux-x86-64/libpeerdesk_ffi.so" >&2; exit 1; }
