@@ -31,6 +31,13 @@ if cargo fmt --all --check; then junit_case "cargo fmt --check" pass; else
     junit_case "cargo fmt --check" fail "run cargo fmt --all"; lint_status=1; fi
 if cargo clippy --profile ci --workspace --all-targets -- -D warnings; then junit_case "cargo clippy -D warnings" pass
 else junit_case "cargo clippy -D warnings" fail "see clippy's messages above"; lint_status=1; fi
+# The public API as an app sees it (without the `unstable` feature): every link resolves, nothing is left
+# undocumented, and no placeholder stands in for a description.
+if RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p peerdesk --no-deps; then junit_case "cargo doc -D warnings (public API)" pass
+else junit_case "cargo doc -D warnings (public API)" fail "see rustdoc's messages above"; lint_status=1; fi
+placeholders="$(grep -rnE '^\s*/// (Who|Why|Details|Which|The text|For people|Horizontal|Vertical|The file)\.$' core/src ffi/src || true)"
+if [ -z "$placeholders" ]; then junit_case "no placeholder doc lines" pass
+else junit_case "no placeholder doc lines" fail "write what the item is: $placeholders"; lint_status=1; fi
 junit_end
 statuses+=("lint=$lint_status")
 

@@ -54,7 +54,7 @@ pub enum AuditEvent {
     },
     /// The host's user answered.
     Consent {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
         /// Admitted or not.
         allowed: bool,
@@ -64,7 +64,7 @@ pub enum AuditEvent {
     /// An unattended technician proved an access (`ok`), or failed to (wrong secret or code, unknown name, or
     /// someone in the middle).
     UnattendedAccess {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
         /// The access name claimed.
         access: String,
@@ -73,26 +73,26 @@ pub enum AuditEvent {
     },
     /// A viewer's connection is up; `code` is the verification code both sides were shown.
     Connected {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
         /// The verification code.
         verification_code: String,
     },
     /// The host's user confirmed the verification code.
     VerificationConfirmed {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
     },
     /// The host changed a viewer's permissions.
     PermissionsChanged {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
         /// Now in force.
         permissions: Vec<&'static str>,
     },
     /// Input events a viewer had injected during the last minute (or part of one, at its end).
     Input {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
         /// Events injected.
         events: u64,
@@ -121,21 +121,21 @@ pub enum AuditEvent {
     },
     /// A viewer's connection was lost or came back.
     Reconnect {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
         /// `lost` or `restored`.
         state: &'static str,
     },
     /// A viewer left.
     Left {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: String,
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
     /// The session ended.
     Ended {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
 }

@@ -1,6 +1,6 @@
 //! Frames: the pictures that travel the data path.
 //!
-//! Capture produces BGRA [`Frame`]s (as screens give them), [`crate::convert`] turns them into I420 (as codecs want
+//! Capture produces BGRA [`Frame`]s (as screens give them), the conversion step turns them into I420 (as codecs want
 //! them), and the decoder hands I420 back. A frame owns one buffer and is meant to be reused from tick to tick, so
 //! the hot path does not allocate. Borrowed pictures from a host app enter as [`BgraImage`] or [`I420Image`], which
 //! validate sizes and strides before anything reads them.

@@ -6,7 +6,7 @@ pub enum SessionError {
     /// The host refused the viewer.
     #[error("the host declined: {reason}")]
     Denied {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
     /// The code is unknown, used or revoked.
@@ -18,19 +18,19 @@ pub enum SessionError {
     /// Too many attempts.
     #[error("rate limited: {details}")]
     RateLimited {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
     /// Signaling or the peer connection failed.
     #[error("connection failed: {details}")]
     Connection {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
     /// The session has ended.
     #[error("the session has ended: {reason}")]
     Ended {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
     /// A step took too long.
@@ -42,7 +42,7 @@ pub enum SessionError {
     /// A bad argument or configuration.
     #[error("invalid argument: {details}")]
     InvalidArgument {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
     /// Unattended access or sign-in refused: wrong secret, TOTP code or token, or someone in the middle.
@@ -55,7 +55,7 @@ pub enum SessionError {
     /// middle).
     #[error("the host did not authenticate: {details}")]
     HostNotAuthenticated {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
 }
@@ -88,21 +88,21 @@ pub enum FrameError {
     /// Width or height out of range.
     #[error("invalid frame size {width}x{height}")]
     InvalidSize {
-        /// Width given.
+        /// The width given, pixels.
         width: u32,
-        /// Height given.
+        /// The height given, pixels.
         height: u32,
     },
     /// Stride or buffer length does not fit the size.
     #[error("buffer does not fit: {details}")]
     BadBuffer {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
     /// The host does not take pushed frames (it captures a screen itself), or the session ended.
     #[error("not accepted: {details}")]
     NotAccepted {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
 }
@@ -129,7 +129,7 @@ pub enum CallbackError {
     /// The callback raised or threw.
     #[error("callback failed: {details}")]
     Failed {
-        /// Details.
+        /// What went wrong, in words for people.
         details: String,
     },
 }

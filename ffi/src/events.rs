@@ -208,7 +208,7 @@ pub enum HostEvent {
     Clipboard {
         /// The viewer's id.
         viewer: String,
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// A chat line from a viewer.
@@ -222,7 +222,7 @@ pub enum HostEvent {
     Refused {
         /// The viewer's id.
         viewer: String,
-        /// Why.
+        /// Why, as a code to branch on.
         code: RefusalCode,
     },
     /// The session ended; no event follows.
@@ -280,7 +280,10 @@ mod tests {
             rgba: "BwcH".repeat(8),
         };
         let image = CursorImage::from_message(&message).expect("a valid image");
-        assert_eq!((image.width, image.height, image.hotspot_x, image.hotspot_y), (2, 3, 1, 2));
+        assert_eq!(
+            (image.width, image.height, image.hotspot_x, image.hotspot_y),
+            (2, 3, 1, 2)
+        );
         assert_eq!(image.rgba, pixels);
         message.width = 3;
         assert_eq!(CursorImage::from_message(&message), None, "wrong size");

@@ -168,10 +168,14 @@ impl Host {
         let (code, size) = (host.code().to_string(), host.screen_size());
         let device_id = host.device_id().map(|id| id.as_str().to_string());
         if let Some(events) = events {
-            dispatch_thread("peerdesk-host-events", events, move |event| match HostEvent::from_core(event) {
-                Some(event) => listener.on_event(event),
-                None => Ok(()),
-            });
+            dispatch_thread(
+                "peerdesk-host-events",
+                events,
+                move |event| match HostEvent::from_core(event) {
+                    Some(event) => listener.on_event(event),
+                    None => Ok(()),
+                },
+            );
         }
         Ok(Arc::new(Host {
             inner: Mutex::new(Some(host)),

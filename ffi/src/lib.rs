@@ -28,11 +28,11 @@ pub use errors::{CallbackError, FrameError, SessionError};
 pub use events::{CursorImage, HostEvent, RefusalCode, ViewerEvent};
 pub use frame::VideoFrame;
 pub use host::{Host, HostListener, JoinRequest};
+pub use runtime::detach_listeners;
 pub use types::{
     FrameStamp, HostOptions, HostStats, InputEvent, MouseButton, Permissions, PushFormat, ScreenSource, ViewerOptions,
     ViewerStats,
 };
-pub use runtime::detach_listeners;
 pub use viewer::{FrameListener, Viewer, ViewerListener};
 
 uniffi::setup_scaffolding!();

@@ -16,10 +16,9 @@ pub struct Permissions {
 
 impl From<Permissions> for core_control::Permissions {
     fn from(p: Permissions) -> Self {
-        core_control::Permissions {
-            control: p.control,
-            clipboard: p.clipboard,
-        }
+        core_control::Permissions::VIEW_ONLY
+            .with_control(p.control)
+            .with_clipboard(p.clipboard)
     }
 }
 
@@ -181,23 +180,23 @@ pub enum MouseButton {
 pub enum InputEvent {
     /// Pointer to a position, as fractions (0..=1) of the shared screen.
     PointerMove {
-        /// Horizontal.
+        /// Horizontal position, 0 (left edge) to 1 (right edge) of the shared screen.
         x: f32,
-        /// Vertical.
+        /// Vertical position, 0 (top edge) to 1 (bottom edge) of the shared screen.
         y: f32,
     },
     /// A button pressed or released.
     PointerButton {
-        /// Which.
+        /// The button.
         button: MouseButton,
         /// Pressed or released.
         pressed: bool,
     },
     /// Wheel notches.
     Wheel {
-        /// Horizontal.
+        /// Horizontal notches, positive to the right.
         dx: f32,
-        /// Vertical.
+        /// Vertical notches, positive downwards.
         dy: f32,
     },
     /// A key by W3C `KeyboardEvent.code`.
@@ -209,7 +208,7 @@ pub enum InputEvent {
     },
     /// Text to type.
     Text {
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
 }

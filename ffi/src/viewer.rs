@@ -2,11 +2,11 @@
 //! input, clipboard, leave.
 
 use crate::errors::{CallbackError, SessionError};
+use crate::events::ViewerEvent;
 use crate::frame::VideoFrame;
 use crate::runtime::{call_listener, dispatch_thread, run};
 use crate::types::{transport, InputEvent, Permissions, ViewerOptions, ViewerStats};
 use peerdesk::decode::DecodedFrame;
-use crate::events::ViewerEvent;
 use peerdesk::session::{self as core, FrameQueue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,18 +66,20 @@ impl Viewer {
             (None, None) => {}
             _ => return Err(invalid("signing in needs both account and token".into())),
         }
-        config.frame_queue = options.frame_queue.clamp(1, 64) as usize;
+        config = config.frame_queue(options.frame_queue as usize);
         if let Some(pem) = &options.trusted_ca_pem {
             config = config.trust_ca_pem(pem);
         }
         let mut viewer = run(core::Viewer::join(config)).await??;
         if let Some(events) = viewer.take_events() {
-            dispatch_thread("peerdesk-viewer-events", events, move |event| {
-                match ViewerEvent::from_core(event) {
+            dispatch_thread(
+                "peerdesk-viewer-events",
+                events,
+                move |event| match ViewerEvent::from_core(event) {
                     Some(event) => listener.on_event(event),
                     None => Ok(()),
-                }
-            });
+                },
+            );
         }
         Ok(Arc::new(Viewer {
             frames: viewer.frame_queue(),
@@ -151,14 +153,12 @@ impl Viewer {
             .spawn(move || loop {
                 // Woken by each frame and by the end of the session (the queue's close wakes every waiter):
                 // the long timeout is only a backstop, never a poll.
-                match frames.pop_blocking(Duration::from_secs(3600)) {
-                    Some(frame) => {
-                        if call_listener(|| listener.on_frame(Arc::new(VideoFrame::new(frame)))).is_none() {
-                            break;
-                        }
-                    }
-                    None if frames.is_closed() => break,
-                    None => {}
+                let delivered = match frames.pop_blocking(Duration::from_secs(3600)) {
+                    Some(frame) => call_listener(|| listener.on_frame(Arc::new(VideoFrame::new(frame)))).is_some(),
+                    None => !frames.is_closed(),
+                };
+                if !delivered {
+                    break;
                 }
             })
             .map_err(|e| SessionError::InvalidArgument { details: e.to_string() })?;

@@ -130,7 +130,7 @@ async fn host_on(server: &SignalingServer) -> Host {
 
 fn viewer_config(server: &SignalingServer, code: &str) -> ViewerConfig {
     let mut config = ViewerConfig::new(&server.url, code, "relayed tech").transport(relay_only());
-    config.connect_timeout = Duration::from_secs(10);
+    config = config.connect_timeout(Duration::from_secs(10));
     config
 }
 

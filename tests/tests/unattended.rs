@@ -552,7 +552,7 @@ async fn the_host_backs_off_even_when_a_malicious_server_does_not() {
     let code = device.totp.code_at(unix_now());
     let mut config = technician(&url, &device, "wrong horse battery", Some(code));
     // Without the server's report, the technician only learns of the failure by its own timeout.
-    config.connect_timeout = Duration::from_secs(5);
+    config = config.connect_timeout(Duration::from_secs(5));
     let first = tokio::spawn(Viewer::join(config));
     loop {
         let event = timeout("the host's failure", device.events.recv())

@@ -9,7 +9,7 @@
 //! - `x11::X11Source` (feature `x11`): an X11 screen through MIT-SHM, DAMAGE, XFixes and RandR.
 
 pub mod pushed;
-pub mod stamp;
+internal_mod!(stamp);
 pub mod synthetic;
 #[cfg(feature = "x11")]
 pub mod x11;

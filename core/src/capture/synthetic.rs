@@ -2,7 +2,7 @@
 //! display.
 //!
 //! It shows a terminal whose log text scrolls, an editor in which text is typed behind a blinking cursor, a
-//! picture viewer with colour gradients, a taskbar with a clock, and a [frame stamp](super::stamp) in the top-left
+//! picture viewer with colour gradients, a taskbar with a clock, and a frame stamp in the top-left
 //! corner. Picture `n` depends only on `n` (and the stamp time), whatever was rendered before, so a test can render
 //! the same picture again to compare decoded pixels with. Only what changed is redrawn and reported as damage.
 

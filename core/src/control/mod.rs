@@ -5,4 +5,7 @@ pub mod permissions;
 pub mod protocol;
 
 pub use permissions::{ControlGate, GateError};
-pub use protocol::{ControlErrorCode, CursorImageMessage, HostMessage, InputEvent, MouseButton, Permissions, ViewerMessage, CHANNEL_LABEL};
+pub use protocol::{
+    ControlErrorCode, CursorImageMessage, HostMessage, InputEvent, MouseButton, Permissions, ViewerMessage,
+    CHANNEL_LABEL,
+};

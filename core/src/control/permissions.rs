@@ -11,7 +11,7 @@ use std::time::Instant;
 pub struct GateError {
     /// Machine-readable reason, sent back to the viewer.
     pub code: ControlErrorCode,
-    /// For people.
+    /// The same, in words for people; from the other side, so escape it before printing it to a terminal.
     pub message: String,
 }
 

@@ -25,8 +25,19 @@ pub const MAX_TEXT_BYTES: usize = 4 * 1024;
 /// The largest cursor image side sent, in pixels.
 pub const MAX_CURSOR_SIDE: u32 = 48;
 
-/// What a viewer may do, as the host enforces it.
+/// What a viewer may do, as the host enforces it. Seeing the screen needs no permission; everything else does.
+/// Build one from a constant and the `with_` methods: more permissions (file transfer) will come, so the struct
+/// cannot be written as a literal outside this crate.
+///
+/// ```
+/// use peerdesk::control::Permissions;
+///
+/// let granted = Permissions::VIEW_ONLY.with_clipboard(true);
+/// assert!(granted.clipboard && !granted.control);
+/// assert_eq!(Permissions::default(), Permissions::VIEW_ONLY);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[non_exhaustive]
 pub struct Permissions {
     /// Pointer and keyboard input.
     pub control: bool,
@@ -50,6 +61,18 @@ impl Permissions {
         control: true,
         clipboard: true,
     };
+    /// These permissions with pointer and keyboard input allowed or not.
+    #[must_use]
+    pub const fn with_control(mut self, control: bool) -> Self {
+        self.control = control;
+        self
+    }
+    /// These permissions with clipboard text (both directions) allowed or not.
+    #[must_use]
+    pub const fn with_clipboard(mut self, clipboard: bool) -> Self {
+        self.clipboard = clipboard;
+        self
+    }
 }
 
 /// A mouse button.
@@ -71,6 +94,7 @@ pub enum MouseButton {
 /// Input from the viewer, as the host's input sink receives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum InputEvent {
     /// Pointer to a position, as fractions (0..=1) of the shared screen's width and height.
     PointerMove {
@@ -81,7 +105,7 @@ pub enum InputEvent {
     },
     /// A button pressed or released.
     PointerButton {
-        /// Which.
+        /// The button.
         button: MouseButton,
         /// Pressed (true) or released.
         pressed: bool,
@@ -102,7 +126,7 @@ pub enum InputEvent {
     },
     /// Text to type as it is (IME results, pasted text).
     Text {
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
 }
@@ -153,17 +177,17 @@ impl CursorImageMessage {
 pub enum ViewerMessage {
     /// Clipboard text (needs the clipboard permission).
     Clipboard {
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// A chat line.
     Chat {
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// The viewer leaves.
     Leave {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
     /// Input (needs the control permission).
@@ -210,24 +234,24 @@ pub enum HostMessage {
     },
     /// Clipboard text from the host.
     Clipboard {
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// A chat line.
     Chat {
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// A viewer message was refused.
     Error {
         /// Machine-readable reason.
         code: ControlErrorCode,
-        /// For people.
+        /// The same, in words for people; from the other side, so escape it before printing it to a terminal.
         message: String,
     },
     /// The session ends.
     End {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
 }

@@ -40,39 +40,55 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnec
 /// A viewer's identifier within a host (the signaling server's peer id).
 pub type ViewerId = String;
 
-/// Settings of a [`Host`].
+/// Settings of a [`Host`], built with [`HostConfig::new`] and its setters; each setter says its default and range.
+///
+/// ```
+/// use peerdesk::session::HostConfig;
+/// use std::time::Duration;
+///
+/// let config = HostConfig::new("wss://support.example/ws")
+///     .name("Front desk PC")
+///     .fps(15)
+///     .max_bitrate(2_000_000)
+///     .connect_timeout(Duration::from_secs(5))
+///     .require_verification(true);
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// The signaling server's WebSocket URL.
-    pub server_url: String,
+    pub(crate) server_url: String,
     /// Shown to viewers.
-    pub name: String,
+    pub(crate) name: String,
     /// Network settings.
-    pub transport: TransportConfig,
+    pub(crate) transport: TransportConfig,
     /// Encoder backend.
-    pub backend: Backend,
+    pub(crate) backend: Backend,
     /// Capture rate.
-    pub fps: u32,
+    pub(crate) fps: u32,
     /// Highest video bitrate, bit/s (congestion control may ask for less).
-    pub max_bitrate_bps: u32,
+    pub(crate) max_bitrate_bps: u32,
     /// Encoder threads.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// How long to wait for the server to answer.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Which servers a `wss://` signaling URL may present certificates from (default: the webpki roots and
     /// the system's bundle).
-    pub tls: SignalingTls,
+    pub(crate) tls: SignalingTls,
     /// Control and clipboard only after the host's user confirmed the session's verification code (see
     /// [`HostConfig::require_verification`]). Default: off.
-    pub require_verification: bool,
+    pub(crate) require_verification: bool,
     /// Where the session's audit trail is written (see [`crate::audit`]); none by default.
-    pub audit_log: Option<std::path::PathBuf>,
+    pub(crate) audit_log: Option<std::path::PathBuf>,
     /// Unattended access (see [`crate::unattended`]); none by default.
-    pub unattended: Option<UnattendedConfig>,
+    pub(crate) unattended: Option<UnattendedConfig>,
 }
 
 impl HostConfig {
-    /// Defaults: 30 fps, up to 4 Mbit/s, 2 encoder threads, the interactive backend.
+    /// Settings for a host that registers with the signaling server at `server_url` (`wss://` in production;
+    /// `ws://` only on a trusted network), with every default: 30 fps, up to 4 Mbit/s, 2 encoder threads, the
+    /// interactive encoder, no ICE server, no verification requirement, no audit trail, no unattended access.
+    #[must_use]
     pub fn new(server_url: impl Into<String>) -> Self {
         HostConfig {
             server_url: server_url.into(),
@@ -100,7 +116,7 @@ impl HostConfig {
     /// let policy = AccessPolicy::new().with(TechnicianAccess::new("alex", "correct horse battery")?);
     /// let config = HostConfig::new("wss://support.example/ws")
     ///     .unattended(UnattendedConfig::new(DeviceIdentity::generate()?, policy));
-    /// assert!(config.unattended.is_some());
+    /// # let _ = config;
     /// # Ok::<(), peerdesk::unattended::UnattendedError>(())
     /// ```
     #[must_use]
@@ -129,29 +145,52 @@ impl HostConfig {
         self.require_verification = required;
         self
     }
-    /// Sets the name shown to viewers.
+    /// The name viewers see for this host, e.g. the computer's or the customer's name (sent as typed; the viewer
+    /// shows it as unverified). Default: `"peerdesk host"`; at most 64 characters are kept.
+    #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.name = name.into().chars().take(64).collect();
         self
     }
-    /// Sets the network settings.
+    /// Network settings: ICE servers you operate, loopback-only binding, relay-only, congestion control.
+    /// Default: [`TransportConfig::default`] (no STUN/TURN server, every local interface, congestion control on).
+    #[must_use]
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
         self
     }
-    /// Sets the encoder backend.
+    /// The AV1 encoder. Default: [`Backend::default_interactive`] (libaom's realtime mode where it is built in,
+    /// rav1e otherwise).
+    #[must_use]
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
         self
     }
-    /// Sets the capture rate.
+    /// Frames captured per second, 1–60 (values outside are clamped). Default: 30. A still screen costs almost
+    /// nothing at any rate: unchanged frames are not encoded.
+    #[must_use]
     pub fn fps(mut self, fps: u32) -> Self {
-        self.fps = fps;
+        self.fps = fps.clamp(1, 60);
         self
     }
-    /// Sets the highest bitrate.
+    /// The highest video bitrate in bit/s, 100 kbit/s – 50 Mbit/s (clamped); congestion control may ask for less.
+    /// Default: 4,000,000.
+    #[must_use]
     pub fn max_bitrate(mut self, bps: u32) -> Self {
-        self.max_bitrate_bps = bps;
+        self.max_bitrate_bps = bps.clamp(100_000, 50_000_000);
+        self
+    }
+    /// Encoder threads, 1–16 (clamped). Default: 2.
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.clamp(1, 16);
+        self
+    }
+    /// How long [`Host::start`] waits for the signaling server to answer before it fails with
+    /// [`SessionError::Timeout`]. Default: 10 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
     /// Also trusts the CA certificate(s) in `pem` for a `wss://` signaling server with a private CA.
@@ -262,7 +301,7 @@ pub enum HostEvent {
     /// digits from their screen; if so, call [`Host::confirm_verification`]. Different codes mean someone sits
     /// in the middle of the connection: disconnect that viewer.
     VerificationCode {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
         /// Six digits in two groups, e.g. `"042 917"`.
         code: String,
@@ -270,7 +309,7 @@ pub enum HostEvent {
     /// A technician proved an unattended access (secret, and TOTP code when required); their connection
     /// follows. Sent before [`HostEvent::ViewerConnected`].
     UnattendedAccess {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
         /// The access name they proved.
         access: String,
@@ -286,7 +325,7 @@ pub enum HostEvent {
     },
     /// An admitted viewer's connection is up.
     ViewerConnected {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
         /// Their name.
         name: String,
@@ -294,12 +333,12 @@ pub enum HostEvent {
     /// A viewer's connection was lost (network cut, address change); the session tries to restore it for up to
     /// [`RECONNECT_WINDOW`](crate::session::RECONNECT_WINDOW), restarting ICE. Video and control pause.
     ViewerReconnecting {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
     },
     /// A lost connection is back; video and control go on where they were.
     ViewerReconnected {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
     },
     /// The signaling connection was lost and is back (the server restarted, a proxy dropped the connection):
@@ -311,35 +350,35 @@ pub enum HostEvent {
     },
     /// A viewer left or was disconnected.
     ViewerLeft {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
     /// A viewer sent clipboard text (they hold the clipboard permission).
     Clipboard {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// A viewer sent a chat line.
     Chat {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
-        /// The text.
+        /// The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
         text: String,
     },
     /// A viewer's message was refused (e.g. input without the control permission).
     Refused {
-        /// Who.
+        /// The viewer's id, unique within this host's session.
         viewer: ViewerId,
-        /// Why.
+        /// Why, as a code to branch on.
         code: ControlErrorCode,
     },
     /// The session ended.
     Ended {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
 }
@@ -355,6 +394,7 @@ impl Droppable for HostEvent {
 
 /// Host-side figures.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct HostStats {
     /// Viewers receiving video.
     pub viewers: usize,

@@ -39,6 +39,10 @@ pub use reconnect::{
 };
 pub use verification::{parse_fingerprint, sdp_fingerprint, verification_code, Fingerprint, VerificationError};
 pub use viewer::{AccountToken, UnattendedLogin, Viewer, ViewerConfig, ViewerEvent};
+// The engine types the session API takes and gives, from modules that are otherwise internal.
+pub use crate::signaling::{IceServer, SignalingTls, VerifiedIdentity};
+pub use crate::transport::stats::ConnectionStats;
+pub use crate::transport::TransportConfig;
 
 use crate::control::ControlErrorCode;
 use crate::signaling::{ErrorCode, SignalingError};
@@ -77,9 +81,9 @@ pub enum SessionError {
     /// The host refused a control message.
     #[error("the host refused the request ({code:?}): {message}")]
     Refused {
-        /// Why.
+        /// Why, as a code to branch on.
         code: ControlErrorCode,
-        /// For people.
+        /// The same, in words for people; from the other side, so escape it before printing it to a terminal.
         message: String,
     },
     /// The session has ended.

@@ -26,37 +26,50 @@ use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
 };
 
-/// Settings of a [`Viewer`].
+/// Settings of a [`Viewer`], built with [`ViewerConfig::new`] (or [`ViewerConfig::for_device`]) and its setters;
+/// each setter says its default and range.
+///
+/// ```
+/// use peerdesk::control::Permissions;
+/// use peerdesk::session::ViewerConfig;
+/// use std::time::Duration;
+///
+/// let config = ViewerConfig::new("wss://support.example/ws", "1234567890", "Alex (support)")
+///     .asks(Permissions::VIEW_ONLY)
+///     .frame_queue(1)
+///     .consent_timeout(Duration::from_secs(60));
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
     /// The signaling server's WebSocket URL.
-    pub server_url: String,
+    pub(crate) server_url: String,
     /// The session code the host's user read out.
-    pub code: String,
+    pub(crate) code: String,
     /// Shown to the host's user in the consent prompt.
-    pub name: String,
+    pub(crate) name: String,
     /// Network settings.
-    pub transport: TransportConfig,
+    pub(crate) transport: TransportConfig,
     /// Decoded frames kept for a slow app; older ones are dropped (and counted).
-    pub frame_queue: usize,
+    pub(crate) frame_queue: usize,
     /// How long to wait for the host user's consent.
-    pub consent_timeout: Duration,
+    pub(crate) consent_timeout: Duration,
     /// How long to wait for the connection once admitted.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Decoder settings.
-    pub decoder: DecoderConfig,
+    pub(crate) decoder: DecoderConfig,
     /// Which servers a `wss://` signaling URL may present certificates from (default: the webpki roots and
     /// the system's bundle).
-    pub tls: SignalingTls,
+    pub(crate) tls: SignalingTls,
     /// Unattended access instead of a session code (see [`ViewerConfig::for_device`]).
-    pub unattended: Option<UnattendedLogin>,
+    pub(crate) unattended: Option<UnattendedLogin>,
     /// What this viewer asks the host's user for, shown to them in plain words. Default:
     /// [`Permissions::CONTROL`] (see the screen, use mouse and keyboard). The host's user decides what is
     /// granted.
-    pub asks: Permissions,
+    pub(crate) asks: Permissions,
     /// A technician account of the signaling server's operator to sign in with (see
     /// [`ViewerConfig::sign_in`]); none by default.
-    pub account: Option<AccountToken>,
+    pub(crate) account: Option<AccountToken>,
 }
 
 /// A technician account on the operator's signaling server and its API token. With it, the host's consent
@@ -101,12 +114,15 @@ impl std::fmt::Debug for UnattendedLogin {
 }
 
 impl ViewerConfig {
-    /// Defaults: a queue of 3 frames, 2 minutes for consent, 20 s to connect.
+    /// Settings for joining the host that owns the one-time `code` through the signaling server at
+    /// `server_url`, showing `name` to the host's user (at most 64 characters are kept), with every default: a
+    /// queue of 3 decoded frames, 2 minutes for consent, 20 s to connect, asking for [`Permissions::CONTROL`].
+    #[must_use]
     pub fn new(server_url: impl Into<String>, code: impl Into<String>, name: impl Into<String>) -> Self {
         ViewerConfig {
             server_url: server_url.into(),
             code: code.into(),
-            name: name.into(),
+            name: name.into().chars().take(64).collect(),
             transport: TransportConfig::default(),
             frame_queue: 3,
             consent_timeout: Duration::from_secs(120),
@@ -127,7 +143,7 @@ impl ViewerConfig {
     /// use peerdesk::session::ViewerConfig;
     ///
     /// let config = ViewerConfig::new("wss://support.example/ws", "1234567890", "Alex").sign_in("alex", "pdt_…");
-    /// assert_eq!(config.account.unwrap().account, "alex");
+    /// assert!(!format!("{config:?}").contains("pdt_"), "the token never reaches a log");
     /// ```
     #[must_use]
     pub fn sign_in(mut self, account: impl Into<String>, token: impl Into<String>) -> Self {
@@ -154,7 +170,7 @@ impl ViewerConfig {
     /// let device = "123 456 789".parse()?;
     /// let config = ViewerConfig::for_device("wss://support.example/ws", device, "alex", "correct horse battery")
     ///     .totp_code("287082");
-    /// assert!(config.unattended.is_some());
+    /// # let _ = config;
     /// # Ok::<(), peerdesk::unattended::UnattendedError>(())
     /// ```
     pub fn for_device(
@@ -181,15 +197,45 @@ impl ViewerConfig {
         }
         self
     }
-    /// Sets the name shown to the host's user.
+    /// The name shown to the host's user in the consent prompt (unverified unless signed in with
+    /// [`ViewerConfig::sign_in`]); at most 64 characters are kept. Default: the `name` given to `new`.
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.name = name.into().chars().take(64).collect();
         self
     }
-    /// Sets the network settings.
+    /// Network settings: ICE servers you operate, loopback-only binding, relay-only.
+    /// Default: [`TransportConfig::default`] (no STUN/TURN server, every local interface).
+    #[must_use]
     pub fn transport(mut self, transport: TransportConfig) -> Self {
         self.transport = transport;
+        self
+    }
+    /// Decoded frames kept for an app that takes them slowly, 1–64 (clamped); when full, the oldest is dropped
+    /// and counted (`frames_dropped`). Default: 3 (about 100 ms at 30 fps: low latency over completeness).
+    #[must_use]
+    pub fn frame_queue(mut self, frames: usize) -> Self {
+        self.frame_queue = frames.clamp(1, 64);
+        self
+    }
+    /// How long [`Viewer::join`] waits for the host's user to answer before it fails with
+    /// [`SessionError::Timeout`]. Default: 120 s.
+    #[must_use]
+    pub fn consent_timeout(mut self, timeout: Duration) -> Self {
+        self.consent_timeout = timeout;
+        self
+    }
+    /// How long [`Viewer::join`] waits for the signaling server, and for the connection once admitted, before
+    /// it fails with [`SessionError::Timeout`]. Default: 20 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Decoder settings (threads, frame delay). Default: [`DecoderConfig::default`].
+    #[must_use]
+    pub fn decoder(mut self, decoder: DecoderConfig) -> Self {
+        self.decoder = decoder;
         self
     }
     /// Also trusts the CA certificate(s) in `pem` for a `wss://` signaling server with a private CA.
@@ -230,14 +276,14 @@ pub enum ViewerEvent {
     Reconnected,
     /// The host refused a message (e.g. input without the control permission).
     Refused {
-        /// Why.
+        /// Why, as a code to branch on.
         code: ControlErrorCode,
-        /// For people.
+        /// The same, in words for people; from the other side, so escape it before printing it to a terminal.
         message: String,
     },
     /// The session ended.
     Ended {
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
 }

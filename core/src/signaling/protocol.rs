@@ -136,7 +136,7 @@ pub struct DeviceClaim {
 pub enum ClientMessage {
     /// A host asks for a one-time session code.
     Register {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// With a device identity: the proof that registers its device ID for this connection.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,12 +144,12 @@ pub enum ClientMessage {
     },
     /// A host with a device identity asks for a nonce to sign.
     DeviceChallenge {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
     },
     /// A viewer asks for unattended access to a registered device.
     JoinDevice {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The nine-digit device ID.
         device: String,
@@ -165,21 +165,21 @@ pub enum ClientMessage {
     /// again with the other side of a running session, which presents the same token (sent in the session's
     /// encrypted control channel, so only the two peers know it).
     Resume {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The session's resumption token.
         token: String,
     },
     /// An unattended viewer failed to authenticate (host → server): end it and back off its address.
     AuthFailed {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The viewer.
         peer: PeerId,
     },
     /// A viewer asks to join the host owning `code`.
     Join {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The session code the host's user read out.
         code: String,
@@ -191,7 +191,7 @@ pub enum ClientMessage {
     },
     /// A technician signs in with an account of the operator's server (an API token).
     SignIn {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The account name.
         account: String,
@@ -200,14 +200,14 @@ pub enum ClientMessage {
     },
     /// The host consents to a viewer.
     Accept {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The viewer.
         peer: PeerId,
     },
     /// The host refuses a viewer.
     Reject {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The viewer.
         peer: PeerId,
@@ -216,7 +216,7 @@ pub enum ClientMessage {
     },
     /// SDP or ICE for an admitted peer.
     Signal {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The recipient.
         to: PeerId,
@@ -225,7 +225,7 @@ pub enum ClientMessage {
     },
     /// Leave every session.
     Leave {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
     },
 }
@@ -296,7 +296,7 @@ impl std::fmt::Display for ErrorCode {
 pub enum ServerMessage {
     /// A code was issued to this host.
     Registered {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// This host's peer id.
         peer: PeerId,
@@ -314,14 +314,14 @@ pub enum ServerMessage {
     },
     /// The nonce a host signs to register its device ID.
     DeviceChallenge {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// Base64 bytes, good for one `register` on this connection.
         nonce: String,
     },
     /// The viewer's join request went to the host.
     JoinPending {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// This viewer's peer id.
         peer: PeerId,
@@ -332,7 +332,7 @@ pub enum ServerMessage {
     },
     /// A viewer asks to join (to the host).
     JoinRequest {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The viewer's peer id.
         peer: PeerId,
@@ -355,7 +355,7 @@ pub enum ServerMessage {
     },
     /// Both sides of a session presented the same resumption token: relaying between them works again.
     Resumed {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The token.
         token: String,
@@ -364,7 +364,7 @@ pub enum ServerMessage {
     },
     /// A `sign_in` succeeded.
     SignedIn {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The account.
         account: String,
@@ -373,7 +373,7 @@ pub enum ServerMessage {
     },
     /// The host consented (to the viewer).
     Accepted {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The host's peer id.
         host: PeerId,
@@ -386,7 +386,7 @@ pub enum ServerMessage {
     /// The host's `accept` went through (to the host): the STUN/TURN servers for this viewer's connection, with
     /// TURN credentials issued for this host (time-limited when the operator runs a TURN REST secret).
     Admitted {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The viewer admitted.
         viewer: PeerId,
@@ -396,7 +396,7 @@ pub enum ServerMessage {
     },
     /// A relayed payload.
     Signal {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// The sender.
         from: PeerId,
@@ -405,16 +405,16 @@ pub enum ServerMessage {
     },
     /// The other side left, disconnected or rejected the join.
     PeerLeft {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// Who left.
         peer: PeerId,
-        /// Why.
+        /// Why, in words for people; from the other side, so escape it before printing it to a terminal.
         reason: String,
     },
     /// A request was refused.
     Error {
-        /// Protocol version.
+        /// The signaling protocol version the sender speaks (`PROTOCOL_VERSION`); the other side refuses another.
         v: u32,
         /// Why, machine-readable.
         code: ErrorCode,

@@ -2,6 +2,7 @@
 
 /// What a session reports about one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct ConnectionStats {
     /// Round-trip time of the selected ICE pair, milliseconds.
     pub rtt_ms: f64,

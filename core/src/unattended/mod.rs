@@ -7,7 +7,7 @@
 //! secret stored as an argon2id hash, an optional [`TotpSecret`], the permissions granted and whether the customer
 //! is still asked.
 //!
-//! A technician joins by device ID, access name and secret ([`crate::session::ViewerConfig::unattended`]). Both
+//! A technician joins by device ID, access name and secret ([`crate::session::ViewerConfig::for_device`]). Both
 //! sides then run SPAKE2 on the argon2id hash over the signaling relay, bound to both DTLS certificate
 //! fingerprints (see the `handshake` notes below): neither the signaling server nor a relay learns the secret or
 //! its hash, and a server that puts itself in the middle is detected by both sides.
@@ -59,16 +59,16 @@ pub enum UnattendedError {
     /// A key or policy file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The file's path.
         path: PathBuf,
-        /// Why.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
     /// A key or policy file others may read (its mode has group or other bits).
     #[error("{path} may be read by other users; make it owner-only (chmod 600)")]
     InsecureFile {
-        /// The file.
+        /// The file's path.
         path: PathBuf,
     },
     /// Not an Ed25519 PKCS#8 key.
@@ -89,7 +89,7 @@ pub enum UnattendedError {
     /// A policy file that is not a policy.
     #[error("{path} is not an access policy: {message}")]
     InvalidAccessFile {
-        /// The file.
+        /// The file's path.
         path: PathBuf,
         /// What the parser said.
         message: String,

@@ -94,7 +94,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
             let mut policy = AccessPolicy::load(&path).context("loading the access policy")?;
             let secret = read_secret(&secret_file)?;
             let mut access = TechnicianAccess::new(&name, &secret)?
-                .permissions(Permissions { control, clipboard })
+                .permissions(Permissions::VIEW_ONLY.with_control(control).with_clipboard(clipboard))
                 .ask_customer(ask_customer);
             if totp {
                 let secret = TotpSecret::generate()?;

@@ -1,5 +1,5 @@
 //! Technician accounts: API tokens the operator issues, so that a host's consent prompt can say "verified by
-//! <operator>" and name the account instead of a name the other side typed.
+//! `<operator>`" and name the account instead of a name the other side typed.
 //!
 //! The file (`--accounts FILE`, owner-only) holds the operator's name and, per account, the SHA-256 of its token.
 //! Tokens are 256 random bits, so a plain hash is enough at rest (a password would need argon2id; a token cannot
