@@ -44,6 +44,25 @@ if [ -n "$missing" ]; then
 fi
 junit_case "every declared function is exported" pass "$count functions"
 
+if out="$(./xcframework.sh --check 2>&1)"; then
+    junit_case "the XCFramework recipe is consistent" pass "$out"
+else
+    junit_case "the XCFramework recipe is consistent" fail "$out"
+    exit 1
+fi
+example="$(cat Tests/PeerdeskTests/ReadmeExample.swift)"
+if python3 - "$example" <<'PY'
+import sys
+readme = open("../README.md").read()
+sys.exit(0 if "```swift\n" + sys.argv[1] + "\n```" in readme else 1)
+PY
+then
+    junit_case "the README example is the compiled ReadmeExample.swift" pass
+else
+    junit_case "the README example is the compiled ReadmeExample.swift" fail "copy Tests/PeerdeskTests/ReadmeExample.swift into bindings/README.md"
+    exit 1
+fi
+
 if command -v swift >/dev/null 2>&1; then
     xunit=()
     if [ -n "${JUNIT_FILE:-}" ]; then xunit=(--xunit-output "${JUNIT_FILE%.xml}-xctest.xml"); fi

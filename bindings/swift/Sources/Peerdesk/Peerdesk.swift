@@ -3492,7 +3492,7 @@ enum CallbackError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
      */
     case Failed(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
 
@@ -3576,10 +3576,10 @@ enum FrameError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case InvalidSize(
         /**
-         * Width given.
+         * The width given, pixels.
          */width: UInt32, 
         /**
-         * Height given.
+         * The height given, pixels.
          */height: UInt32
     )
     /**
@@ -3587,7 +3587,7 @@ enum FrameError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case BadBuffer(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
     /**
@@ -3595,7 +3595,7 @@ enum FrameError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case NotAccepted(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
 
@@ -3789,7 +3789,7 @@ public enum HostEvent {
          * The viewer's id.
          */viewer: String, 
         /**
-         * The text.
+         * The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
          */text: String
     )
     /**
@@ -3811,7 +3811,7 @@ public enum HostEvent {
          * The viewer's id.
          */viewer: String, 
         /**
-         * Why.
+         * Why, as a code to branch on.
          */code: RefusalCode
     )
     /**
@@ -3994,10 +3994,10 @@ public enum InputEvent: Equatable, Hashable {
      */
     case pointerMove(
         /**
-         * Horizontal.
+         * Horizontal position, 0 (left edge) to 1 (right edge) of the shared screen.
          */x: Float, 
         /**
-         * Vertical.
+         * Vertical position, 0 (top edge) to 1 (bottom edge) of the shared screen.
          */y: Float
     )
     /**
@@ -4005,7 +4005,7 @@ public enum InputEvent: Equatable, Hashable {
      */
     case pointerButton(
         /**
-         * Which.
+         * The button.
          */button: MouseButton, 
         /**
          * Pressed or released.
@@ -4016,10 +4016,10 @@ public enum InputEvent: Equatable, Hashable {
      */
     case wheel(
         /**
-         * Horizontal.
+         * Horizontal notches, positive to the right.
          */dx: Float, 
         /**
-         * Vertical.
+         * Vertical notches, positive downwards.
          */dy: Float
     )
     /**
@@ -4038,7 +4038,7 @@ public enum InputEvent: Equatable, Hashable {
      */
     case text(
         /**
-         * The text.
+         * The text as the other side sent it (at most the control protocol's size limit); escape it before printing it to a terminal.
          */text: String
     )
 
@@ -4553,7 +4553,7 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Denied(
         /**
-         * Why.
+         * Why, in words for people; from the other side, so escape it before printing it to a terminal.
          */reason: String
     )
     /**
@@ -4569,7 +4569,7 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case RateLimited(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
     /**
@@ -4577,7 +4577,7 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Connection(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
     /**
@@ -4585,7 +4585,7 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Ended(
         /**
-         * Why.
+         * Why, in words for people; from the other side, so escape it before printing it to a terminal.
          */reason: String
     )
     /**
@@ -4601,7 +4601,7 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case InvalidArgument(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
     /**
@@ -4618,7 +4618,7 @@ enum SessionError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case HostNotAuthenticated(
         /**
-         * Details.
+         * What went wrong, in words for people.
          */details: String
     )
 
@@ -5198,9 +5198,10 @@ public func deviceIdOfKey(keyPath: String)throws  -> String  {
 })
 }
 /**
- * Stops every listener call into foreign code, for good, in this process. A binding calls it when its
- * runtime exits (Python's `atexit`): a thread that called into a finalizing interpreter would be ended by it in
- * a way Rust cannot unwind through, aborting the process. Sessions go on; their events are dropped.
+ * Stops every listener call into foreign code, for good, in this process, and waits (up to 2 s) for calls under
+ * way to return. A binding calls it when its runtime exits (Python's `atexit`): a thread that called into a
+ * finalizing interpreter would be ended by it in a way Rust cannot unwind through, aborting the process.
+ * Sessions go on; their events are dropped.
  */
 public func detachListeners()  {try! rustCall() {
         uniffiCallStatus in
@@ -5233,7 +5234,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerdesk_ffi_checksum_func_device_id_of_key() != 63144) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerdesk_ffi_checksum_func_detach_listeners() != 46393) {
+    if (uniffi_peerdesk_ffi_checksum_func_detach_listeners() != 43742) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_videoframe_data_length() != 33617) {

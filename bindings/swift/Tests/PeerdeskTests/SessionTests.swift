@@ -128,6 +128,12 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(last, .ended(reason: "done for today"))
     }
 
+    func testTheReadmeExampleRuns() async throws {
+        let host = try await startHost { _ in .viewOnly }
+        try await watch(server: url, code: host.host.code())
+        await host.host.end(reason: "done")
+    }
+
     func testErrorsMapToSwiftErrors() async throws {
         do {
             _ = try await join(options: viewerOptions("0000000000"))
