@@ -132,37 +132,29 @@ impl Host {
                 ))
             }
         }
-        let (source, input, pusher): (
-            Box<dyn peerdesk::capture::ScreenSource>,
-            Option<Box<dyn peerdesk::input::InputSink>>,
-            _,
-        ) = match source {
-            ScreenSource::Synthetic { width, height } => {
-                let config = peerdesk::capture::synthetic::SyntheticConfig {
+        use peerdesk::capture::{open_screen, ScreenChoice};
+        let (screen, pusher) = match source {
+            ScreenSource::Synthetic { width, height } => (
+                open_screen(ScreenChoice::Synthetic {
                     width,
                     height,
                     fps: options.fps,
-                    ..Default::default()
-                };
-                (
-                    Box::new(peerdesk::capture::synthetic::SyntheticSource::new(config).map_err(|e| invalid(&e))?),
-                    None,
-                    None,
-                )
-            }
-            ScreenSource::X11 { display } => {
-                let source =
-                    peerdesk::capture::x11::X11Source::open(display.as_deref(), None).map_err(|e| invalid(&e))?;
-                let sink = peerdesk::input::x11::XTestSink::open(display.as_deref(), Some(source.area()))
-                    .ok()
-                    .map(|s| Box::new(s) as Box<dyn peerdesk::input::InputSink>);
-                (Box::new(source), sink, None)
-            }
+                }),
+                None,
+            ),
+            ScreenSource::X11 { display } => (open_screen(ScreenChoice::X11 { display }), None),
             ScreenSource::Pushed { width, height } => {
                 let (pusher, source) = pushed_source(width, height).map_err(|e| invalid(&e))?;
-                (Box::new(source), None, Some(pusher))
+                let screen = peerdesk::capture::OpenedScreen {
+                    source: Box::new(source),
+                    input: None,
+                    description: "pushed frames".into(),
+                };
+                (Ok(screen), Some(pusher))
             }
         };
+        let screen = screen.map_err(|e| invalid(&e))?;
+        let (source, input) = (screen.source, screen.input);
         let mut host = run(core::Host::start(config, source, input)).await??;
         let events = host.take_events();
         let (code, size) = (host.code().to_string(), host.screen_size());

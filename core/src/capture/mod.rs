@@ -7,12 +7,17 @@
 //! - [`synthetic::SyntheticSource`]: a deterministic moving desktop for demos, tests and benchmarks.
 //! - [`pushed::PushedSource`]: pictures handed in by the host app (iOS ReplayKit, Android MediaProjection, ...).
 //! - `x11::X11Source` (feature `x11`): an X11 screen through MIT-SHM, DAMAGE, XFixes and RandR.
+//!
+//! [`open_screen`] picks one of them (and the matching input sink) from a [`ScreenChoice`].
 
 pub mod pushed;
+mod select;
 internal_mod!(stamp);
 pub mod synthetic;
 #[cfg(feature = "x11")]
 pub mod x11;
+
+pub use select::{open_screen, OpenedScreen, ScreenChoice};
 
 use crate::frame::{BgraImage, FrameError, Rect};
 use std::time::{Duration, Instant};

@@ -3,7 +3,8 @@
 //! over loopback WebRTC. Reports join time, glass-to-glass latency from the frame stamps, fps, bitrate, CPU and
 //! memory for a moving and then a still screen, and saves the last frame.
 
-use crate::pipeline_demo::{cpu_time, parse_size};
+use crate::pipeline_demo::cpu_time;
+use crate::report::{parse_size, percentile};
 use crate::view::save_png;
 use anyhow::{bail, Context as _};
 use peerdesk::capture::stamp;
@@ -74,13 +75,6 @@ fn peak_rss_mb(pid: &str) -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Runs `peerdesk demo`.

@@ -10,6 +10,7 @@ mod audit;
 mod demo;
 mod device;
 mod pipeline_demo;
+mod report;
 mod share;
 mod view;
 

@@ -1,9 +1,8 @@
 //! The media-pipeline demo: capture → convert → encode → decode in one process, paced in real time.
 
-use anyhow::Context as _;
+use crate::report::{parse_size, percentile};
 use peerdesk::capture::stamp;
-use peerdesk::capture::synthetic::{SyntheticConfig, SyntheticSource};
-use peerdesk::capture::ScreenSource;
+use peerdesk::capture::{open_screen, OpenedScreen, ScreenChoice};
 use peerdesk::decode::{Decoder, DecoderConfig};
 use peerdesk::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use peerdesk::frame::Frame;
@@ -39,46 +38,27 @@ pub struct DemoArgs {
     output: PathBuf,
 }
 
-/// Parses `WIDTHxHEIGHT`.
-pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected WIDTHxHEIGHT, got `{s}`"))?;
-    let w = w.trim().parse().map_err(|e| format!("width: {e}"))?;
-    let h = h.trim().parse().map_err(|e| format!("height: {e}"))?;
-    Ok((w, h))
-}
-
-fn open_source(args: &DemoArgs) -> anyhow::Result<(Box<dyn ScreenSource>, String)> {
-    if !args.synthetic && std::env::var_os("DISPLAY").is_some() {
-        match peerdesk::capture::x11::X11Source::open(None, None) {
-            Ok(source) => {
-                let name = format!("X11 display {}", std::env::var("DISPLAY").unwrap_or_default());
-                return Ok((Box::new(source), name));
-            }
-            Err(e) => tracing::warn!("X11 capture unavailable ({e}); using the synthetic desktop"),
-        }
-    }
-    let (width, height) = args.size;
-    let config = SyntheticConfig {
-        width,
-        height,
-        fps: args.fps,
-        ..Default::default()
-    };
-    Ok((Box::new(SyntheticSource::new(config)?), "synthetic desktop".to_string()))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Runs the demo and prints its report.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let (mut source, source_name) = open_source(&args)?;
+    let (width, height) = args.size;
+    let choice = if args.synthetic {
+        ScreenChoice::Synthetic {
+            width,
+            height,
+            fps: args.fps,
+        }
+    } else {
+        ScreenChoice::X11OrSynthetic {
+            width,
+            height,
+            fps: args.fps,
+        }
+    };
+    let OpenedScreen {
+        mut source,
+        description: source_name,
+        ..
+    } = open_screen(choice)?;
     let (width, height) = source.size();
     let encoder_config = EncoderConfig::new(width, height).fps(args.fps).bitrate(args.bitrate);
     let controller = ControllerConfig {
@@ -196,11 +176,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  adaptation     {adaptation:?} (the encoder could not keep up)");
     }
     if let Some(picture) = last_picture {
-        let (w, h) = (picture.width(), picture.height());
-        let mut rgba = vec![0u8; (w * h * 4) as usize];
-        picture.write_rgba(&mut rgba, w as usize * 4)?;
-        image::save_buffer(&args.output, &rgba, w, h, image::ColorType::Rgba8)
-            .with_context(|| format!("writing {}", args.output.display()))?;
+        crate::view::save_png(&picture, &args.output)?;
         println!("  last frame     {}", args.output.display());
     } else {
         anyhow::bail!("no picture was decoded");

@@ -1,13 +1,13 @@
 //! `peerdesk share`: shares this screen (X11, or the synthetic desktop) and asks on the terminal before anyone
 //! may watch or control.
 
-use crate::pipeline_demo::parse_size;
+use crate::report::parse_size;
 use anyhow::Context as _;
-use peerdesk::capture::synthetic::{SyntheticConfig, SyntheticSource};
-use peerdesk::capture::{CaptureError, Captured, CursorState, Monitor, ScreenSource};
+use peerdesk::capture::{
+    open_screen, CaptureError, Captured, CursorState, Monitor, OpenedScreen, ScreenChoice, ScreenSource,
+};
 use peerdesk::control::Permissions;
 use peerdesk::encode::Backend;
-use peerdesk::input::InputSink;
 use peerdesk::session::{Consent, Host, HostConfig, HostEvent};
 use peerdesk::text::escape_for_terminal;
 use peerdesk::transport::TransportConfig;
@@ -126,33 +126,6 @@ impl ScreenSource for Freezable {
     }
 }
 
-/// What is shared: the source, its input sink (if input can be injected), and a description.
-type Shared = (Box<dyn ScreenSource>, Option<Box<dyn InputSink>>, String);
-
-fn open_source(args: &ShareArgs) -> anyhow::Result<Shared> {
-    if !args.synthetic && std::env::var_os("DISPLAY").is_some() {
-        match peerdesk::capture::x11::X11Source::open(None, None) {
-            Ok(source) => {
-                let sink = peerdesk::input::x11::XTestSink::open(None, Some(source.area()))
-                    .map(|s| Box::new(s) as Box<dyn InputSink>)
-                    .map_err(|e| tracing::warn!("no input injection: {e}"))
-                    .ok();
-                let name = format!("X11 display {}", std::env::var("DISPLAY").unwrap_or_default());
-                return Ok((Box::new(source), sink, name));
-            }
-            Err(e) => tracing::warn!("X11 capture unavailable ({e}); sharing the synthetic desktop"),
-        }
-    }
-    let (width, height) = args.size;
-    let source = SyntheticSource::new(SyntheticConfig {
-        width,
-        height,
-        fps: args.fps,
-        ..Default::default()
-    })?;
-    Ok((Box::new(source), None, "synthetic desktop".into()))
-}
-
 fn consent_for(answer: AutoAnswer) -> Consent {
     match answer {
         AutoAnswer::Deny => Consent::Deny("the host does not accept viewers".into()),
@@ -174,7 +147,25 @@ fn parse_consent(line: &str) -> Option<Consent> {
 
 /// Runs `peerdesk share`.
 pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
-    let (source, sink, source_name) = open_source(&args)?;
+    let (width, height) = args.size;
+    let choice = if args.synthetic {
+        ScreenChoice::Synthetic {
+            width,
+            height,
+            fps: args.fps,
+        }
+    } else {
+        ScreenChoice::X11OrSynthetic {
+            width,
+            height,
+            fps: args.fps,
+        }
+    };
+    let OpenedScreen {
+        source,
+        input: sink,
+        description: source_name,
+    } = open_screen(choice)?;
     let frozen = Arc::new(AtomicBool::new(false));
     let source = Box::new(Freezable {
         inner: source,
