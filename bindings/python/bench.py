@@ -17,6 +17,7 @@ import threading
 import time
 
 import peerdesk
+import numpy as np
 from peerdesk import ScreenSource
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -28,6 +29,9 @@ def start_server():
                             stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
     line = proc.stdout.readline()
     return proc, f"ws://{line.split()[-1]}/ws"
+
+
+PUSH_NUMPY = os.environ.get("PEERDESK_BENCH_PUSH") == "numpy"
 
 
 def pct(values, p):
@@ -48,7 +52,8 @@ async def bench(url):
         while not stop.is_set():
             data = bytearray(picture)
             data[frame % 1000] ^= 0xFF  # a change, so the frame is encoded
-            data = bytes(data)
+            # PEERDESK_BENCH_PUSH=numpy hands in a numpy array (the buffer protocol) instead of bytes.
+            data = np.frombuffer(data, dtype=np.uint8) if PUSH_NUMPY else bytes(data)
             t = time.perf_counter()
             host.push_frame(data, width, height, width * 4, timestamp_us=frame * 33_333)
             push_ms.append((time.perf_counter() - t) * 1000)
@@ -91,7 +96,7 @@ async def bench(url):
     await viewer.leave()
     await host.end()
 
-    print(f"python push_frame 1080p BGRA: p50 {statistics.median(push_ms):.2f} ms, p95 {pct(push_ms, 0.95):.2f} ms "
+    print(f"python push_frame 1080p BGRA from {'a numpy array' if PUSH_NUMPY else 'bytes'}: p50 {statistics.median(push_ms):.2f} ms, p95 {pct(push_ms, 0.95):.2f} ms "
           f"({len(push_ms)} calls)")
     print(f"python take a ready frame (next_frame + Y memoryview): p50 {statistics.median(take_ms):.3f} ms, "
           f"p95 {pct(take_ms, 0.95):.3f} ms ({len(take_ms)} frames)")
