@@ -2,7 +2,7 @@
 # The network bench: real processes (signaling server, `peerdesk share` host, viewer) in a network namespace of
 # its own per scenario, with the network impaired by the kernel (this kernel has no netem: iptables' `statistic`
 # and `u32` matches drop packets, `tc tbf` caps the rate). Two viewers per scenario, in the same run:
-#   peerdesk   the Rust viewer (`peerdesk demo --synthetic`: host in a child process, viewer in-process)
+#   peerdesk   the Rust viewer (`peerdesk demo --synthetic`: host and viewer in one process)
 #   chromium   Debian's headless Chromium running the web viewer (libwebrtc's receiver) against the same host
 # Both watch the stamped 1080p30 synthetic desktop; prints one Markdown table (README "Real networks").
 #

@@ -73,7 +73,9 @@ impl Default for DecoderConfig {
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
     picture: dav1d::Picture,
-    /// The timestamp the temporal unit was submitted with.
+    /// The timestamp the temporal unit was submitted with. A viewer's frames carry the host's capture time of the
+    /// picture, on the host's source clock (since the UNIX epoch for the X11 screen and the synthetic desktop, the
+    /// app's own timestamp for pushed frames), or the time the frame arrived when the host sent none.
     pub timestamp: Duration,
 }
 

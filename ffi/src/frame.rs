@@ -13,15 +13,18 @@ pub struct VideoFrame {
     inner: Mutex<Option<DecodedFrame>>,
     width: u32,
     height: u32,
+    timestamp_us: u64,
 }
 
 impl VideoFrame {
     pub(crate) fn new(frame: DecodedFrame) -> Self {
         let (width, height) = (frame.width(), frame.height());
+        let timestamp_us = u64::try_from(frame.timestamp.as_micros()).unwrap_or(u64::MAX);
         VideoFrame {
             inner: Mutex::new(Some(frame)),
             width,
             height,
+            timestamp_us,
         }
     }
 
@@ -43,6 +46,13 @@ impl VideoFrame {
     /// Height in pixels.
     pub fn height(&self) -> u32 {
         self.height
+    }
+    /// When the host captured this picture, in microseconds on the host's source clock: since the UNIX epoch for
+    /// the X11 screen and the synthetic desktop, the app's own `timestamp_us` for pushed frames. (A host that does
+    /// not send capture times, such as an older one, gives the time the frame arrived here instead.) Kept after
+    /// `release()`.
+    pub fn capture_timestamp_us(&self) -> u64 {
+        self.timestamp_us
     }
     /// The pixel format: always `"I420"` (8-bit 4:2:0, planes Y, U, V).
     pub fn format(&self) -> String {

@@ -299,6 +299,7 @@ impl Host {
             bytes_encoded: stats.bytes_encoded,
             target_bitrate_bps: stats.target_bitrate_bps,
             encode_time_us: stats.encode_time_us,
+            keyframes_encoded: stats.keyframes_encoded,
             frames_replaced: self.pusher.as_ref().map_or(0, |p| p.replaced()),
         }
     }

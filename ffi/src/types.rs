@@ -275,6 +275,8 @@ pub struct HostStats {
     pub target_bitrate_bps: u64,
     /// Mean encode time of the last frames, microseconds.
     pub encode_time_us: u64,
+    /// Keyframes encoded (the first, and one per honoured keyframe request).
+    pub keyframes_encoded: u64,
     /// Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
     pub frames_replaced: u64,
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A whole session on a machine with no default route and no interface but `lo`: `peerdesk demo` (signaling server,
-# host process, viewer, loopback WebRTC) inside a network namespace of this test's own that has only `lo` up.
+# host, viewer, loopback WebRTC) inside a network namespace of this test's own that has only `lo` up.
 # Before the fix, webrtc-rs's mDNS socket failed there with ENODEV ("No such device") and no session started.
 #
 #   tests/system/loopback-only.sh [PEERDESK_BINARY]     # default: target/ci/peerdesk; needs root (ip netns)

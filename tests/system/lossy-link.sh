@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A whole `peerdesk demo` session (signaling server, host process, viewer, WebRTC over loopback) inside a network
+# A whole `peerdesk demo` session (signaling server, host, viewer, WebRTC over loopback) inside a network
 # namespace of this test's own, where 5 % of the media packets (SRTP/SRTCP: UDP payloads whose first two bits are
 # RTP version 2, matched with iptables' u32) are dropped at random on arrival. The DTLS handshake, STUN and the
 # data channel are left alone: this test is about repairing media loss, not about joining through loss.

@@ -106,6 +106,15 @@ async fn viewer_receives_the_hosts_frames_in_order_and_intact() {
             assert!(stamp.frame_number > last, "frame {} after {}", stamp.frame_number, last);
         }
         last_number = Some(stamp.frame_number);
+        // The decoded frame carries the host's capture time (the synthetic desktop stamps the same clock), not
+        // the time it arrived here (which is later by the whole glass-to-glass latency).
+        let carried = frame.timestamp.as_millis() as u32;
+        assert!(
+            carried.abs_diff(stamp.capture_millis) <= 1,
+            "frame {}: timestamp {carried} ms, captured at {} ms",
+            stamp.frame_number,
+            stamp.capture_millis
+        );
         let source = reference.render(u64::from(stamp.frame_number), stamp.capture_millis);
         let mut expected = Frame::new(PixelFormat::I420, W, H).unwrap();
         bgra_to_i420(&source.as_bgra_image().unwrap(), &mut expected, None).unwrap();

@@ -85,6 +85,9 @@ def test_pushed_frames_arrive_with_their_pixels(server):
         try:
             viewer = await peerdesk.join(server, host.code, "pytest", loopback=True)
             frame = await anext(viewer.frames(count=1))
+            # The picture carries the timestamp it was pushed with (the host's capture time), not its arrival.
+            assert frame.capture_timestamp_us % 33_000 == 0, frame.capture_timestamp_us
+            assert frame.capture_timestamp_us < 60_000_000, frame.capture_timestamp_us
             rgba = frame.rgba()
             left = rgba[(120 * width + 40) * 4:(120 * width + 40) * 4 + 3]
             right = rgba[(120 * width + 280) * 4:(120 * width + 280) * 4 + 3]

@@ -22,7 +22,13 @@ pub struct ControlGate {
     bucket: TokenBucket,
     /// Chat and clipboard reach the host app's user: a rate people can read, far below input's.
     text_bucket: TokenBucket,
+    /// When a rate-limit refusal was last answered.
+    last_flood_answer: Option<Instant>,
 }
+
+/// A viewer over its rate is told so at most once per this interval: answering every message of a flood would
+/// let the flood set the pace of the host's replies.
+pub const FLOOD_ANSWER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Control messages per second a viewer may send (pointer moves at 240 Hz fit).
 pub const MESSAGES_PER_SECOND: f64 = 400.0;
@@ -40,7 +46,23 @@ impl ControlGate {
             permissions,
             bucket: TokenBucket::new(MESSAGE_BURST, MESSAGES_PER_SECOND, now),
             text_bucket: TokenBucket::new(TEXT_MESSAGE_BURST, TEXT_MESSAGES_PER_SECOND, now),
+            last_flood_answer: None,
         }
+    }
+
+    /// Whether `refusal` is answered (a control message back to the viewer, an event to the app): every refusal
+    /// is, except rate-limit ones, of which at most one per [`FLOOD_ANSWER_INTERVAL`] is.
+    pub fn should_answer(&mut self, refusal: &GateError, now: Instant) -> bool {
+        if refusal.code != ControlErrorCode::RateLimited {
+            return true;
+        }
+        let due = self
+            .last_flood_answer
+            .is_none_or(|last| now.saturating_duration_since(last) >= FLOOD_ANSWER_INTERVAL);
+        if due {
+            self.last_flood_answer = Some(now);
+        }
+        due
     }
 
     /// The permissions in force.
@@ -88,6 +110,29 @@ mod tests {
     use super::*;
     use crate::control::protocol::{encode, InputEvent};
     use std::time::Duration;
+
+    #[test]
+    fn a_flood_is_answered_once_a_second_and_other_refusals_always() {
+        let t0 = Instant::now();
+        let mut gate = ControlGate::new(Permissions::VIEW_ONLY, t0);
+        let input = encode(&ViewerMessage::Input(InputEvent::PointerMove { x: 0.5, y: 0.5 }));
+        let mut answered = 0;
+        let mut denied_answered = 0;
+        // Ten simulated seconds of 2,000 messages a second: five times the rate.
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_micros(i * 500);
+            let refusal = gate.check(input.as_bytes(), now).unwrap_err();
+            if gate.should_answer(&refusal, now) {
+                match refusal.code {
+                    ControlErrorCode::RateLimited => answered += 1,
+                    _ => denied_answered += 1,
+                }
+            }
+        }
+        assert!((10..=11).contains(&answered), "{answered} flood answers in 10 s");
+        // Within the rate, every refusal is answered: 800 burst + 400/s for 10 s.
+        assert!((4_700..=4_900).contains(&denied_answered), "{denied_answered}");
+    }
 
     #[test]
     fn view_only_refuses_input_and_clipboard_but_allows_chat() {

@@ -7,6 +7,7 @@ use super::video::{ReceiveOutput, VideoReceiver};
 use crate::capture::wall_clock;
 use crate::decode::{DecodedFrame, Decoder, DecoderConfig};
 use crate::session::FrameQueue;
+use crate::transport::capture_time::{self, CaptureTimes};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{nack_pairs_from_sequence_numbers, TransportLayerNack};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,8 +65,9 @@ pub(crate) fn spawn(
     frames: Arc<FrameQueue<DecodedFrame>>,
     shared: Arc<VideoShared>,
     decoder_config: DecoderConfig,
+    capture_time_id: Option<u8>,
 ) {
-    let (to_decoder, from_network) = std::sync::mpsc::sync_channel::<AssembledFrame>(DECODE_QUEUE);
+    let (to_decoder, from_network) = std::sync::mpsc::sync_channel::<ToDecode>(DECODE_QUEUE);
     {
         let shared = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -76,11 +78,14 @@ pub(crate) fn spawn(
             return;
         }
     }
-    tokio::spawn(rtp_task(track, to_decoder, shared));
+    tokio::spawn(rtp_task(track, to_decoder, shared, capture_time_id));
 }
 
+/// An assembled frame and the host's capture time of its picture, when the host sent one.
+type ToDecode = (AssembledFrame, Option<Duration>);
+
 fn decode_thread(
-    from_network: std::sync::mpsc::Receiver<AssembledFrame>,
+    from_network: std::sync::mpsc::Receiver<ToDecode>,
     frames: Arc<FrameQueue<DecodedFrame>>,
     shared: Arc<VideoShared>,
     decoder_config: DecoderConfig,
@@ -93,8 +98,8 @@ fn decode_thread(
             return;
         }
     };
-    while let Ok(frame) = from_network.recv() {
-        match decoder.decode(frame.data, wall_clock()) {
+    while let Ok((frame, captured)) = from_network.recv() {
+        match decoder.decode(frame.data, captured.unwrap_or_else(wall_clock)) {
             Ok(Some(picture)) => {
                 shared.frames.fetch_add(1, Ordering::Relaxed);
                 frames.push(picture);
@@ -111,9 +116,11 @@ fn decode_thread(
 
 async fn rtp_task(
     track: Arc<dyn TrackRemote>,
-    to_decoder: std::sync::mpsc::SyncSender<AssembledFrame>,
+    to_decoder: std::sync::mpsc::SyncSender<ToDecode>,
     shared: Arc<VideoShared>,
+    capture_time_id: Option<u8>,
 ) {
+    let mut capture_times = CaptureTimes::default();
     // The media stream's SSRC, learnt with the first packet: the track may not know it yet when this task
     // starts, and a NACK naming the wrong one is ignored by the sender.
     let mut media_ssrc: Option<u32> = None;
@@ -134,6 +141,9 @@ async fn rtp_task(
                         tracing::debug!(ssrc = h.ssrc, payload_type = h.payload_type, "RTP packet of another stream ignored");
                         continue;
                     }
+                    if let Some(captured) = capture_time_id.and_then(|id| h.get_extension(id)).and_then(|e| capture_time::decode(&e)) {
+                        capture_times.insert(h.timestamp, captured);
+                    }
                     receiver.on_packet(Instant::now(), h.sequence_number, h.timestamp, h.marker, packet.payload);
                 }
                 Some(TrackRemoteEvent::OnEnded) | None => break,
@@ -149,7 +159,8 @@ async fn rtp_task(
             match output {
                 ReceiveOutput::Frame(frame) => {
                     let keyframe = frame.keyframe;
-                    match to_decoder.try_send(frame) {
+                    let captured = capture_times.get(frame.rtp_timestamp);
+                    match to_decoder.try_send((frame, captured)) {
                         Ok(()) => {
                             if keyframe {
                                 shared.keyframes.fetch_add(1, Ordering::Relaxed);

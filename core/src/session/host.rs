@@ -1,13 +1,15 @@
 //! The sharing side: one capture/encode thread feeds every admitted viewer; consent and permissions are decided
 //! here and enforced on every control message.
 
+use super::candidates::{add_candidates, RemoteCandidates};
+use super::cursor::{next_update, CursorUpdate, ImageSent};
+use super::shared_bitrate::SharedBitrate;
+use super::sleep_until_or_never;
 use super::SessionError;
 use crate::audit::{permission_names, AuditEvent, AuditFile, TextKind};
 use crate::capture::ScreenSource;
 use crate::control::permissions::ControlGate;
-use crate::control::protocol::{
-    encode, CursorImageMessage, HostMessage, MAX_CLIPBOARD_BYTES, MAX_CURSOR_SIDE, MAX_TEXT_BYTES,
-};
+use crate::control::protocol::{encode, HostMessage, MAX_CLIPBOARD_BYTES, MAX_TEXT_BYTES};
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage, CHANNEL_LABEL};
 use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use crate::input::InputSink;
@@ -406,6 +408,8 @@ pub struct HostStats {
     pub target_bitrate_bps: u64,
     /// Mean encode time of the last frames, microseconds.
     pub encode_time_us: u64,
+    /// Keyframes encoded (the first, and one per honoured keyframe request).
+    pub keyframes_encoded: u64,
 }
 
 #[derive(Debug, Default)]
@@ -415,6 +419,7 @@ struct Counters {
     bytes: AtomicU64,
     target_bitrate: AtomicU64,
     encode_time_us: AtomicU64,
+    keyframes: AtomicU64,
 }
 
 enum Command {
@@ -451,21 +456,15 @@ enum Command {
 struct OutFrame {
     data: Bytes,
     encoded_at: Instant,
+    /// When its picture was captured, on the source's clock: travels to the viewer's decoded frame.
+    captured: Duration,
+    keyframe: bool,
 }
 
 enum EncoderCommand {
     Keyframe,
     Bitrate(u32),
     Stop,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct CursorUpdate {
-    x: f32,
-    y: f32,
-    visible: bool,
-    image: Option<Arc<CursorImageMessage>>,
-    serial: u64,
 }
 
 /// Shares a screen with viewers who join by code and whom the host user admits.
@@ -748,6 +747,7 @@ impl Host {
             bytes_encoded: self.counters.bytes.load(Ordering::Relaxed),
             target_bitrate_bps: self.counters.target_bitrate.load(Ordering::Relaxed),
             encode_time_us: self.counters.encode_time_us.load(Ordering::Relaxed),
+            keyframes_encoded: self.counters.keyframes.load(Ordering::Relaxed),
         }
     }
 
@@ -879,53 +879,24 @@ fn encode_thread(
         for packet in packets.drain(..) {
             counters.frames.fetch_add(1, Ordering::Relaxed);
             counters.bytes.fetch_add(packet.data.len() as u64, Ordering::Relaxed);
+            if packet.keyframe {
+                counters.keyframes.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = frames.send(OutFrame {
                 data: packet.data,
                 encoded_at,
+                captured: packet.timestamp,
+                keyframe: packet.keyframe,
             });
         }
         if tick % 2 == 0 {
             if let Ok(Some(state)) = source.cursor() {
-                let visible = state.x >= 0 && state.y >= 0 && (state.x as u32) < width && (state.y as u32) < height;
-                let x = (state.x.max(0) as f32 / width.max(1) as f32).min(1.0);
-                let y = (state.y.max(0) as f32 / height.max(1) as f32).min(1.0);
-                cursor.send_if_modified(|current| {
-                    let image = match (&state.image, &*current) {
-                        (Some(img), _) if img.width <= MAX_CURSOR_SIDE && img.height <= MAX_CURSOR_SIDE => {
-                            let mut rgba = img.pixels.clone();
-                            for px in rgba.chunks_exact_mut(4) {
-                                px.swap(0, 2);
-                            }
-                            Some(Arc::new(CursorImageMessage {
-                                width: img.width,
-                                height: img.height,
-                                hotspot_x: img.hotspot_x,
-                                hotspot_y: img.hotspot_y,
-                                rgba: base64_encode(&rgba),
-                            }))
-                        }
-                        (Some(_), _) => None,
-                        (None, Some(c)) => c.image.clone(),
-                        (None, None) => None,
-                    };
-                    let serial = state
-                        .image
-                        .as_ref()
-                        .map(|i| i.serial)
-                        .or(current.as_ref().map(|c| c.serial))
-                        .unwrap_or(0);
-                    let update = CursorUpdate {
-                        x,
-                        y,
-                        visible,
-                        image,
-                        serial,
-                    };
-                    if current.as_ref() == Some(&update) {
-                        return false;
+                cursor.send_if_modified(|current| match next_update(&state, (width, height), current.as_ref()) {
+                    Some(update) => {
+                        *current = Some(update);
+                        true
                     }
-                    *current = Some(update);
-                    true
+                    None => false,
                 });
             }
         }
@@ -1101,14 +1072,19 @@ async fn run_host(
     let shared = Arc::new(shared);
     let mut viewers: HashMap<ViewerId, (mpsc::Sender<ToViewer>, tokio::task::JoinHandle<()>)> = HashMap::new();
     let mut invites: VecDeque<oneshot::Sender<Result<String, SessionError>>> = VecDeque::new();
-    let mut bitrates: HashMap<ViewerId, f64> = HashMap::new();
+    let mut bitrate = SharedBitrate::<ViewerId>::new(shared.max_bitrate);
+    let set_bitrate = |target: Option<u32>| {
+        if let Some(bps) = target {
+            shared.counters.target_bitrate.store(u64::from(bps), Ordering::Relaxed);
+            let _ = shared.encoder.send(EncoderCommand::Bitrate(bps));
+        }
+    };
     let (from_viewers_tx, mut from_viewers) = mpsc::channel::<FromViewer>(FROM_VIEWERS_QUEUE);
     let mut signaling_open = true;
     let mut backoff = Backoff::default();
     let mut reconnect_at: Option<Instant> = None;
     // A registration sent after reconnecting, whose code is announced as SignalingRestored.
     let mut reregistering = false;
-    let mut max_bitrate = shared.max_bitrate;
     // Codes this host was given; a join request naming any other code is refused without asking the user.
     let mut held_codes: std::collections::HashSet<String> = [first_code].into();
     // Viewers the user let in whose admission the server has not confirmed yet.
@@ -1312,13 +1288,7 @@ async fn run_host(
                         to_viewer(tx, ToViewer::Chat(text.clone()));
                     }
                 }
-                Some(Command::MaxBitrate(bps)) => {
-                    max_bitrate = bps;
-                    let slowest = bitrates.values().copied().fold(f64::INFINITY, f64::min);
-                    let target = if slowest.is_finite() { (slowest as u32).clamp(100_000, bps) } else { bps };
-                    shared.counters.target_bitrate.store(u64::from(target), Ordering::Relaxed);
-                    let _ = shared.encoder.send(EncoderCommand::Bitrate(target));
-                }
+                Some(Command::MaxBitrate(bps)) => set_bitrate(bitrate.set_max(bps)),
                 Some(Command::Invite(reply)) => {
                     if shared.signaling.send(ClientMessage::Register { v: PROTOCOL_VERSION, device: None }).await.is_ok() {
                         invites.push_back(reply);
@@ -1374,7 +1344,7 @@ async fn run_host(
                 FromViewer::Left { viewer, reason } => {
                     record(&mut audit, AuditEvent::Left { viewer: viewer.clone(), reason: reason.clone() });
                     viewers.remove(&viewer);
-                    bitrates.remove(&viewer);
+                    set_bitrate(bitrate.on_viewer_left(&viewer));
                     resume_tokens.retain(|_, v| *v != viewer);
                     aliases.retain(|_, v| *v != viewer);
                     let _ = events.send(HostEvent::ViewerLeft { viewer, reason });
@@ -1388,19 +1358,8 @@ async fn run_host(
                     let _ = events.send(HostEvent::Chat { viewer, text });
                 }
                 FromViewer::Refused { viewer, code } => { let _ = events.send(HostEvent::Refused { viewer, code }); }
-                FromViewer::TargetBitrate { viewer, bps } => {
-                    bitrates.insert(viewer, bps);
-                    // The slowest viewer sets the pace: one encoder serves all.
-                    let slowest = bitrates.values().copied().fold(f64::INFINITY, f64::min);
-                    if slowest.is_finite() {
-                        let target = (slowest as u32).clamp(100_000, max_bitrate);
-                        let current = shared.counters.target_bitrate.load(Ordering::Relaxed) as u32;
-                        if target.abs_diff(current) > current / 10 {
-                            shared.counters.target_bitrate.store(u64::from(target), Ordering::Relaxed);
-                            let _ = shared.encoder.send(EncoderCommand::Bitrate(target));
-                        }
-                    }
-                }
+                // The slowest viewer sets the pace: one encoder serves all.
+                FromViewer::TargetBitrate { viewer, bps } => set_bitrate(bitrate.on_estimate(viewer, bps)),
             },
         }
     };
@@ -1585,15 +1544,13 @@ async fn viewer_loop(
     }
 
     let mut gate = ControlGate::new(permissions, Instant::now());
-    let mut remote_set = false;
-    let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+    let mut remote_candidates = RemoteCandidates::<RTCIceCandidateInit>::default();
     let mut channel_open = false;
     let mut video_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut watching = false;
     let mut cursor = shared.cursor.clone();
-    let mut last_cursor_serial = None;
+    let mut cursor_image = ImageSent::default();
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_refusal_report = Instant::now() - Duration::from_secs(10);
     let mut keyframe_requests = crate::encode::KeyframeRequests::default();
     let mut reconnector = Reconnector::default();
     // Input events injected since the last audit count, and seconds of session (one stats tick a second).
@@ -1613,7 +1570,7 @@ async fn viewer_loop(
                     ReconnectAction::RestartIce => {
                         tracing::info!(%viewer, restarts = reconnector.restarts(), "connection lost; restarting ICE");
                         // Candidates of the new generation wait for the answer to the restart.
-                        remote_set = false;
+                        remote_candidates.on_new_generation();
                         if let Err(e) = send_offer(&connection, shared, &address, true).await {
                             tracing::warn!(%viewer, "ICE restart not sent: {e}");
                         }
@@ -1639,8 +1596,7 @@ async fn viewer_loop(
                 if changed.is_err() { continue; }
                 let update = cursor.borrow_and_update().clone();
                 if let Some(update) = update {
-                    let image = if last_cursor_serial != Some(update.serial) { update.image.as_deref().cloned() } else { None };
-                    if image.is_some() { last_cursor_serial = Some(update.serial); }
+                    let image = cursor_image.image_for(&update);
                     send_control(&channel, &HostMessage::Cursor { x: update.x, y: update.y, visible: update.visible, image }).await;
                 }
                 continue;
@@ -1680,12 +1636,7 @@ async fn viewer_loop(
                         tracing::debug!(%viewer, "restart answer not applied: {e}");
                         continue;
                     }
-                    remote_set = true;
-                    for candidate in pending_candidates.drain(..) {
-                        if let Err(e) = connection.add_ice_candidate(candidate).await {
-                            tracing::debug!("remote candidate refused: {e}");
-                        }
-                    }
+                    add_candidates(&connection, remote_candidates.on_description_applied()).await;
                 }
                 SignalPayload::Answer { sdp } => {
                     // The one certificate the DTLS handshake will accept from the viewer: the verification code
@@ -1743,12 +1694,7 @@ async fn viewer_loop(
                         .set_remote_description(answer)
                         .await
                         .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
-                    remote_set = true;
-                    for candidate in pending_candidates.drain(..) {
-                        if let Err(e) = connection.add_ice_candidate(candidate).await {
-                            tracing::debug!("remote candidate refused: {e}");
-                        }
-                    }
+                    add_candidates(&connection, remote_candidates.on_description_applied()).await;
                 }
                 SignalPayload::Candidate {
                     candidate,
@@ -1756,13 +1702,7 @@ async fn viewer_loop(
                     sdp_mline_index,
                 } => {
                     let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
-                    if remote_set {
-                        if let Err(e) = connection.add_ice_candidate(init).await {
-                            tracing::debug!("remote candidate refused: {e}");
-                        }
-                    } else if pending_candidates.len() < 64 {
-                        pending_candidates.push(init);
-                    }
+                    add_candidates(&connection, remote_candidates.on_candidate(init)).await;
                 }
                 SignalPayload::AuthConfirm { spake, mac } if handshake.is_some() && auth_confirm.is_none() => {
                     match (base64_decode(&spake), base64_decode(&mac)) {
@@ -1949,12 +1889,7 @@ async fn viewer_loop(
                             );
                         }
                         tracing::info!(%viewer, code = ?e.code, "control message refused: {}", e.message);
-                        // Answer every refusal except floods, which get at most one answer per second.
-                        let now = Instant::now();
-                        if e.code != ControlErrorCode::RateLimited
-                            || now.duration_since(last_refusal_report) >= Duration::from_secs(1)
-                        {
-                            last_refusal_report = now;
+                        if gate.should_answer(&e, Instant::now()) {
                             send_control(
                                 &channel,
                                 &HostMessage::Error {
@@ -2087,23 +2022,30 @@ fn release_held_input(shared: &Shared) {
     }
 }
 
-/// Sleeps until `deadline`, or forever without one (a `select!` arm that never fires).
-async fn sleep_until_or_never(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
-    }
-}
+/// Frames a lagging viewer skips while it waits for its keyframe before the request is repeated (one second at 30
+/// fps: a request the encoder coalesced or lost is not waited for forever).
+const KEYFRAME_REREQUEST_AFTER: u32 = 30;
 
 async fn send_video(
     mut sender: Av1RtpSender,
     mut frames: broadcast::Receiver<OutFrame>,
     encoder: std::sync::mpsc::Sender<EncoderCommand>,
 ) {
+    let mut awaiting_keyframe = false;
+    let mut skipped = 0u32;
     loop {
         match frames.recv().await {
             Ok(frame) => {
-                if let Err(e) = sender.send(&frame.data, frame.encoded_at).await {
+                if awaiting_keyframe && !frame.keyframe {
+                    // It refers to frames this viewer never got: it could not be decoded.
+                    skipped += 1;
+                    if skipped % KEYFRAME_REREQUEST_AFTER == 0 {
+                        let _ = encoder.send(EncoderCommand::Keyframe);
+                    }
+                    continue;
+                }
+                awaiting_keyframe = false;
+                if let Err(e) = sender.send(&frame.data, frame.encoded_at, frame.captured).await {
                     tracing::debug!("video send failed: {e}");
                     if matches!(e, TransportError::Closed) {
                         break;
@@ -2112,8 +2054,10 @@ async fn send_video(
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // This viewer fell behind and lost frames: only a keyframe repairs its picture.
+                // Until it comes, the frames that follow are not sent: each refers to one the viewer lacks.
                 tracing::debug!(missed, "viewer lagging; requesting a keyframe");
                 let _ = encoder.send(EncoderCommand::Keyframe);
+                awaiting_keyframe = true;
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }

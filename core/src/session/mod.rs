@@ -24,10 +24,13 @@
 //! # Ok(()) }
 //! ```
 
+mod candidates;
+mod cursor;
 mod event_queue;
 mod frame_queue;
 mod host;
 mod reconnect;
+mod shared_bitrate;
 mod verification;
 mod viewer;
 
@@ -121,5 +124,13 @@ impl SessionError {
             ErrorCode::RateLimited => SessionError::RateLimited(message),
             code => SessionError::Server { code, message },
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one (a `select!` arm that never fires).
+pub(crate) async fn sleep_until_or_never(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }

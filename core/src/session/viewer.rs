@@ -1,6 +1,7 @@
 //! The watching side: joins by code, receives and decodes the host's screen, sends input, clipboard and chat.
 
-use super::{FrameQueue, SessionError};
+use super::candidates::{add_candidates, RemoteCandidates};
+use super::{sleep_until_or_never, FrameQueue, SessionError};
 use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, HostMessage};
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, DecoderConfig};
@@ -12,8 +13,10 @@ use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
     PROTOCOL_VERSION,
 };
+use crate::transport::capture_time::ABS_CAPTURE_TIME_URI;
 use crate::transport::peer::{new_peer, Peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
+use crate::transport::video_send::negotiated_extension_id;
 use crate::transport::{TransportConfig, TransportError};
 use crate::unattended::handshake::{technician_answer, Challenge, Expectation, Proof};
 use crate::unattended::DeviceId;
@@ -364,7 +367,7 @@ impl Viewer {
         };
         client.send(join).await?;
         // ICE candidates that come before the offer is applied, and the unattended handshake's first message.
-        let mut early_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+        let mut remote_candidates = RemoteCandidates::<RTCIceCandidateInit>::default();
         let mut challenge: Option<Challenge> = None;
         let closed = || SessionError::Signaling(crate::signaling::SignalingError::Closed);
         let deadline = Instant::now() + config.consent_timeout;
@@ -422,9 +425,11 @@ impl Viewer {
                         candidate,
                         sdp_mid,
                         sdp_mline_index,
-                    } if early_candidates.len() < 64 => early_candidates.push(
-                        crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index),
-                    ),
+                    } => {
+                        let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
+                        // No description yet: held (`None`).
+                        let _held = remote_candidates.on_candidate(init);
+                    }
                     _ => {}
                 },
                 ServerMessage::Error {
@@ -461,11 +466,7 @@ impl Viewer {
             .map_err(TransportError::webrtc)?;
         let own_fingerprint = sdp_fingerprint(&answer.sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
         let verification_code = verification_code(&host_fingerprint, &own_fingerprint, &config.code);
-        for candidate in early_candidates.drain(..) {
-            if let Err(e) = peer.connection.add_ice_candidate(candidate).await {
-                tracing::debug!("remote candidate refused: {e}");
-            }
-        }
+        add_candidates(&peer.connection, remote_candidates.on_description_applied()).await;
         let expectation = match (&config.unattended, challenge) {
             (Some(login), Some(challenge)) => {
                 let login = login.clone();
@@ -730,7 +731,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     let mut video_started = false;
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = (Instant::now(), 0u64, 0u64);
-    let mut pending_candidates: Vec<RTCIceCandidateInit> = Vec::new();
+    let mut remote_candidates = RemoteCandidates::<RTCIceCandidateInit>::applied();
     let mut signaling_open = true;
     // While the signaling connection is down: when to try again (1 s, doubling to 30 s).
     let mut reconnect_at: Option<Instant> = None;
@@ -753,6 +754,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     }
                     match answer_restart(&connection, sdp).await {
                         Ok(answer) => {
+                            add_candidates(&connection, remote_candidates.on_description_applied()).await;
                             let payload = SignalPayload::Answer { sdp: answer };
                             let _ = task.signaling.send(ClientMessage::Signal { v: PROTOCOL_VERSION, to: task.host.clone(), payload }).await;
                         }
@@ -761,9 +763,12 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                 }
                 Some(ServerMessage::Signal { from, payload: SignalPayload::Candidate { candidate, sdp_mid, sdp_mline_index }, .. }) if from == task.host => {
                     let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
-                    if let Err(e) = connection.add_ice_candidate(init.clone()).await {
-                        tracing::debug!("remote candidate refused: {e}");
-                        if pending_candidates.len() < 64 { pending_candidates.push(init); }
+                    if let Some(init) = remote_candidates.on_candidate(init) {
+                        if let Err(e) = connection.add_ice_candidate(init.clone()).await {
+                            // Ahead of its restart's offer: added once that is applied.
+                            tracing::debug!("remote candidate refused: {e}");
+                            remote_candidates.on_refused(init);
+                        }
                     }
                 }
                 Some(ServerMessage::PeerLeft { peer, reason, .. }) if peer == task.host => {
@@ -861,7 +866,8 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                 }
                 Some(PeerEvent::Track(track)) => {
                     video_started = true;
-                    rtp_loop::spawn(track, task.frames.clone(), task.counters.video.clone(), task.decoder.clone());
+                    let capture_time_id = negotiated_receive_extension(&task.peer.connection, ABS_CAPTURE_TIME_URI).await;
+                    rtp_loop::spawn(track, task.frames.clone(), task.counters.video.clone(), task.decoder.clone(), capture_time_id);
                 }
             },
             Some(event) = channel_events.recv() => match event {
@@ -919,9 +925,6 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                     stats.fps = (frames - last.2) as f64 / seconds;
                 }
                 last = (now, bytes, frames);
-                for init in pending_candidates.drain(..) {
-                    let _ = connection.add_ice_candidate(init).await;
-                }
             }
         }
     }
@@ -1049,10 +1052,14 @@ async fn answer_restart(connection: &Arc<dyn PeerConnection>, sdp: String) -> Re
     Ok(answer.sdp)
 }
 
-/// Sleeps until `deadline`, or forever without one (a `select!` arm that never fires).
-async fn sleep_until_or_never(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
+/// The ID negotiated for the receive-side header extension `uri` on the video receiver, if it was.
+async fn negotiated_receive_extension(connection: &Arc<dyn PeerConnection>, uri: &str) -> Option<u8> {
+    for receiver in connection.get_receivers().await {
+        if let Ok(parameters) = receiver.get_parameters().await {
+            if let Some(id) = negotiated_extension_id(&parameters.rtp_parameters.header_extensions, uri) {
+                return Some(id);
+            }
+        }
     }
+    None
 }

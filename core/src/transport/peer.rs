@@ -149,6 +149,15 @@ fn media_engine() -> Result<MediaEngine, TransportError> {
             None,
         )
         .map_err(TransportError::webrtc)?;
+    engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: super::capture_time::ABS_CAPTURE_TIME_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )
+        .map_err(TransportError::webrtc)?;
     Ok(engine)
 }
 

@@ -3,10 +3,13 @@
 //! The crate's AV1 payloader gets the whole temporal unit (it drops temporal delimiters and size fields and sets
 //! Z/Y/W/N). Every packet of a frame carries one timestamp from one monotonic 90 kHz clock, stamped when the frame
 //! left the encoder; the marker is on the last packet; the playout-delay extension (min = max = 0) is set on
-//! every packet with the ID negotiated for this connection, read from the sender's parameters (webrtc-rs 0.21.1's
-//! `write_rtp_with_extensions` uses the IDs known at `add_track` time instead).
+//! every packet and the frame's capture time ([`super::capture_time`]) on the first, each with the ID negotiated
+//! for this connection, read from the sender's parameters (webrtc-rs 0.21.1's `write_rtp_with_extensions` uses
+//! the IDs known at `add_track` time instead).
 
+use super::capture_time::{self, ABS_CAPTURE_TIME_URI};
 use super::peer::{av1_codec, PLAYOUT_DELAY_URI};
+use rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionParameters;
 use super::TransportError;
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
@@ -16,7 +19,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
 };
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::rtp_transceiver::RtpSender;
@@ -58,6 +61,7 @@ pub struct Av1RtpSender {
     ssrc: u32,
     payload_type: u8,
     playout_delay_id: Option<u8>,
+    capture_time_id: Option<u8>,
     sequence: u16,
     payloader: Av1Payloader,
     clock_origin: Instant,
@@ -93,19 +97,16 @@ impl Av1RtpSender {
             .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case("video/AV1"))
             .map(|c| c.payload_type)
             .ok_or(TransportError::NoCodec)?;
-        let playout_delay_id = parameters
-            .rtp_parameters
-            .header_extensions
-            .iter()
-            .find(|e| e.uri == PLAYOUT_DELAY_URI)
-            .and_then(|e| u8::try_from(e.id).ok())
-            .filter(|id| (1..=14).contains(id));
-        tracing::debug!(payload_type, ?playout_delay_id, "AV1 sender negotiated");
+        let extensions = &parameters.rtp_parameters.header_extensions;
+        let playout_delay_id = negotiated_extension_id(extensions, PLAYOUT_DELAY_URI);
+        let capture_time_id = negotiated_extension_id(extensions, ABS_CAPTURE_TIME_URI);
+        tracing::debug!(payload_type, ?playout_delay_id, ?capture_time_id, "AV1 sender negotiated");
         Ok(Av1RtpSender {
             track,
             ssrc,
             payload_type,
             playout_delay_id,
+            capture_time_id,
             sequence: random_u32() as u16,
             payloader: Av1Payloader::default(),
             clock_origin: Instant::now(),
@@ -126,8 +127,19 @@ impl Av1RtpSender {
         self.playout_delay_id.is_some()
     }
 
-    /// Sends one temporal unit that left the encoder at `encoded_at`. Returns the number of packets.
-    pub async fn send(&mut self, temporal_unit: &Bytes, encoded_at: Instant) -> Result<usize, TransportError> {
+    /// Whether the capture-time extension was negotiated.
+    pub fn has_capture_time(&self) -> bool {
+        self.capture_time_id.is_some()
+    }
+
+    /// Sends one temporal unit that left the encoder at `encoded_at`, of a picture captured at `captured` (on the
+    /// source's clock). Returns the number of packets.
+    pub async fn send(
+        &mut self,
+        temporal_unit: &Bytes,
+        encoded_at: Instant,
+        captured: Duration,
+    ) -> Result<usize, TransportError> {
         let elapsed = encoded_at.saturating_duration_since(self.clock_origin);
         let mut timestamp = self
             .timestamp_offset
@@ -160,6 +172,11 @@ impl Av1RtpSender {
                     .set_extension(id, Bytes::from_static(&[0, 0, 0]))
                     .map_err(TransportError::webrtc)?;
             }
+            if let (0, Some(id)) = (i, self.capture_time_id) {
+                header
+                    .set_extension(id, Bytes::copy_from_slice(&capture_time::encode(captured)))
+                    .map_err(TransportError::webrtc)?;
+            }
             self.sequence = self.sequence.wrapping_add(1);
             self.bytes_sent += payload.len() as u64;
             let packet = rtc::rtp::Packet { header, payload };
@@ -171,4 +188,13 @@ impl Av1RtpSender {
         self.packets_sent += count as u64;
         Ok(count)
     }
+}
+
+/// The one-byte-header ID (1–14) negotiated for the extension `uri`, if it was.
+pub(crate) fn negotiated_extension_id(extensions: &[RTCRtpHeaderExtensionParameters], uri: &str) -> Option<u8> {
+    extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+        .filter(|id| (1..=14).contains(id))
 }

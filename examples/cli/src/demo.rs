@@ -1,21 +1,24 @@
-//! `peerdesk demo`: the whole product on one machine. A signaling server in-process, a host in a child process
-//! (`peerdesk share`: the X11 screen when a display is there, else the synthetic desktop), and a viewer here,
-//! over loopback WebRTC. Reports join time, glass-to-glass latency from the frame stamps, fps, bitrate, CPU and
+//! `peerdesk demo`: the whole product on one machine, in one process, through the library's public API: a
+//! signaling server, a host (the X11 screen when a display is there, else the synthetic desktop) on a runtime of
+//! its own, and a viewer, over loopback WebRTC. Reports join time, glass-to-glass latency from the frame stamps, fps, bitrate, CPU and
 //! memory for a moving and then a still screen, and saves the last frame.
 
 use crate::pipeline_demo::cpu_time;
 use crate::report::{parse_size, percentile};
+use crate::share::Freezable;
 use crate::view::save_png;
 use anyhow::{bail, Context as _};
 use peerdesk::capture::stamp;
+use peerdesk::capture::{open_screen, OpenedScreen, ScreenChoice};
+use peerdesk::control::Permissions;
 use peerdesk::encode::Backend;
-use peerdesk::session::{Viewer, ViewerConfig};
+use peerdesk::session::{Consent, Host, HostConfig, HostEvent, Viewer, ViewerConfig};
 use peerdesk::transport::TransportConfig;
 use peerdesk_signaling_server::{HubConfig, Server};
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Options of `peerdesk demo`.
 #[derive(clap::Args, Debug)]
@@ -53,24 +56,49 @@ fn clock_ticks() -> f64 {
     }
 }
 
-/// CPU seconds used by process `pid` (user + system).
-fn process_cpu(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+/// Thread-name prefixes of the host's side of this process: its runtime's threads ([`HOST_THREADS`]), the
+/// library's encode and input threads, and libaom's workers (which name themselves "aom enc worker"; rav1e's
+/// inherit the name of the host thread that made them).
+const HOST_THREAD_PREFIXES: [&str; 4] = [HOST_THREADS, "peerdesk-encode", "peerdesk-input", "aom "];
+
+/// The name of the host runtime's threads.
+const HOST_THREADS: &str = "demo-host";
+
+/// CPU seconds (user + system) of this process's live threads whose name starts with one of `prefixes`, read from
+/// `/proc/self/task/*/stat`.
+fn threads_cpu(prefixes: &[&str]) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (utime + stime) / clock_ticks()
+    let mut ticks = 0.0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ...": the name may hold spaces and parentheses, so it ends at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !prefixes.iter().any(|p| stat[open + 1..close].starts_with(p)) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        ticks += utime + stime;
+    }
+    ticks / clock_ticks()
 }
 
-/// Peak resident memory of process `pid` in MB.
-fn peak_rss_mb(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// CPU seconds of the host's threads and of the rest of this process (viewer and signaling server).
+fn cpu_split() -> (f64, f64) {
+    let host = threads_cpu(&HOST_THREAD_PREFIXES);
+    (host, (cpu_time().as_secs_f64() - host).max(0.0))
+}
+
+/// Peak resident memory of this process in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
@@ -83,10 +111,93 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(args))
+    // The host gets a runtime of its own, so that its CPU time can be told from the viewer's by thread name.
+    let host_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(HOST_THREADS)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args, host_runtime.handle().clone()))
 }
 
-async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
+/// What the host task reports back to the demo.
+struct HostHandle {
+    code: String,
+    description: String,
+    /// The host's verification code of the first viewer.
+    verification: tokio::sync::oneshot::Receiver<String>,
+    /// Freezes the shared picture while set.
+    frozen: Arc<AtomicBool>,
+    /// Ends the session; the task then finishes.
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the host through the library on `runtime`, sharing the X11 screen when a display is there (else the
+/// synthetic desktop), and admits every viewer with control, as a customer who clicked "allow" would.
+async fn start_host(args: &DemoArgs, url: &str, runtime: &tokio::runtime::Handle) -> anyhow::Result<HostHandle> {
+    let (width, height) = args.size;
+    let fps = args.fps;
+    let choice = if args.synthetic {
+        ScreenChoice::Synthetic { width, height, fps }
+    } else {
+        ScreenChoice::X11OrSynthetic { width, height, fps }
+    };
+    let OpenedScreen {
+        source,
+        input,
+        description,
+    } = open_screen(choice)?;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let source = Box::new(Freezable::new(source, frozen.clone()));
+    let config = HostConfig::new(url)
+        .name("demo host")
+        .transport(TransportConfig::loopback())
+        .backend(args.backend)
+        .fps(fps);
+    let mut host = runtime
+        .spawn(Host::start(config, source, input))
+        .await?
+        .context("starting the host")?;
+    let code = host.code().to_string();
+    let (width, height) = host.screen_size();
+    let description = format!("{description} ({width}x{height})");
+    let (verification_tx, verification) = tokio::sync::oneshot::channel();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = runtime.spawn(async move {
+        let mut verification_tx = Some(verification_tx);
+        loop {
+            tokio::select! {
+                event = host.next_event() => match event {
+                    Some(HostEvent::JoinRequest(request)) => request.answer(Consent::Allow(Permissions::CONTROL)),
+                    Some(HostEvent::VerificationCode { code, .. }) => {
+                        if let Some(tx) = verification_tx.take() {
+                            let _ = tx.send(code);
+                        }
+                    }
+                    Some(HostEvent::Ended { reason }) => {
+                        tracing::warn!("the host's session ended: {reason}");
+                        return;
+                    }
+                    None => return,
+                    Some(_) => {}
+                },
+                _ = &mut stopped => break,
+            }
+        }
+        host.end("the demo is over").await;
+    });
+    Ok(HostHandle {
+        code,
+        description,
+        verification,
+        frozen,
+        stop,
+        task,
+    })
+}
+
+async fn run_async(args: DemoArgs, host_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/ws", listener.local_addr()?);
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -94,70 +205,16 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
         let _ = server_stopped.await;
     }));
 
-    let (w, h) = args.size;
-    let mut command = tokio::process::Command::new(std::env::current_exe()?);
-    command
-        .args([
-            "share",
-            "--server",
-            &url,
-            "--auto-accept",
-            "control",
-            "--loopback",
-            "--name",
-            "demo host",
-        ])
-        .args([
-            "--fps",
-            &args.fps.to_string(),
-            "--size",
-            &format!("{w}x{h}"),
-            "--backend",
-            &args.backend.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    if args.synthetic {
-        command.arg("--synthetic");
-    }
-    let mut host = command.spawn().context("starting the host process")?;
-    let host_pid = host.id().context("host pid")?;
-    let mut host_in = host.stdin.take().context("host stdin")?;
-    let mut host_out = tokio::io::BufReader::new(host.stdout.take().context("host stdout")?).lines();
-    let mut code = None;
-    let mut sharing = String::new();
-    while code.is_none() || sharing.is_empty() {
-        let line = tokio::time::timeout(Duration::from_secs(30), host_out.next_line())
-            .await
-            .context("the host did not start")??
-            .context("the host exited")?;
-        if let Some(c) = line.strip_prefix("code: ") {
-            code = Some(c.trim().to_string());
-        } else if line.starts_with("sharing ") {
-            sharing = line;
-        }
-    }
-    // The host prints each viewer's verification code; the demo compares it with the viewer's.
-    let (host_code_tx, host_code_rx) = tokio::sync::oneshot::channel::<String>();
-    tokio::spawn(async move {
-        let mut host_code_tx = Some(host_code_tx);
-        while let Ok(Some(line)) = host_out.next_line().await {
-            if let Some((_, code)) = line.split_once("verification code for viewer ") {
-                let code = code.split_once(": ").map(|(_, c)| c.trim().to_string());
-                if let (Some(tx), Some(code)) = (host_code_tx.take(), code) {
-                    let _ = tx.send(code);
-                }
-            }
-        }
-    });
-    let code = code.expect("loop ends with a code");
+    let host = start_host(&args, &url, &host_runtime).await?;
+    let code = host.code.clone();
+    println!(
+        "peerdesk demo: signaling server, host and viewer in this process; sharing {}",
+        host.description
+    );
     // The host tells its user to pass the code on; here the viewer below is the technician it is passed to.
-    let sharing = sharing.split(';').next().unwrap_or(&sharing);
-    println!("peerdesk demo: signaling server in-process, host process {host_pid} {sharing}");
     println!("  session code {code}: the viewer below joins with it, as a technician would");
     println!(
-        "  encoder {} at {} fps; viewer in this process; loopback WebRTC",
+        "  encoder {} at {} fps; loopback WebRTC; the host admits the viewer with control",
         args.backend, args.fps
     );
 
@@ -171,7 +228,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
         bail!("the session ended before the first frame")
     };
     let join_to_first_frame = join_started.elapsed();
-    let host_code = tokio::time::timeout(Duration::from_secs(5), host_code_rx)
+    let host_code = tokio::time::timeout(Duration::from_secs(5), host.verification)
         .await
         .ok()
         .and_then(Result::ok);
@@ -187,12 +244,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     // Moving screen.
-    let (host_cpu0, self_cpu0, bytes0, frames0) = (
-        process_cpu(host_pid),
-        cpu_time(),
-        viewer.stats().bytes,
-        viewer.stats().frames,
-    );
+    let ((host_cpu0, viewer_cpu0), bytes0, frames0) = (cpu_split(), viewer.stats().bytes, viewer.stats().frames);
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut stamped = 0u32;
@@ -217,20 +269,20 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     let stats = viewer.stats();
     let fps = (stats.frames - frames0) as f64 / moving;
     let kbps = (stats.bytes - bytes0) as f64 * 8.0 / moving / 1000.0;
-    let host_cpu = (process_cpu(host_pid) - host_cpu0) / moving * 100.0;
-    let viewer_cpu = (cpu_time() - self_cpu0).as_secs_f64() / moving * 100.0;
+    let (host_cpu1, viewer_cpu1) = cpu_split();
+    let host_cpu = (host_cpu1 - host_cpu0) / moving * 100.0;
+    let viewer_cpu = (viewer_cpu1 - viewer_cpu0) / moving * 100.0;
     let rtt = stats.rtt_ms;
 
     // Still screen: freeze the host's picture, let the encoder settle, then measure.
-    host_in.write_all(b"still\n").await?;
-    host_in.flush().await?;
+    host.frozen.store(true, Ordering::Relaxed);
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(2) {
         if let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(200), viewer.next_frame()).await {
             last_frame = frame;
         }
     }
-    let (host_cpu1, bytes1) = (process_cpu(host_pid), viewer.stats().bytes);
+    let (host_cpu2, bytes1) = (cpu_split().0, viewer.stats().bytes);
     let still_started = Instant::now();
     while still_started.elapsed().as_secs_f64() < args.still_seconds {
         if let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(200), viewer.next_frame()).await {
@@ -239,9 +291,8 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     }
     let still = still_started.elapsed().as_secs_f64();
     let still_kbps = (viewer.stats().bytes - bytes1) as f64 * 8.0 / still / 1000.0;
-    let still_host_cpu = (process_cpu(host_pid) - host_cpu1) / still * 100.0;
-    let host_rss = peak_rss_mb(&host_pid.to_string());
-    let viewer_rss = peak_rss_mb("self");
+    let still_host_cpu = (cpu_split().0 - host_cpu2) / still * 100.0;
+    let rss = peak_rss_mb();
 
     latencies.sort_by(f64::total_cmp);
     println!(
@@ -266,7 +317,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  CPU while moving        host {host_cpu:.0} %, viewer {viewer_cpu:.0} % of one core");
     println!("  still screen            {still_kbps:.1} kbit/s, host CPU {still_host_cpu:.1} % of one core");
-    println!("  peak memory             host {host_rss:.0} MB, viewer {viewer_rss:.0} MB resident");
+    println!("  peak memory             {rss:.0} MB resident (host, viewer and server together)");
     let end_stats = viewer.stats();
     println!("  frames dropped (viewer) {}", end_stats.frames_dropped);
     println!(
@@ -277,8 +328,8 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<()> {
     println!("  last frame              {}", args.output.display());
 
     viewer.leave().await;
-    let _ = host_in.write_all(b"quit\n").await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), host.wait()).await;
+    let _ = host.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), host.task).await;
     let _ = stop_server.send(());
     Ok(())
 }

@@ -90,10 +90,17 @@ pub struct ShareArgs {
     pub access_policy: Option<std::path::PathBuf>,
 }
 
-/// A source that can be frozen from outside: while frozen it reports no change.
-struct Freezable {
+/// A source that can be frozen from outside: while frozen it reports no change (the still-screen measurements).
+pub struct Freezable {
     inner: Box<dyn ScreenSource>,
     frozen: Arc<AtomicBool>,
+}
+
+impl Freezable {
+    /// Wraps `inner`; the picture is frozen while `frozen` is set.
+    pub fn new(inner: Box<dyn ScreenSource>, frozen: Arc<AtomicBool>) -> Self {
+        Self { inner, frozen }
+    }
 }
 
 impl ScreenSource for Freezable {
@@ -167,10 +174,7 @@ pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
         description: source_name,
     } = open_screen(choice)?;
     let frozen = Arc::new(AtomicBool::new(false));
-    let source = Box::new(Freezable {
-        inner: source,
-        frozen: frozen.clone(),
-    });
+    let source = Box::new(Freezable::new(source, frozen.clone()));
     let mut transport = if args.loopback {
         TransportConfig::loopback()
     } else {

@@ -118,6 +118,9 @@ class Frame:
         self._views_given = False
         self.width: int = inner.width()
         self.height: int = inner.height()
+        #: When the host captured this picture, in microseconds on the host's source clock: since the UNIX epoch
+        #: for a shared screen, the ``timestamp_us`` the host app pushed it with for pushed frames.
+        self.capture_timestamp_us: int = inner.capture_timestamp_us()
 
     def plane(self, index: int) -> memoryview:
         """Plane ``index`` (0 = Y, 1 = U, 2 = V) without copying; rows are ``stride(index)`` bytes apart.

@@ -56,7 +56,12 @@ class SessionTest {
         val numbers = session.frames().take(15).map { frame ->
             frame.use {
                 assertEquals(it.height().toInt() * it.stride(0u).toInt(), it.plane(0).remaining())
-                assertNotNull(it.stamp(), "frame stamp must survive encode and decode").frameNumber
+                val stamp = assertNotNull(it.stamp(), "frame stamp must survive encode and decode")
+                // The frame carries the host's capture time (the stamp holds the same clock in milliseconds).
+                val carried = (it.captureTimestampUs() / 1000uL).toUInt()
+                assertTrue(maxOf(carried, stamp.captureMillis) - minOf(carried, stamp.captureMillis) <= 1u,
+                    "capture time $carried ms, stamped ${stamp.captureMillis} ms")
+                stamp.frameNumber
             }
         }.toList()
         assertEquals(15, numbers.size)
