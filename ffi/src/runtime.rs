@@ -43,6 +43,37 @@ pub(crate) fn call_listener<T>(call: impl FnOnce() -> Result<T, crate::errors::C
     Some(())
 }
 
+/// A value that holds foreign objects (a listener, or a closure over one). Dropping the last reference to a
+/// foreign object calls into foreign code too (its `free`), so it gets the same guard as a call: after
+/// [`detach_listeners`] the value is leaked instead (the process is exiting), and a drop under way is waited for.
+pub(crate) struct Foreign<T>(std::mem::ManuallyDrop<T>);
+
+impl<T> Foreign<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Foreign(std::mem::ManuallyDrop::new(value))
+    }
+}
+
+impl<T> std::ops::Deref for Foreign<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Drop for Foreign<T> {
+    fn drop(&mut self) {
+        CALLS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        if !LISTENERS_DETACHED.load(Ordering::SeqCst) {
+            // SAFETY: dropped once, here; `self.0` is not used again.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+                std::mem::ManuallyDrop::drop(&mut self.0)
+            }));
+        }
+        CALLS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
@@ -82,12 +113,13 @@ where
     E: Send + 'static,
     F: Fn(E) -> Result<(), crate::errors::CallbackError> + Send + 'static,
 {
+    let call = Foreign::new(call);
     let _ = std::thread::Builder::new().name(name.to_string()).spawn(move || {
         while !events.is_closed() {
             let Some(event) = events.recv_blocking(std::time::Duration::from_secs(1)) else {
                 continue;
             };
-            if call_listener(|| call(event)).is_none() {
+            if call_listener(|| (*call)(event)).is_none() {
                 break;
             }
         }

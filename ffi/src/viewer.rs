@@ -4,7 +4,7 @@
 use crate::errors::{CallbackError, SessionError};
 use crate::events::ViewerEvent;
 use crate::frame::VideoFrame;
-use crate::runtime::{call_listener, dispatch_thread, run};
+use crate::runtime::{call_listener, dispatch_thread, run, Foreign};
 use crate::types::{transport, InputEvent, Permissions, ViewerOptions, ViewerStats};
 use peerdesk::decode::DecodedFrame;
 use peerdesk::session::{self as core, FrameQueue};
@@ -148,6 +148,7 @@ impl Viewer {
             });
         }
         let frames = self.frames.clone();
+        let listener = Foreign::new(listener);
         std::thread::Builder::new()
             .name("peerdesk-frames".into())
             .spawn(move || loop {

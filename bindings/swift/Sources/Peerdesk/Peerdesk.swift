@@ -1751,6 +1751,14 @@ public func FfiConverterTypeJoinRequest_lower(_ value: JoinRequest) -> UInt64 {
 public protocol VideoFrameProtocol: AnyObject, Sendable {
     
     /**
+     * When the host captured this picture, in microseconds on the host's source clock: since the UNIX epoch for
+     * the X11 screen and the synthetic desktop, the app's own `timestamp_us` for pushed frames. (A host that does
+     * not send capture times, such as an older one, gives the time the frame arrived here instead.) Kept after
+     * `release()`.
+     */
+    func captureTimestampUs()  -> UInt64
+    
+    /**
      * Length in bytes of `plane` at `data_pointer`.
      */
     func dataLength(plane: UInt32)  -> UInt64
@@ -1851,6 +1859,21 @@ open class VideoFrame: VideoFrameProtocol, @unchecked Sendable {
 
     
 
+    
+    /**
+     * When the host captured this picture, in microseconds on the host's source clock: since the UNIX epoch for
+     * the X11 screen and the synthetic desktop, the app's own `timestamp_us` for pushed frames. (A host that does
+     * not send capture times, such as an older one, gives the time the frame arrived here instead.) Kept after
+     * `release()`.
+     */
+open func captureTimestampUs() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerdesk_ffi_fn_method_videoframe_capture_timestamp_us(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Length in bytes of `plane` at `data_pointer`.
@@ -2976,6 +2999,10 @@ public struct HostStats: Equatable, Hashable {
      */
     public var encodeTimeUs: UInt64
     /**
+     * Keyframes encoded (the first, and one per honoured keyframe request).
+     */
+    public var keyframesEncoded: UInt64
+    /**
      * Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
      */
     public var framesReplaced: UInt64
@@ -2999,6 +3026,9 @@ public struct HostStats: Equatable, Hashable {
          * Mean encode time of the last frames, microseconds.
          */encodeTimeUs: UInt64, 
         /**
+         * Keyframes encoded (the first, and one per honoured keyframe request).
+         */keyframesEncoded: UInt64, 
+        /**
          * Pushed frames replaced before they were encoded (app pushing faster than the capture rate).
          */framesReplaced: UInt64) {
         self.viewers = viewers
@@ -3006,6 +3036,7 @@ public struct HostStats: Equatable, Hashable {
         self.bytesEncoded = bytesEncoded
         self.targetBitrateBps = targetBitrateBps
         self.encodeTimeUs = encodeTimeUs
+        self.keyframesEncoded = keyframesEncoded
         self.framesReplaced = framesReplaced
     }
 
@@ -3030,6 +3061,7 @@ public struct FfiConverterTypeHostStats: FfiConverterRustBuffer {
                 bytesEncoded: FfiConverterUInt64.read(from: &buf), 
                 targetBitrateBps: FfiConverterUInt64.read(from: &buf), 
                 encodeTimeUs: FfiConverterUInt64.read(from: &buf), 
+                keyframesEncoded: FfiConverterUInt64.read(from: &buf), 
                 framesReplaced: FfiConverterUInt64.read(from: &buf)
         )
     }
@@ -3040,6 +3072,7 @@ public struct FfiConverterTypeHostStats: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.bytesEncoded, into: &buf)
         FfiConverterUInt64.write(value.targetBitrateBps, into: &buf)
         FfiConverterUInt64.write(value.encodeTimeUs, into: &buf)
+        FfiConverterUInt64.write(value.keyframesEncoded, into: &buf)
         FfiConverterUInt64.write(value.framesReplaced, into: &buf)
     }
 }
@@ -5235,6 +5268,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_func_detach_listeners() != 43742) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerdesk_ffi_checksum_method_videoframe_capture_timestamp_us() != 26591) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerdesk_ffi_checksum_method_videoframe_data_length() != 33617) {

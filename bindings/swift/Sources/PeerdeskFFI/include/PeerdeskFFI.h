@@ -301,6 +301,11 @@ uint64_t uniffi_peerdesk_ffi_fn_clone_videoframe(uint64_t handle, RustCallStatus
 void uniffi_peerdesk_ffi_fn_free_videoframe(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIDEOFRAME_CAPTURE_TIMESTAMP_US
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIDEOFRAME_CAPTURE_TIMESTAMP_US
+uint64_t uniffi_peerdesk_ffi_fn_method_videoframe_capture_timestamp_us(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIDEOFRAME_DATA_LENGTH
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_FN_METHOD_VIDEOFRAME_DATA_LENGTH
 uint64_t uniffi_peerdesk_ffi_fn_method_videoframe_data_length(uint64_t ptr, uint32_t plane, RustCallStatus *_Nonnull out_status
@@ -934,6 +939,12 @@ uint16_t uniffi_peerdesk_ffi_checksum_func_device_id_of_key(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_DETACH_LISTENERS
 #define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_FUNC_DETACH_LISTENERS
 uint16_t uniffi_peerdesk_ffi_checksum_func_detach_listeners(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIDEOFRAME_CAPTURE_TIMESTAMP_US
+#define UNIFFI_FFIDEF_UNIFFI_PEERDESK_FFI_CHECKSUM_METHOD_VIDEOFRAME_CAPTURE_TIMESTAMP_US
+uint16_t uniffi_peerdesk_ffi_checksum_method_videoframe_capture_timestamp_us(void
     
 );
 #endif
