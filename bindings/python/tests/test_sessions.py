@@ -200,7 +200,7 @@ def test_typed_events_and_async_streams_end_to_end(server):
 
 
 def test_any_buffer_is_pushed_without_a_copy_in_python(server):
-    """bytearray, memoryview and numpy frames go in through the buffer protocol; a strided view is refused."""
+    """bytes, bytearray, memoryview and numpy frames go in through the buffer protocol; a strided view is refused."""
     import numpy as np
 
     width, height = 320, 240
@@ -211,7 +211,7 @@ def test_any_buffer_is_pushed_without_a_copy_in_python(server):
     async def scenario():
         host = await peerdesk.share(server, ScreenSource.PUSHED(width=width, height=height),
                                     consent=lambda request: peerdesk.VIEW_ONLY, loopback=True)
-        for data in (picture, bytearray(picture.tobytes()), memoryview(picture.tobytes())):
+        for data in (picture, picture.tobytes(), bytearray(picture.tobytes()), memoryview(picture.tobytes())):
             host.push_frame(data, width, height, width * 4)
         viewer = await peerdesk.join(server, host.code, "pytest", loopback=True)
         host.push_frame(picture, width, height, width * 4, timestamp_us=1)

@@ -452,12 +452,10 @@ class HostSession:
     def push_frame(self, data: Union[bytes, bytearray, memoryview, object], width: int, height: int, stride: int,
                    rgba: bool = False, timestamp_us: int = 0) -> None:
         """Hands in a BGRA (or RGBA) frame, ``stride`` bytes a row, from ``bytes`` or any C-contiguous object
-        with the buffer protocol (``bytearray``, ``memoryview``, a numpy array, ``mmap``), without copying it in
-        Python: peerdesk reads it during the call. Raises ``FrameError.BadBuffer`` / ``InvalidSize``."""
+        with the buffer protocol (``bytearray``, ``memoryview``, a numpy array, ``mmap``), without copying it:
+        peerdesk reads it in place during the call (``bytes`` too; it used to be copied into the call first).
+        Raises ``FrameError.BadBuffer`` / ``InvalidSize``."""
         pixel_format = PushFormat.RGBA if rgba else PushFormat.BGRA
-        if isinstance(data, bytes):
-            self.host.push_frame(data, width, height, stride, pixel_format, timestamp_us)
-            return
         view = _PyBuffer()
         try:
             ctypes.pythonapi.PyObject_GetBuffer(data, ctypes.byref(view), _PyBUF_C_CONTIGUOUS)
