@@ -3,6 +3,7 @@
 
 use super::candidates::{add_candidates, RemoteCandidates};
 use super::cursor::{next_update, CursorUpdate, ImageSent};
+use super::lag::{FrameAction, LagRecovery};
 use super::shared_bitrate::SharedBitrate;
 use super::sleep_until_or_never;
 use super::SessionError;
@@ -2022,29 +2023,21 @@ fn release_held_input(shared: &Shared) {
     }
 }
 
-/// Frames a lagging viewer skips while it waits for its keyframe before the request is repeated (one second at 30
-/// fps: a request the encoder coalesced or lost is not waited for forever).
-const KEYFRAME_REREQUEST_AFTER: u32 = 30;
-
 async fn send_video(
     mut sender: Av1RtpSender,
     mut frames: broadcast::Receiver<OutFrame>,
     encoder: std::sync::mpsc::Sender<EncoderCommand>,
 ) {
-    let mut awaiting_keyframe = false;
-    let mut skipped = 0u32;
+    let mut lag = LagRecovery::default();
     loop {
         match frames.recv().await {
             Ok(frame) => {
-                if awaiting_keyframe && !frame.keyframe {
-                    // It refers to frames this viewer never got: it could not be decoded.
-                    skipped += 1;
-                    if skipped % KEYFRAME_REREQUEST_AFTER == 0 {
+                if let FrameAction::Skip { request_keyframe } = lag.on_frame(frame.keyframe) {
+                    if request_keyframe {
                         let _ = encoder.send(EncoderCommand::Keyframe);
                     }
                     continue;
                 }
-                awaiting_keyframe = false;
                 if let Err(e) = sender.send(&frame.data, frame.encoded_at, frame.captured).await {
                     tracing::debug!("video send failed: {e}");
                     if matches!(e, TransportError::Closed) {
@@ -2053,11 +2046,10 @@ async fn send_video(
                 }
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // This viewer fell behind and lost frames: only a keyframe repairs its picture.
-                // Until it comes, the frames that follow are not sent: each refers to one the viewer lacks.
+                // This viewer fell behind and lost frames: only a keyframe repairs its picture (see `lag`).
                 tracing::debug!(missed, "viewer lagging; requesting a keyframe");
+                lag.on_frames_lost();
                 let _ = encoder.send(EncoderCommand::Keyframe);
-                awaiting_keyframe = true;
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }

@@ -29,6 +29,7 @@ mod cursor;
 mod event_queue;
 mod frame_queue;
 mod host;
+mod lag;
 mod reconnect;
 mod shared_bitrate;
 mod verification;
