@@ -4,12 +4,12 @@
 //! memory for a moving and then a still screen, and saves the last frame.
 
 use crate::pipeline_demo::cpu_time;
-use crate::report::{parse_size, percentile};
+use crate::report::{parse_size, percentile, screen_choice};
 use crate::share::Freezable;
 use crate::view::save_png;
 use anyhow::{bail, Context as _};
 use peerdesk::capture::stamp;
-use peerdesk::capture::{open_screen, OpenedScreen, ScreenChoice};
+use peerdesk::capture::{open_screen, OpenedScreen};
 use peerdesk::control::Permissions;
 use peerdesk::encode::Backend;
 use peerdesk::session::{Consent, Host, HostConfig, HostEvent, Viewer, ViewerConfig};
@@ -138,11 +138,7 @@ struct HostHandle {
 async fn start_host(args: &DemoArgs, url: &str, runtime: &tokio::runtime::Handle) -> anyhow::Result<HostHandle> {
     let (width, height) = args.size;
     let fps = args.fps;
-    let choice = if args.synthetic {
-        ScreenChoice::Synthetic { width, height, fps }
-    } else {
-        ScreenChoice::X11OrSynthetic { width, height, fps }
-    };
+    let choice = screen_choice(args.synthetic, (width, height), fps);
     let OpenedScreen {
         source,
         input,

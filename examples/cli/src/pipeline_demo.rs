@@ -1,8 +1,9 @@
 //! The media-pipeline demo: capture → convert → encode → decode in one process, paced in real time.
 
+use crate::report::screen_choice;
 use crate::report::{parse_size, percentile};
 use peerdesk::capture::stamp;
-use peerdesk::capture::{open_screen, OpenedScreen, ScreenChoice};
+use peerdesk::capture::{open_screen, OpenedScreen};
 use peerdesk::decode::{Decoder, DecoderConfig};
 use peerdesk::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use peerdesk::frame::Frame;
@@ -41,19 +42,7 @@ pub struct DemoArgs {
 /// Runs the demo and prints its report.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (width, height) = args.size;
-    let choice = if args.synthetic {
-        ScreenChoice::Synthetic {
-            width,
-            height,
-            fps: args.fps,
-        }
-    } else {
-        ScreenChoice::X11OrSynthetic {
-            width,
-            height,
-            fps: args.fps,
-        }
-    };
+    let choice = screen_choice(args.synthetic, (width, height), args.fps);
     let OpenedScreen {
         mut source,
         description: source_name,

@@ -18,6 +18,17 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The screen a command shares: the synthetic desktop when `synthetic` (`--synthetic`), else the X11 screen when a
+/// display is there, else the synthetic desktop.
+pub fn screen_choice(synthetic: bool, (width, height): (u32, u32), fps: u32) -> peerdesk::capture::ScreenChoice {
+    use peerdesk::capture::ScreenChoice;
+    if synthetic {
+        ScreenChoice::Synthetic { width, height, fps }
+    } else {
+        ScreenChoice::X11OrSynthetic { width, height, fps }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

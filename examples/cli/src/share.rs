@@ -2,10 +2,9 @@
 //! may watch or control.
 
 use crate::report::parse_size;
+use crate::report::screen_choice;
 use anyhow::Context as _;
-use peerdesk::capture::{
-    open_screen, CaptureError, Captured, CursorState, Monitor, OpenedScreen, ScreenChoice, ScreenSource,
-};
+use peerdesk::capture::{open_screen, CaptureError, Captured, CursorState, Monitor, OpenedScreen, ScreenSource};
 use peerdesk::control::Permissions;
 use peerdesk::encode::Backend;
 use peerdesk::session::{Consent, Host, HostConfig, HostEvent};
@@ -155,19 +154,7 @@ fn parse_consent(line: &str) -> Option<Consent> {
 /// Runs `peerdesk share`.
 pub async fn run(args: ShareArgs) -> anyhow::Result<()> {
     let (width, height) = args.size;
-    let choice = if args.synthetic {
-        ScreenChoice::Synthetic {
-            width,
-            height,
-            fps: args.fps,
-        }
-    } else {
-        ScreenChoice::X11OrSynthetic {
-            width,
-            height,
-            fps: args.fps,
-        }
-    };
+    let choice = screen_choice(args.synthetic, (width, height), args.fps);
     let OpenedScreen {
         source,
         input: sink,
