@@ -7,9 +7,12 @@
 # Before the receiver had its own NACK logic (webrtc-rs's NACK generator re-requested repaired packets for as
 # long as they stayed in its window), this measured a still screen at ~1,600 kbit/s and p95 144-291 ms; with
 # NACK repair it is ~1-30 kbit/s and p95 ~50-500 ms (2-core VM). The checks that tell the two apart are the
-# recovered packets and the still screen (checked: the old binary fails three checks); p95 and fps are only
-# "the session is alive" bounds, since a loaded machine (seen in CI right after the fresh-machine test) halves
-# the frame rate and multiplies the latency without anything being wrong with loss repair.
+# recovered packets and the still screen (checked: the old binary fails three checks). The p95 bound catches a
+# standing queue: until the pacer started with its headroom (`transport/peer.rs`, `pacer`), GCC held its start
+# estimate at 5 % loss, the pacer ran at exactly the encoder's rate, and the first keyframe's backlog stayed
+# queued: sessions ran 0.3-2.5 s behind at full frame rate (medians of three: 2245, 881, 660, 526 ms; after:
+# 52-57 ms idle, 68-293 ms with both cores busy). fps is only a "the session is alive" bound, since a loaded
+# machine halves the frame rate without anything being wrong with loss repair.
 #
 #   tests/system/lossy-link.sh [PEERDESK_BINARY]     # default: target/ci/peerdesk; needs root (ip netns, iptables)
 #
@@ -27,7 +30,7 @@ finish() { junit_end; exit "$failed"; }
 
 LOSS="${PEERDESK_TEST_LOSS:-0.05}"
 MAX_STILL_KBPS=100
-MAX_P95_MS=1000
+MAX_P95_MS=400
 MIN_FPS=10
 MAX_KEYFRAME_REQUESTS=8
 

@@ -1076,6 +1076,7 @@ async fn run_host(
     let mut bitrate = SharedBitrate::<ViewerId>::new(shared.max_bitrate);
     let set_bitrate = |target: Option<u32>| {
         if let Some(bps) = target {
+            tracing::debug!(bps, "encoder target bitrate");
             shared.counters.target_bitrate.store(u64::from(bps), Ordering::Relaxed);
             let _ = shared.encoder.send(EncoderCommand::Bitrate(bps));
         }
