@@ -67,6 +67,8 @@ impl EncodePipeline {
     /// A pipeline for pictures of `config`'s size (it follows size changes of the source).
     pub fn new(backend: Backend, config: EncoderConfig, controller: ControllerConfig) -> Result<Self, PipelineError> {
         config.validate()?;
+        let mut controller = EncodeController::new(controller);
+        controller.set_target_bitrate(config.bitrate_bps);
         Ok(EncodePipeline {
             backend,
             i420: Frame::new(PixelFormat::I420, config.width, config.height).map_err(EncodeError::from)?,
@@ -74,7 +76,7 @@ impl EncodePipeline {
             config,
             encoder: None,
             encoder_downscaled: false,
-            controller: EncodeController::new(controller),
+            controller,
             have_picture: false,
             frames_sent: 0,
             last_real_index: None,
@@ -110,6 +112,7 @@ impl EncodePipeline {
         }
         .validate()?;
         self.config.bitrate_bps = bps;
+        self.controller.set_target_bitrate(bps);
         if let Some(encoder) = self.encoder.as_mut() {
             encoder.set_bitrate(bps)?;
         }
@@ -162,10 +165,12 @@ impl EncodePipeline {
         let decision = self.controller.tick(now, changed);
         report.decision = decision;
         let started = Instant::now();
+        let before = out.len();
         let options = match decision {
             Decision::Skip => {
                 report.drain_repeats = self.drain(out)?;
                 report.encode_time = started.elapsed();
+                self.record_sent(now, &out[before..]);
                 return Ok(report);
             }
             Decision::Encode { keyframe } => FrameOptions {
@@ -179,6 +184,7 @@ impl EncodePipeline {
             Decision::KeepAlive => FrameOptions::default(),
         };
         self.encode_current(options, out)?;
+        self.record_sent(now, &out[before..]);
         if matches!(decision, Decision::Encode { .. }) {
             self.last_real_index = Some(self.frames_sent - 1);
         }
@@ -193,6 +199,13 @@ impl EncodePipeline {
             }
         }
         Ok(report)
+    }
+
+    fn record_sent(&mut self, now: Duration, packets: &[Packet]) {
+        let bytes = packets.iter().map(|p| p.data.len()).sum();
+        if bytes > 0 {
+            self.controller.record_sent(now, bytes);
+        }
     }
 
     fn ensure_encoder(&mut self) -> Result<(), PipelineError> {

@@ -1,6 +1,7 @@
 //! The decisions around the encoder, as plain logic with time passed in: whether a capture tick is encoded,
 //! skipped, made a keyframe or a quality refresh, and how to adapt when the encoder cannot keep up.
 
+use super::rate_budget::RateBudget;
 use std::time::Duration;
 
 /// What to do with one capture tick.
@@ -98,6 +99,7 @@ pub struct EncodeController {
     encode_time_avg: Option<f64>,
     slow_streak: u32,
     fast_streak: u32,
+    budget: Option<RateBudget>,
 }
 
 impl EncodeController {
@@ -115,6 +117,23 @@ impl EncodeController {
             encode_time_avg: None,
             slow_streak: 0,
             fast_streak: 0,
+            budget: None,
+        }
+    }
+
+    /// Sets the bitrate the encoder's output is held to over time (see [`RateBudget`]): while what was sent
+    /// is more than a quarter second ahead of it, changed pictures wait. Until this is called nothing waits.
+    pub fn set_target_bitrate(&mut self, bps: u32) {
+        match &mut self.budget {
+            Some(budget) => budget.set_target(bps),
+            None => self.budget = Some(RateBudget::new(bps)),
+        }
+    }
+
+    /// Notes `bytes` of encoded output at `now`, for the target bitrate's budget.
+    pub fn record_sent(&mut self, now: Duration, bytes: usize) {
+        if let Some(budget) = &mut self.budget {
+            budget.on_sent(now, bytes);
         }
     }
 
@@ -144,6 +163,11 @@ impl EncodeController {
         if self.keyframe_requested {
             return self.sent(now, Decision::Encode { keyframe: true });
         }
+        // Over budget, a change waits (it stays dirty) and so does a quality refresh; a keep-alive is tiny.
+        let within_budget = self.budget.as_mut().is_none_or(|budget| budget.allows(now));
+        if self.dirty && !within_budget {
+            return Decision::Skip;
+        }
         if self.dirty {
             let divisor = u64::from(LEVELS[self.level].fps_divisor);
             if self.tick_count % divisor == 0 || divisor == 1 {
@@ -151,7 +175,7 @@ impl EncodeController {
             }
             return Decision::Skip;
         }
-        if let (true, Some(after)) = (self.refresh_pending, self.config.refresh_after) {
+        if let (true, Some(after), true) = (self.refresh_pending, self.config.refresh_after, within_budget) {
             if now.saturating_sub(self.last_change) >= after {
                 self.refresh_pending = false;
                 return self.sent(now, Decision::Refresh);
@@ -228,6 +252,22 @@ impl EncodeController {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_its_bitrate_a_change_waits_and_is_sent_when_the_budget_allows() {
+        let mut c = EncodeController::new(ControllerConfig::default());
+        c.set_target_bitrate(1_000_000);
+        assert_eq!(c.tick(ms(0), true), Decision::Encode { keyframe: true });
+        c.record_sent(ms(0), 60_000); // half a second of the target
+        assert_eq!(c.tick(ms(33), true), Decision::Skip);
+        assert_eq!(c.tick(ms(66), false), Decision::Skip);
+        // The change of 33 ms is still owed: sent at the first tick within the budget.
+        assert_eq!(c.tick(ms(250), false), Decision::Encode { keyframe: false });
+        // A requested keyframe never waits.
+        c.record_sent(ms(250), 60_000);
+        c.request_keyframe();
+        assert_eq!(c.tick(ms(283), true), Decision::Encode { keyframe: true });
+    }
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)

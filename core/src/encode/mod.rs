@@ -17,10 +17,12 @@ mod aom;
 mod controller;
 mod keyframe_requests;
 #[cfg(feature = "rav1e")]
+mod rate_budget;
 mod rav1e;
 
 pub use controller::{Adaptation, ControllerConfig, Decision, EncodeController};
 pub use keyframe_requests::{KeyframeRequests, MIN_KEYFRAME_REQUEST_INTERVAL};
+pub use rate_budget::RateBudget;
 
 use crate::frame::{Frame, FrameError};
 use bytes::Bytes;
