@@ -121,8 +121,9 @@ impl EncodeController {
         }
     }
 
-    /// Sets the bitrate the encoder's output is held to over time (see [`RateBudget`]): while what was sent
-    /// is more than a quarter second ahead of it, changed pictures wait. Until this is called nothing waits.
+    /// Sets the bitrate the encoder aims at; its output is held to what the pacer sends for it (see
+    /// [`RateBudget`]): while what was sent is more than a quarter second ahead, changed pictures wait. Until
+    /// this is called nothing waits.
     pub fn set_target_bitrate(&mut self, bps: u32) {
         match &mut self.budget {
             Some(budget) => budget.set_target(bps),
@@ -256,9 +257,9 @@ mod tests {
     #[test]
     fn over_its_bitrate_a_change_waits_and_is_sent_when_the_budget_allows() {
         let mut c = EncodeController::new(ControllerConfig::default());
-        c.set_target_bitrate(1_000_000);
+        c.set_target_bitrate(400_000); // the pacer sends 1 Mbit/s
         assert_eq!(c.tick(ms(0), true), Decision::Encode { keyframe: true });
-        c.record_sent(ms(0), 60_000); // half a second of the target
+        c.record_sent(ms(0), 60_000); // half a second of the pacer
         assert_eq!(c.tick(ms(33), true), Decision::Skip);
         assert_eq!(c.tick(ms(66), false), Decision::Skip);
         // The change of 33 ms is still owed: sent at the first tick within the budget.

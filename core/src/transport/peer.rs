@@ -230,7 +230,7 @@ fn forward_keyframe_requests(msg: &mut TaggedPacket) {
 /// How much faster than the congestion estimate the pacer may send, as in libwebrtc: a keyframe (tens of kB at
 /// 1080p) then leaves in a few frame times instead of queueing behind the pacer for a tenth of a second or more,
 /// while the encoder still aims at the estimate itself.
-const PACING_FACTOR: f64 = 2.5;
+pub(crate) const PACING_FACTOR: f64 = 2.5;
 
 /// Scales the congestion estimate ([`Attribute::TargetBitrateChanged`]) on its way up the read leg. Applied by
 /// factor [`PACING_FACTOR`] just below the pacer and by its inverse just above, so the pacer alone sees the
