@@ -77,6 +77,7 @@ fn encode(c: &mut Criterion) {
                         FrameOptions {
                             keyframe: i == 0,
                             refresh: false,
+                            keep_alive: false,
                         },
                     )
                     .unwrap();
@@ -99,6 +100,7 @@ fn decode(c: &mut Criterion) {
                 FrameOptions {
                     keyframe: i == 0,
                     refresh: false,
+                    keep_alive: false,
                 },
             )
             .unwrap();

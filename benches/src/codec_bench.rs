@@ -195,6 +195,7 @@ fn run_backend(backend: Backend, clip: &Clip, frames: usize, args: &Args) -> any
             FrameOptions {
                 keyframe: i == 0,
                 refresh: false,
+                keep_alive: false,
             },
         )?;
         while let Some(p) = encoder.receive_packet()? {

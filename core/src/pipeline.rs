@@ -175,13 +175,16 @@ impl EncodePipeline {
             }
             Decision::Encode { keyframe } => FrameOptions {
                 keyframe,
-                refresh: false,
+                ..FrameOptions::default()
             },
             Decision::Refresh => FrameOptions {
-                keyframe: false,
                 refresh: true,
+                ..FrameOptions::default()
             },
-            Decision::KeepAlive => FrameOptions::default(),
+            Decision::KeepAlive => FrameOptions {
+                keep_alive: true,
+                ..FrameOptions::default()
+            },
         };
         self.encode_current(options, out)?;
         self.record_sent(now, &out[before..]);

@@ -205,6 +205,9 @@ pub struct FrameOptions {
     pub keyframe: bool,
     /// A quality refresh of an unchanged picture: spend bits to sharpen it.
     pub refresh: bool,
+    /// A keep-alive of an unchanged picture: spend as little as the codec allows (libaom: the quantiser held at
+    /// its ceiling, so every block repeats the last picture instead of being refined by the rate control).
+    pub keep_alive: bool,
 }
 
 /// One encoded frame: an AV1 temporal unit.
