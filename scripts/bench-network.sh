@@ -9,7 +9,8 @@
 #   scripts/bench-network.sh [--seconds 10] [--still-seconds 4] [--scenarios "clean loss-5 ..."] [--viewers "peerdesk chromium"]
 # Scenarios: clean; loss-1, loss-5, loss-10 (random loss of media packets, SRTP/SRTCP, both ways); burst (all
 # media dropped for 100 ms of every second); cap-1m, cap-500k (tbf rate cap on the namespace's only link, every
-# packet both ways); cut-3s (all UDP dropped for 3 s, 4 s into the moving phase). Loss is applied to media only:
+# packet both ways); cut-3s, cut-10s (all UDP dropped for 3 or 10 s, 4 s into the moving phase, which lasts at
+# least 20 s for cut-10s; the longest gap minus the cut is the recovery time). Loss is applied to media only:
 # the DTLS handshake through loss is webrtc-rs's (1 s fixed retransmission timer; see the README) and would
 # measure that instead of peerdesk's repair. Needs root (ip netns).
 set -euo pipefail
@@ -18,7 +19,7 @@ root="$PWD"
 
 seconds=10
 still_seconds=4
-scenarios="clean loss-1 loss-5 loss-10 burst cap-1m cap-500k cut-3s"
+scenarios="clean loss-1 loss-5 loss-10 burst cap-1m cap-500k cut-3s cut-10s"
 viewers="peerdesk chromium"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -69,23 +70,33 @@ impair() {
             done ) & ;;
         cap-1m) in_ns tc qdisc add dev lo root tbf rate 1mbit burst 16kb latency 200ms ;;
         cap-500k) in_ns tc qdisc add dev lo root tbf rate 500kbit burst 16kb latency 200ms ;;
-        cut-3s) ;; # started by run_viewer once the session is up
+        cut-3s|cut-10s) ;; # started by run_viewer once the session is up
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
 }
 
-# The cut: 4 s after the viewer's first frame, all UDP is dropped for 3 s.
+# The cut: $1 s from now (about 4 s after the viewer's first frame), all UDP is dropped for $2 s.
 cut_later() {
-    ( sleep "$1"; in_ns iptables -I INPUT -p udp -j DROP; sleep 3; in_ns iptables -D INPUT -p udp -j DROP ) &
+    ( sleep "$1"; in_ns iptables -I INPUT -p udp -j DROP; sleep "$2"; in_ns iptables -D INPUT -p udp -j DROP ) &
+}
+
+# How long a scenario's moving phase lasts: a 10 s cut needs room after it for the picture to come back.
+moving_seconds() {
+    case "$1" in
+        cut-10s) awk -v s="$seconds" 'BEGIN { print (s < 20) ? 20 : s }' ;;
+        *) echo "$seconds" ;;
+    esac
 }
 
 # Prints: join_ms p50 p95 fps kbps still_kbps freezes longest_ms keyframes (- when unknown).
 run_viewer() {
     local scenario="$1" viewer="$2" log="$work/$1-$2.log"
+    local moving; moving="$(moving_seconds "$scenario")"
     case "$viewer" in
         peerdesk)
-            [ "$scenario" = cut-3s ] && cut_later 5
-            if ! in_ns env -u DISPLAY "$peerdesk" demo --synthetic --seconds "$seconds" --still-seconds "$still_seconds" \
+            [ "$scenario" = cut-3s ] && cut_later 5 3
+            [ "$scenario" = cut-10s ] && cut_later 5 10
+            if ! in_ns env -u DISPLAY "$peerdesk" demo --synthetic --seconds "$moving" --still-seconds "$still_seconds" \
                     --output "$work/last.png" >"$log" 2>&1; then
                 echo "failed: $(grep -m1 -i error "$log" || tail -1 "$log")"; return
             fi
@@ -99,10 +110,12 @@ run_viewer() {
                 END { gsub(/[^0-9.]/, "", p50); gsub(/[^0-9.]/, "", p95); gsub(/[^0-9.]/, "", longest)
                       print join, p50, p95, fps, kbps, still, freezes, longest, keyframes }' "$log" ;;
         chromium)
-            [ "$scenario" = cut-3s ] && cut_later 8
-            if ! in_ns node benches/network/chromium-viewer.mjs --seconds "$seconds" --still-seconds "$still_seconds" \
+            [ "$scenario" = cut-3s ] && cut_later 8 3
+            [ "$scenario" = cut-10s ] && cut_later 8 10
+            if ! in_ns node benches/network/chromium-viewer.mjs --seconds "$moving" --still-seconds "$still_seconds" \
                     >"$log" 2>"$log.err"; then
-                echo "failed: $(grep -m1 -i error "$log.err" || tail -1 "$log.err")"; return
+                # The host's log lines (time-stamped) share this stream: name the viewer's own error.
+                echo "failed: $(grep -v '^[0-9]\{4\}-' "$log.err" | grep -m1 -i error || tail -1 "$log.err")"; return
             fi
             node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").pop());
                 console.log([r.join_ms, r.p50, r.p95, r.fps.toFixed(1), r.kbps.toFixed(0), r.still_kbps.toFixed(1),
