@@ -16,8 +16,8 @@
 mod aom;
 mod controller;
 mod keyframe_requests;
-#[cfg(feature = "rav1e")]
 mod rate_budget;
+#[cfg(feature = "rav1e")]
 mod rav1e;
 
 pub use controller::{Adaptation, ControllerConfig, Decision, EncodeController};
