@@ -20,6 +20,9 @@ const REFRESH_MAX_QUANTIZER: u32 = 20;
 /// Quantiser floor of normal and refresh frames.
 const MIN_QUANTIZER: u32 = 2;
 
+/// Realtime speed when the config names none: the fastest, as measured in the codec benchmark.
+const DEFAULT_SPEED: u8 = 10;
+
 /// The quantiser range (floor, ceiling) a frame is encoded with. A keep-alive is held at the ceiling: with the
 /// whole range open, libaom's CBR rate control spent a quiet second's unused budget refining the unchanged
 /// picture (keep-alives of 1–4 KB seen at 5 % loss, a still screen at 20–40 kbit/s), where repeating it costs
@@ -33,8 +36,6 @@ fn quantizers(options: FrameOptions) -> (u32, u32) {
         (MIN_QUANTIZER, MAX_QUANTIZER)
     }
 }
-/// Realtime speed when the config names none: the fastest, as measured in the codec benchmark.
-const DEFAULT_SPEED: u8 = 10;
 
 pub(super) struct AomEncoder {
     ctx: Box<ffi::aom_codec_ctx_t>,

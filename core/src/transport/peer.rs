@@ -15,6 +15,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    TYPE_RTCP_FB_TRANSPORT_CC,
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
@@ -245,9 +246,6 @@ fn scale_target_bitrate(factor: f64) -> impl FnMut(&mut TaggedPacket) + Send + S
     }
 }
 
-/// The header extension carrying transport-wide sequence numbers, which TWCC feedback refers to.
-const TRANSPORT_CC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
-
 /// Send-side congestion control: TWCC feedback for `estimator`, and the pacer. This is rtc's
 /// `configure_congestion_control` with one difference, the pacer's starting rate (see [`pacer`]).
 fn congestion_control(
@@ -258,7 +256,7 @@ fn congestion_control(
 ) -> Result<Registry, TransportError> {
     engine.register_feedback(
         RTCPFeedback {
-            typ: "transport-cc".to_owned(),
+            typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
             parameter: String::new(),
         },
         RtpCodecKind::Video,
@@ -266,7 +264,7 @@ fn congestion_control(
     engine
         .register_header_extension(
             RTCRtpHeaderExtensionCapability {
-                uri: TRANSPORT_CC_URI.to_owned(),
+                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
             },
             RtpCodecKind::Video,
             None,
