@@ -1,7 +1,8 @@
 //! RTP → AV1 temporal units at the receiver: holds packets in sequence order while one is missing, depacketizes
 //! with the crate's AV1 depacketizer, emits one temporal unit per RTP timestamp at its marker packet, and once a
 //! missing packet is given up ([`FrameAssembler::abandon_through`], decided by the loss tracker's clock) asks for
-//! a keyframe and discards until one starts. Plain logic: packets in, frames out.
+//! a keyframe once and discards until one starts (it asks again only when that keyframe is lost or damaged; the
+//! receiver repeats an unanswered request). Plain logic: packets in, frames out.
 
 use super::av1_depacketizer::Av1Depacketizer;
 use bytes::{Bytes, BytesMut};
@@ -151,16 +152,20 @@ impl FrameAssembler {
         }
     }
 
+    /// Drops the frame being assembled. A keyframe is asked for when this starts the wait for one, or when the
+    /// frame lost was the keyframe waited for; delta frames lost while waiting ask for nothing more (the request
+    /// already made covers them, and asking again would put a second keyframe behind the first on the link).
     fn lose_frame(&mut self) {
+        let keyframe_lost = self.frame_timestamp.is_some() && self.frame_keyframe;
         self.frames_lost += 1;
         self.frame.clear();
         self.frame_timestamp = None;
         self.frame_broken = false;
         self.depacketizer.reset();
-        if !self.waiting_for_keyframe {
-            self.waiting_for_keyframe = true;
+        if !self.waiting_for_keyframe || keyframe_lost {
+            self.keyframe_request = true;
         }
-        self.keyframe_request = true;
+        self.waiting_for_keyframe = true;
     }
 
     fn consume(&mut self, held: Held) -> Option<AssembledFrame> {
@@ -209,7 +214,8 @@ impl FrameAssembler {
             self.frame.clear();
             if !was_waiting {
                 self.lose_frame();
-            } else {
+            } else if self.frame_keyframe {
+                // The keyframe waited for is damaged: another one is needed.
                 self.keyframe_request = true;
             }
             return None;
