@@ -88,7 +88,8 @@ moving_seconds() {
     esac
 }
 
-# Prints: join_ms p50 p95 fps kbps still_kbps freezes longest_ms keyframes (- when unknown).
+# Prints: join_ms p50 p95 fps kbps still_kbps freezes longest_ms keyframes p95_settled longest_settled_ms (the
+# last two from 5 s into the moving phase on; - when unknown).
 run_viewer() {
     local scenario="$1" viewer="$2" log="$work/$1-$2.log"
     local moving; moving="$(moving_seconds "$scenario")"
@@ -107,8 +108,11 @@ run_viewer() {
                 /still screen/ { still = $3 }
                 /freezes >/ { freezes = $5; longest = $7 }
                 /loss repair/ { for (i = 1; i <= NF; i++) if ($i == "keyframes") keyframes = $(i-1) }
+                /^  after [0-9]+ s/ { for (i = 1; i <= NF; i++) { if ($i == "p95") p95s = $(i+1); if ($i == "(longest") longests = $(i+1) } }
                 END { gsub(/[^0-9.]/, "", p50); gsub(/[^0-9.]/, "", p95); gsub(/[^0-9.]/, "", longest)
-                      print join, p50, p95, fps, kbps, still, freezes, longest, keyframes }' "$log" ;;
+                      gsub(/[^0-9.]/, "", p95s); gsub(/[^0-9.]/, "", longests)
+                      if (p95s == "") p95s = "-"; if (longests == "") longests = "-"
+                      print join, p50, p95, fps, kbps, still, freezes, longest, keyframes, p95s, longests }' "$log" ;;
         chromium)
             [ "$scenario" = cut-3s ] && cut_later 8 3
             [ "$scenario" = cut-10s ] && cut_later 8 10
@@ -119,7 +123,7 @@ run_viewer() {
             fi
             node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").pop());
                 console.log([r.join_ms, r.p50, r.p95, r.fps.toFixed(1), r.kbps.toFixed(0), r.still_kbps.toFixed(1),
-                             r.freezes, r.longest_ms, r.keyframes].join(" "))' "$log" ;;
+                             r.freezes, r.longest_ms, r.keyframes, r.p95_settled ?? "-", r.longest_settled_ms].join(" "))' "$log" ;;
     esac
 }
 
@@ -141,15 +145,15 @@ done
 
 echo "Network bench: 1080p30 synthetic desktop, ${seconds} s moving + ${still_seconds} s still per run, $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(date -u +%F)"
 echo
-echo "| scenario | viewer | join → first frame ms | p50 ms | p95 ms | fps | kbit/s moving | kbit/s still | freezes > 250 ms | longest gap ms | keyframes |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| scenario | viewer | join → first frame ms | p50 ms | p95 ms | fps | kbit/s moving | kbit/s still | freezes > 250 ms | longest gap ms | keyframes | p95 after 5 s | longest gap after 5 s |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for row in "${rows[@]}"; do
     IFS='|' read -r scenario viewer result <<<"$row"
     if [[ "$result" == failed* ]]; then
-        echo "| $scenario | $viewer | $result | | | | | | | | |"
+        echo "| $scenario | $viewer | $result | | | | | | | | | | |"
     else
         # shellcheck disable=SC2086
         set -- $result
-        echo "| $scenario | $viewer | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 |"
+        echo "| $scenario | $viewer | $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} | ${11} |"
     fi
 done

@@ -5,7 +5,8 @@
 //
 //   node benches/network/chromium-viewer.mjs [--seconds 10] [--still-seconds 4]
 // Prints one JSON line: join_ms (page open → first stamped frame), p50, p95 (glass-to-glass ms), fps, kbps
-// (moving), still_kbps, freezes (gaps > 250 ms between presented frames), longest_ms, keyframes (decoded).
+// (moving), still_kbps, freezes (gaps > 250 ms between presented frames), longest_ms, keyframes (decoded),
+// p95_settled and longest_settled_ms (the same from 5 s into the moving phase on, as `peerdesk demo` prints them).
 // Needs the ci binaries in $PEERDESK_BIN (default target/ci) and playwright-core in tests/web/node_modules.
 import { parseArgs } from "node:util";
 import {
@@ -16,6 +17,7 @@ const { values: opts } = parseArgs({
   options: { seconds: { type: "string", default: "10" }, "still-seconds": { type: "string", default: "4" } },
 });
 const FREEZE_MS = 250;
+const SETTLE_MS = 5000;
 
 let browser;
 try {
@@ -29,14 +31,17 @@ try {
   const joinMs = Date.now() - opened;
   const from = await page.evaluate(() => performance.now());
   const moving = await measureViewer(page, Number(opts.seconds));
-  const times = await page.evaluate((from) => window.peerdesk.latency.samples.filter((s) => s.at >= from).map((s) => s.at), from);
+  const samples = await page.evaluate((from) => window.peerdesk.latency.samples.filter((s) => s.at >= from), from);
   let freezes = 0;
   let longest = 0;
-  for (let i = 1; i < times.length; i++) {
-    const gap = times[i] - times[i - 1];
+  let longestSettled = 0;
+  for (let i = 1; i < samples.length; i++) {
+    const gap = samples[i].at - samples[i - 1].at;
     if (gap > FREEZE_MS) freezes++;
     longest = Math.max(longest, gap);
+    if (samples[i].at >= from + SETTLE_MS) longestSettled = Math.max(longestSettled, gap);
   }
+  const settled = samples.filter((s) => s.at >= from + SETTLE_MS).map((s) => s.ms).sort((a, b) => a - b);
   const keyframes = await page.evaluate(async () => {
     let n = 0;
     (await window.peerdesk.pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") n = s.keyFramesDecoded; });
@@ -49,6 +54,7 @@ try {
   console.log(JSON.stringify({
     join_ms: joinMs, p50: quantile(moving.latencies, 0.5), p95: quantile(moving.latencies, 0.95), fps: moving.fps,
     kbps: moving.kbps, still_kbps: still.kbps, freezes, longest_ms: Math.round(longest), keyframes, codec: moving.codec,
+    p95_settled: settled.length ? quantile(settled, 0.95) : null, longest_settled_ms: Math.round(longestSettled),
   }));
 } finally {
   if (browser) await browser.close();

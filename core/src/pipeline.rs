@@ -2,8 +2,8 @@
 //!
 //! [`EncodePipeline`] is what the demo, the benchmarks and the session host drive once per capture tick. It keeps
 //! one I420 buffer that it updates with only the damaged rows, lets the [`EncodeController`] decide, applies the
-//! controller's adaptation (frame-rate cut, half-size encode), drains rav1e's frame delay on still screens, and
-//! recreates the encoder when the picture size changes.
+//! controller's adaptation (frame-rate cut, half-size encode for a slow encoder or a low bitrate), drains
+//! rav1e's frame delay on still screens, and recreates the encoder when the picture size changes.
 
 use crate::capture::Captured;
 use crate::convert::{self, ConvertError};
@@ -69,6 +69,7 @@ impl EncodePipeline {
         config.validate()?;
         let mut controller = EncodeController::new(controller);
         controller.set_target_bitrate(config.bitrate_bps);
+        controller.set_picture_size(config.width, config.height);
         Ok(EncodePipeline {
             backend,
             i420: Frame::new(PixelFormat::I420, config.width, config.height).map_err(EncodeError::from)?,
@@ -155,6 +156,7 @@ impl EncodePipeline {
             if resized {
                 self.config.width = captured.image.width();
                 self.config.height = captured.image.height();
+                self.controller.set_picture_size(self.config.width, self.config.height);
                 self.encoder = None;
                 self.controller.request_keyframe();
             }

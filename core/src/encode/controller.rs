@@ -29,6 +29,33 @@ pub struct Adaptation {
     pub downscale: bool,
 }
 
+/// Below this target, in bit/s per pixel of the picture, pictures are encoded at half width and height (1080p:
+/// 518 kbit/s). A frame at full size costs about four times one at half size: at this rate a busy full-size
+/// desktop would fall under 10 fps (the rate budget cuts the frame rate first), and one keyframe would hold a
+/// narrow link for seconds.
+pub const DOWNSCALE_BELOW_BPS_PER_PIXEL: f64 = 0.25;
+/// Back to full size once the target has stayed at or above this, in bit/s per pixel (1080p: 933 kbit/s), for
+/// [`UPSCALE_HOLD`], at a moment the picture is still: well above the way down, so that an estimate hovering near
+/// one threshold does not switch the size (each switch costs a keyframe).
+///
+/// Why only when still: the estimate is no proof that the link carries a full-size keyframe. While the encoder
+/// sends less than the link could (half size), GCC's estimate keeps climbing (measured on a 1 Mbit/s link: to
+/// 1.9 Mbit/s), and a full-size keyframe sent at the pacer's 2.5× that rate was lost in the link's queue: the
+/// moving picture froze for 6–11 s. On a still picture the keyframe goes out alone, in place of a quality
+/// refresh, and nothing moving waits for it.
+pub const UPSCALE_ABOVE_BPS_PER_PIXEL: f64 = 0.45;
+/// How long the target must hold above [`UPSCALE_ABOVE_BPS_PER_PIXEL`] before pictures go back to full size; it
+/// doubles (up to [`UPSCALE_HOLD_MAX`]) each time the size has to halve again within [`UPSCALE_FAILED_WITHIN`].
+pub const UPSCALE_HOLD: Duration = Duration::from_secs(5);
+/// The longest [`UPSCALE_HOLD`] grows to.
+pub const UPSCALE_HOLD_MAX: Duration = Duration::from_secs(160);
+/// A return to full size that is followed by half size again this soon failed: the next waits twice as long.
+pub const UPSCALE_FAILED_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long the picture must have been unchanged (and sent) before the size goes back up: the default quality
+/// refresh's wait.
+const STILL_BEFORE_UPSCALE: Duration = Duration::from_millis(400);
+
 /// Consecutive slow encodes (on the average) before load is reduced.
 const SLOW_STREAK: u32 = 20;
 /// Consecutive fast encodes before load is raised again.
@@ -100,6 +127,16 @@ pub struct EncodeController {
     slow_streak: u32,
     fast_streak: u32,
     budget: Option<RateBudget>,
+    target_bps: Option<u32>,
+    pixels: Option<u64>,
+    /// Half size because the target is low (see [`DOWNSCALE_BELOW_BPS_PER_PIXEL`]).
+    downscaled_for_bitrate: bool,
+    /// Since when the target has been high enough to go back to full size.
+    upscale_allowed_since: Option<Duration>,
+    /// How long that must last; see [`UPSCALE_HOLD`].
+    upscale_hold: Duration,
+    /// When the size last went back to full for the bitrate.
+    upscaled_at: Option<Duration>,
 }
 
 impl EncodeController {
@@ -118,13 +155,27 @@ impl EncodeController {
             slow_streak: 0,
             fast_streak: 0,
             budget: None,
+            target_bps: None,
+            pixels: None,
+            downscaled_for_bitrate: false,
+            upscale_allowed_since: None,
+            upscale_hold: UPSCALE_HOLD,
+            upscaled_at: None,
         }
+    }
+
+    /// Sets the size of the full picture, which the target bitrate is measured against to choose between full
+    /// and half size (see [`DOWNSCALE_BELOW_BPS_PER_PIXEL`]). Until this is called the size is never changed
+    /// for the bitrate.
+    pub fn set_picture_size(&mut self, width: u32, height: u32) {
+        self.pixels = Some(u64::from(width) * u64::from(height)).filter(|&p| p > 0);
     }
 
     /// Sets the bitrate the encoder aims at; its output is held to what the pacer sends for it (see
     /// [`RateBudget`]): while what was sent is more than a quarter second ahead, changed pictures wait. Until
     /// this is called nothing waits.
     pub fn set_target_bitrate(&mut self, bps: u32) {
+        self.target_bps = Some(bps);
         match &mut self.budget {
             Some(budget) => budget.set_target(bps),
             None => self.budget = Some(RateBudget::new(bps)),
@@ -148,9 +199,60 @@ impl EncodeController {
         self.keyframe_requested
     }
 
-    /// The current load reduction.
+    /// The current load reduction: the encoder's (frame rate, size) and the bitrate's (size).
     pub fn adaptation(&self) -> Adaptation {
-        LEVELS[self.level]
+        let level = LEVELS[self.level];
+        Adaptation {
+            downscale: level.downscale || self.downscaled_for_bitrate,
+            ..level
+        }
+    }
+
+    /// Chooses full or half size for the target bitrate at `now`; a change of size asks for a keyframe.
+    fn follow_bitrate(&mut self, now: Duration) {
+        let (Some(target), Some(pixels)) = (self.target_bps, self.pixels) else {
+            return;
+        };
+        let per_pixel = f64::from(target) / pixels as f64;
+        let still = !self.dirty && now.saturating_sub(self.last_change) >= STILL_BEFORE_UPSCALE;
+        let downscale = if self.downscaled_for_bitrate {
+            if per_pixel >= UPSCALE_ABOVE_BPS_PER_PIXEL {
+                let since = *self.upscale_allowed_since.get_or_insert(now);
+                now.saturating_sub(since) < self.upscale_hold || !still
+            } else {
+                self.upscale_allowed_since = None;
+                true
+            }
+        } else {
+            per_pixel < DOWNSCALE_BELOW_BPS_PER_PIXEL
+        };
+        if downscale == self.downscaled_for_bitrate {
+            return;
+        }
+        if downscale
+            && self
+                .upscaled_at
+                .is_some_and(|at| now.saturating_sub(at) < UPSCALE_FAILED_WITHIN)
+        {
+            self.upscale_hold = (self.upscale_hold * 2).min(UPSCALE_HOLD_MAX);
+        }
+        if !downscale {
+            self.upscaled_at = Some(now);
+        }
+        let before = self.adaptation();
+        self.downscaled_for_bitrate = downscale;
+        self.upscale_allowed_since = None;
+        if before.downscale != self.adaptation().downscale {
+            // A new resolution starts with a keyframe; encode times at the new size are not comparable.
+            self.keyframe_requested = true;
+            self.encode_time_avg = None;
+        }
+        tracing::info!(
+            target_bps = target,
+            downscale,
+            next_upscale_hold_s = self.upscale_hold.as_secs(),
+            "picture size follows the target bitrate"
+        );
     }
 
     /// Decides what to do at time `now` when the picture `changed` (or not) since the previous tick.
@@ -161,11 +263,18 @@ impl EncodeController {
             self.last_change = now;
             self.refresh_pending = self.config.refresh_after.is_some();
         }
-        if self.keyframe_requested {
-            return self.sent(now, Decision::Encode { keyframe: true });
-        }
+        self.follow_bitrate(now);
         // Over budget, a change waits (it stays dirty) and so does a quality refresh; a keep-alive is tiny.
         let within_budget = self.budget.as_mut().is_none_or(|budget| budget.allows(now));
+        if self.keyframe_requested {
+            // The first picture goes at once. A later keyframe waits for the budget too: one still in front of
+            // the pacer answers every request made meanwhile, while keyframes sent back to back filled a narrow
+            // link's queue and were lost in it (measured at 500 kbit/s: one every 300 ms, none arrived whole).
+            if within_budget || self.last_sent.is_none() {
+                return self.sent(now, Decision::Encode { keyframe: true });
+            }
+            return Decision::Skip;
+        }
         if self.dirty && !within_budget {
             return Decision::Skip;
         }
@@ -234,7 +343,7 @@ impl EncodeController {
         }
         self.slow_streak = 0;
         self.fast_streak = 0;
-        if LEVELS[before].downscale != LEVELS[self.level].downscale {
+        if LEVELS[before].downscale != LEVELS[self.level].downscale && !self.downscaled_for_bitrate {
             // A new resolution starts with a keyframe.
             self.keyframe_requested = true;
             // Encode times at the new size are not comparable.
@@ -246,7 +355,7 @@ impl EncodeController {
             avg_ms = avg * 1000.0,
             "encoder load adaptation"
         );
-        Some(LEVELS[self.level])
+        Some(self.adaptation())
     }
 }
 
@@ -264,10 +373,13 @@ mod tests {
         assert_eq!(c.tick(ms(66), false), Decision::Skip);
         // The change of 33 ms is still owed: sent at the first tick within the budget.
         assert_eq!(c.tick(ms(250), false), Decision::Encode { keyframe: false });
-        // A requested keyframe never waits.
+        // A requested keyframe waits for the budget too (the one in front of the pacer answers the request).
         c.record_sent(ms(250), 60_000);
         c.request_keyframe();
-        assert_eq!(c.tick(ms(283), true), Decision::Encode { keyframe: true });
+        assert_eq!(c.tick(ms(283), true), Decision::Skip);
+        assert!(c.keyframe_pending());
+        assert_eq!(c.tick(ms(700), true), Decision::Skip);
+        assert_eq!(c.tick(ms(710), true), Decision::Encode { keyframe: true });
     }
 
     fn ms(v: u64) -> Duration {
@@ -357,6 +469,53 @@ mod tests {
                 downscale: false
             }
         );
+    }
+
+    #[test]
+    fn a_low_target_halves_the_size_and_only_a_high_one_held_for_a_while_restores_it() {
+        let mut c = EncodeController::new(ControllerConfig::default());
+        c.set_picture_size(1920, 1080);
+        c.set_target_bitrate(1_000_000);
+        assert_eq!(c.tick(ms(0), true), Decision::Encode { keyframe: true });
+        assert!(!c.adaptation().downscale);
+        // The estimate falls below 518 kbit/s: half size, starting with a keyframe.
+        c.set_target_bitrate(500_000);
+        assert_eq!(c.tick(ms(33), true), Decision::Encode { keyframe: true });
+        assert!(c.adaptation().downscale);
+        // Between the two thresholds nothing changes.
+        c.set_target_bitrate(800_000);
+        for t in 2..400 {
+            c.tick(ms(33 * t), false);
+        }
+        assert!(c.adaptation().downscale);
+        // Above 933 kbit/s for less than 5 s, with a dip: still half size.
+        c.set_target_bitrate(1_200_000);
+        c.tick(ms(20_000), false);
+        c.tick(ms(24_000), false);
+        c.set_target_bitrate(900_000);
+        c.tick(ms(24_500), false);
+        c.set_target_bitrate(1_200_000);
+        c.tick(ms(25_000), false);
+        c.tick(ms(29_900), false);
+        assert!(c.adaptation().downscale, "the dip restarted the hold");
+        // Held for 5 s, but the picture moves: a full-size keyframe now would make the moving picture wait.
+        assert_eq!(c.tick(ms(30_000), true), Decision::Encode { keyframe: false });
+        assert!(c.adaptation().downscale);
+        // Still for 400 ms: full size again, with a keyframe.
+        assert_eq!(c.tick(ms(30_300), false), Decision::Skip);
+        assert!(c.adaptation().downscale);
+        assert_eq!(c.tick(ms(30_400), false), Decision::Encode { keyframe: true });
+        assert!(!c.adaptation().downscale);
+        // The estimate falls again 10 s later: that return failed, so the next one waits 10 s, not 5.
+        c.set_target_bitrate(400_000);
+        c.tick(ms(40_400), false);
+        assert!(c.adaptation().downscale);
+        c.set_target_bitrate(1_200_000);
+        c.tick(ms(41_000), false);
+        c.tick(ms(50_000), false);
+        assert!(c.adaptation().downscale, "9 s of the 10 s hold");
+        c.tick(ms(51_000), false);
+        assert!(!c.adaptation().downscale);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! once per [`KEYFRAME_REQUEST_INTERVAL`] (a request made meanwhile waits, it is not dropped).
 //!
 //! One request is enough while its keyframe is on the way. It is asked for again only when that keyframe is lost
-//! or damaged, when none has started to arrive within [`KEYFRAME_REQUEST_INTERVAL`] or two repair times (the
+//! or damaged, when none has started to arrive within [`KEYFRAME_REQUEST_INTERVAL`] or three repair times (the
 //! request or the keyframe's first packet may have been lost), or after [`KEYFRAME_IN_FLIGHT_MAX_WAIT`]. On a
 //! narrow link a keyframe takes longer to cross than the request interval: asking every interval put keyframe
 //! behind keyframe on a 1 Mbit/s link (9 in 10 s, each lost in the queue the one before filled).
@@ -206,7 +206,7 @@ impl VideoReceiver {
         let wait = if self.keyframe_started {
             KEYFRAME_IN_FLIGHT_MAX_WAIT
         } else {
-            KEYFRAME_REQUEST_INTERVAL.max(self.loss.repair_time() * 2)
+            KEYFRAME_REQUEST_INTERVAL.max(self.loss.repair_time() * 3)
         };
         self.keyframe_asked_at.map(|asked| asked + wait)
     }
