@@ -30,9 +30,9 @@ pub struct Adaptation {
 }
 
 /// Below this target, in bit/s per pixel of the picture, pictures are encoded at half width and height (1080p:
-/// 518 kbit/s). A frame at full size costs about four times one at half size: at this rate a busy full-size
-/// desktop would fall under 10 fps (the rate budget cuts the frame rate first), and one keyframe would hold a
-/// narrow link for seconds.
+/// 518 kbit/s). Half size is a quarter of the pixels: below this rate a busy full-size desktop falls far below
+/// 30 fps (the rate budget cuts the frame rate first; 1080p at libaom's quantiser ceiling costs ~1.8 Mbit/s at
+/// 30 fps), and one full-size keyframe (150–180 KB) holds a narrow link for seconds.
 pub const DOWNSCALE_BELOW_BPS_PER_PIXEL: f64 = 0.25;
 /// Back to full size once the target has stayed at or above this, in bit/s per pixel (1080p: 933 kbit/s), for
 /// [`UPSCALE_HOLD`], at a moment the picture is still: well above the way down, so that an estimate hovering near
