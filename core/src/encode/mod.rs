@@ -20,7 +20,10 @@ mod rate_budget;
 #[cfg(feature = "rav1e")]
 mod rav1e;
 
-pub use controller::{Adaptation, ControllerConfig, Decision, EncodeController};
+pub use controller::{
+    Adaptation, ControllerConfig, Decision, EncodeController, DOWNSCALE_BELOW_BPS_PER_PIXEL,
+    UPSCALE_ABOVE_BPS_PER_PIXEL, UPSCALE_FAILED_WITHIN, UPSCALE_HOLD, UPSCALE_HOLD_MAX,
+};
 pub use keyframe_requests::{KeyframeRequests, MIN_KEYFRAME_REQUEST_INTERVAL};
 pub use rate_budget::RateBudget;
 
