@@ -242,17 +242,22 @@ impl EncodeController {
         let before = self.adaptation();
         self.downscaled_for_bitrate = downscale;
         self.upscale_allowed_since = None;
-        if before.downscale != self.adaptation().downscale {
-            // A new resolution starts with a keyframe; encode times at the new size are not comparable.
-            self.keyframe_requested = true;
-            self.encode_time_avg = None;
-        }
+        self.restart_if_resized(before);
         tracing::info!(
             target_bps = target,
             downscale,
             next_upscale_hold_s = self.upscale_hold.as_secs(),
             "picture size follows the target bitrate"
         );
+    }
+
+    /// After a change of adaptation from `before`: a new encoded size starts with a keyframe, and encode times at
+    /// the new size are not comparable with the old ones.
+    fn restart_if_resized(&mut self, before: Adaptation) {
+        if before.downscale != self.adaptation().downscale {
+            self.keyframe_requested = true;
+            self.encode_time_avg = None;
+        }
     }
 
     /// Decides what to do at time `now` when the picture `changed` (or not) since the previous tick.
@@ -334,6 +339,7 @@ impl EncodeController {
             self.fast_streak = 0;
         }
         let before = self.level;
+        let adaptation_before = self.adaptation();
         if self.slow_streak >= SLOW_STREAK && self.level + 1 < LEVELS.len() {
             self.level += 1;
         } else if self.fast_streak >= FAST_STREAK && self.level > 0 {
@@ -343,12 +349,7 @@ impl EncodeController {
         }
         self.slow_streak = 0;
         self.fast_streak = 0;
-        if LEVELS[before].downscale != LEVELS[self.level].downscale && !self.downscaled_for_bitrate {
-            // A new resolution starts with a keyframe.
-            self.keyframe_requested = true;
-            // Encode times at the new size are not comparable.
-            self.encode_time_avg = None;
-        }
+        self.restart_if_resized(adaptation_before);
         tracing::info!(
             ?before,
             after = self.level,

@@ -84,9 +84,10 @@ pub struct VideoReceiver {
     assembler: FrameAssembler,
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
-    /// The last keyframe request, or the stream's first packet (a sender starts with a keyframe).
-    keyframe_asked_at: Option<Instant>,
-    /// Whether the first packet of a keyframe arrived since then.
+    /// When the stream's first packet arrived: until the first request, the time a keyframe is waited from (a
+    /// sender starts with one).
+    first_packet_at: Option<Instant>,
+    /// Whether the first packet of a keyframe arrived since the last request (or the stream's start).
     keyframe_started: bool,
     keyframe_requests: u64,
     frames: Vec<AssembledFrame>,
@@ -111,7 +112,7 @@ impl VideoReceiver {
             assembler: FrameAssembler::new(),
             keyframe_wanted: false,
             last_keyframe_request: None,
-            keyframe_asked_at: None,
+            first_packet_at: None,
             keyframe_started: false,
             keyframe_requests: 0,
             frames: Vec::new(),
@@ -142,7 +143,7 @@ impl VideoReceiver {
         if arrival == Arrival::Jump {
             self.assembler.abandon_through(seq.saturating_sub(1), &mut self.frames);
         }
-        self.keyframe_asked_at.get_or_insert(now);
+        self.first_packet_at.get_or_insert(now);
         // N in the aggregation header: the first packet of a new coded video sequence, a keyframe.
         if payload.first().is_some_and(|header| header & 0x08 != 0) {
             self.keyframe_started = true;
@@ -186,7 +187,6 @@ impl VideoReceiver {
         if self.keyframe_wanted && self.keyframe_request_allowed_at().is_none_or(|at| now >= at) {
             self.keyframe_wanted = false;
             self.last_keyframe_request = Some(now);
-            self.keyframe_asked_at = Some(now);
             self.keyframe_started = false;
             self.keyframe_requests += 1;
             tracing::debug!(requests = self.keyframe_requests, "keyframe request");
@@ -208,7 +208,9 @@ impl VideoReceiver {
         } else {
             KEYFRAME_REQUEST_INTERVAL.max(self.loss.repair_time() * 3)
         };
-        self.keyframe_asked_at.map(|asked| asked + wait)
+        self.last_keyframe_request
+            .or(self.first_packet_at)
+            .map(|asked| asked + wait)
     }
 
     /// The next output, oldest first. Outputs are produced only by the `on_*` calls, so this queue holds at

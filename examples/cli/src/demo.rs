@@ -242,34 +242,25 @@ async fn run_async(args: DemoArgs, host_runtime: tokio::runtime::Handle) -> anyh
     // Moving screen.
     let ((host_cpu0, viewer_cpu0), bytes0, frames0) = (cpu_split(), viewer.stats().bytes, viewer.stats().frames);
     let started = Instant::now();
-    let mut latencies = Vec::new();
-    let mut stamped = 0u32;
-    let mut freezes = Freezes::default();
+    let mut whole = Delivery::default();
     // The same figures from SETTLE on: what a link that needs time to find its rate (a narrow one) settles to.
-    let (mut settled_latencies, mut settled_frames, mut settled_freezes) = (Vec::new(), 0u32, Freezes::default());
+    let mut settled = Delivery::default();
     let mut last_arrival = Instant::now();
     while started.elapsed().as_secs_f64() < args.seconds {
         let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(15), viewer.next_frame()).await else {
             bail!("frames stopped");
         };
         let now = Instant::now();
-        let settled = now - started >= SETTLE;
-        freezes.gap(now - last_arrival);
-        if settled {
-            settled_freezes.gap(now - last_arrival);
-            settled_frames += 1;
+        let latency = frame
+            .to_frame()
+            .ok()
+            .and_then(|decoded| stamp::read_i420(&decoded))
+            .map(|s| f64::from(s.age_millis(stamp::now_millis())));
+        whole.frame(now - last_arrival, latency);
+        if now - started >= SETTLE {
+            settled.frame(now - last_arrival, latency);
         }
         last_arrival = now;
-        if let Ok(decoded) = frame.to_frame() {
-            if let Some(s) = stamp::read_i420(&decoded) {
-                let latency = f64::from(s.age_millis(stamp::now_millis()));
-                latencies.push(latency);
-                if settled {
-                    settled_latencies.push(latency);
-                }
-                stamped += 1;
-            }
-        }
         last_frame = frame;
     }
     let moving = started.elapsed().as_secs_f64();
@@ -302,17 +293,18 @@ async fn run_async(args: DemoArgs, host_runtime: tokio::runtime::Handle) -> anyh
     let still_host_cpu = (cpu_split().0 - host_cpu2) / still * 100.0;
     let rss = peak_rss_mb();
 
-    latencies.sort_by(f64::total_cmp);
-    settled_latencies.sort_by(f64::total_cmp);
+    whole.latencies.sort_by(f64::total_cmp);
+    settled.latencies.sort_by(f64::total_cmp);
     println!(
         "  join → first frame      {:.0} ms",
         join_to_first_frame.as_secs_f64() * 1000.0
     );
+    let stamped = whole.latencies.len();
     if stamped > 0 {
         println!(
             "  glass-to-glass          p50 {:.0} ms, p95 {:.0} ms (capture → decoded, {stamped} stamped frames)",
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.95)
+            percentile(&whole.latencies, 0.5),
+            percentile(&whole.latencies, 0.95)
         );
     } else {
         println!("  glass-to-glass          n/a (the shared screen carries no frame stamp; use --synthetic)");
@@ -321,18 +313,18 @@ async fn run_async(args: DemoArgs, host_runtime: tokio::runtime::Handle) -> anyh
     println!(
         "  freezes > {} ms        {} (longest {:.0} ms)",
         FREEZE.as_millis(),
-        freezes.count,
-        freezes.longest.as_secs_f64() * 1000.0
+        whole.freezes.count,
+        whole.freezes.longest.as_secs_f64() * 1000.0
     );
-    if settled_seconds >= 1.0 && !settled_latencies.is_empty() {
+    if settled_seconds >= 1.0 && !settled.latencies.is_empty() {
         println!(
             "  after {} s               p50 {:.0} ms, p95 {:.0} ms, {:.1} fps, {} freezes (longest {:.0} ms)",
             SETTLE.as_secs(),
-            percentile(&settled_latencies, 0.5),
-            percentile(&settled_latencies, 0.95),
-            f64::from(settled_frames) / settled_seconds,
-            settled_freezes.count,
-            settled_freezes.longest.as_secs_f64() * 1000.0
+            percentile(&settled.latencies, 0.5),
+            percentile(&settled.latencies, 0.95),
+            f64::from(settled.frames) / settled_seconds,
+            settled.freezes.count,
+            settled.freezes.longest.as_secs_f64() * 1000.0
         );
     }
     println!("  CPU while moving        host {host_cpu:.0} %, viewer {viewer_cpu:.0} % of one core");
@@ -359,6 +351,24 @@ const FREEZE: Duration = Duration::from_millis(250);
 /// The moving phase's second figures start after this much of it (the bench's narrow-link targets hold "within
 /// 5 s").
 const SETTLE: Duration = Duration::from_secs(5);
+
+/// What the viewer got over part of the moving phase: frames, the glass-to-glass latency of the stamped ones (ms),
+/// and freezes.
+#[derive(Debug, Default)]
+struct Delivery {
+    frames: u32,
+    latencies: Vec<f64>,
+    freezes: Freezes,
+}
+
+impl Delivery {
+    /// A frame delivered `gap` after the one before, with its latency when it carried a stamp.
+    fn frame(&mut self, gap: Duration, latency: Option<f64>) {
+        self.frames += 1;
+        self.freezes.gap(gap);
+        self.latencies.extend(latency);
+    }
+}
 
 /// Freezes of the moving picture: gaps between delivered frames longer than [`FREEZE`].
 #[derive(Debug, Default)]
