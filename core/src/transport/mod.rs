@@ -5,13 +5,18 @@
 //!   control (GCC over TWCC, with its pacer), the playout-delay header extension, keyframe requests passed up.
 //! - [`video_send`]: AV1 temporal units → RTP (the crate's AV1 payloader, one timestamp per frame from one 90 kHz
 //!   clock, marker on the last packet, playout delay 0 on every packet, the capture time on the first).
+//! - `retransmission_budget`: how many retransmissions answer NACKs (a share of the estimate, one copy per
+//!   round trip).
 //! - [`capture_time`]: the host's capture time of a frame on the wire (the absolute-capture-time extension).
 //!
 //! What arrives is put back together in [`crate::receive`].
 //! - [`stats`]: connection statistics.
 
 pub mod capture_time;
+pub(crate) mod congestion_window;
+pub(crate) mod estimate;
 pub mod peer;
+pub(crate) mod retransmission_budget;
 pub mod stats;
 pub mod video_send;
 

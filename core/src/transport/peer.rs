@@ -1,10 +1,13 @@
 //! Building a peer connection the way peerdesk needs it, and turning its callbacks into a stream of events.
 
 use super::{TransportConfig, TransportError};
+use super::congestion_window::{CongestionWindowGate, EncoderTarget};
+use super::estimate::CappedGcc;
+use super::retransmission_budget::{BudgetConfig, RetransmissionLimiter};
 use crate::signaling::IceServer;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
-    Attribute, CongestionControlBuilder, Gcc, Interceptor, NackResponderBuilder, PacerBuilder, PacerInterceptor,
+    Attribute, CongestionControlBuilder, Interceptor, NackResponderBuilder, PacerBuilder, PacerInterceptor,
     Packet, Registry, Slot, StreamInfo, TaggedPacket, TwccReceiverBuilder, TwccSenderBuilder,
 };
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -246,11 +249,25 @@ fn scale_target_bitrate(factor: f64) -> impl FnMut(&mut TaggedPacket) + Send + S
     }
 }
 
+/// Above the pacer: the estimate the application sees is the encoder's target from the congestion window
+/// ([`EncoderTarget`], the estimate pushed back while the window is full) where there is one, else the estimate
+/// without the pacer's headroom.
+fn encoder_target_above_pacer(msg: &mut TaggedPacket) {
+    if let Some(&EncoderTarget(bits_per_second)) = msg.message.custom::<EncoderTarget>() {
+        msg.message
+            .attributes
+            .retain(|a| !matches!(a, Attribute::TargetBitrateChanged { .. }));
+        msg.message.add(Attribute::TargetBitrateChanged { bits_per_second });
+    } else {
+        scale_target_bitrate(1.0 / PACING_FACTOR)(msg);
+    }
+}
+
 /// Send-side congestion control: TWCC feedback for `estimator`, and the pacer. This is rtc's
 /// `configure_congestion_control` with one difference, the pacer's starting rate (see [`pacer`]).
 fn congestion_control(
     registry: Registry,
-    estimator: Gcc,
+    estimator: CappedGcc,
     start_bitrate_bps: u32,
     engine: &mut MediaEngine,
 ) -> Result<Registry, TransportError> {
@@ -319,6 +336,12 @@ fn multicast_dns_mode(bind_addrs: &[SocketAddr]) -> MulticastDnsMode {
 /// numbered and counted by congestion control. libwebrtc's pacer gets the same effect by sending
 /// retransmissions ahead of new media. The responder buffers packets as they leave the pacer.
 const NACK_RESPONDER_SLOT: Slot = Slot::Custom(2_700);
+/// Where the congestion window sits: wire-ward of the transport-wide numbering (2_000), application-ward of
+/// congestion control's send history (1_000), which then records when a held packet really left.
+const CONGESTION_WINDOW_SLOT: Slot = Slot::Custom(1_500);
+/// Where the retransmission limiter sits: wire-ward of the NACK responder, whose retransmissions it meters on
+/// their way out, and of the pacer's scaling of the estimate (2_500), so it reads the estimate itself.
+const RETRANSMISSION_LIMITER_SLOT: Slot = Slot::Custom(2_400);
 
 /// Builds a peer connection with peerdesk's codecs, interceptors and network settings. `extra_ice_servers` come
 /// from the signaling server.
@@ -332,19 +355,30 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         configure_rtcp_reports(Registry::new().with(NACK_RESPONDER_SLOT, NackResponderBuilder::new().build()));
     let registry = if config.congestion_control {
         // Congestion control brings its own TWCC receiver.
-        let gcc = Gcc::new(
+        let gcc = CappedGcc::new(
             f64::from(config.start_bitrate_bps),
             f64::from(config.min_bitrate_bps),
             f64::from(config.max_bitrate_bps),
         );
         congestion_control(registry, gcc, config.start_bitrate_bps, &mut engine)?
             .with(
+                CONGESTION_WINDOW_SLOT,
+                CongestionWindowGate::new(f64::from(config.start_bitrate_bps)),
+            )
+            .with(
+                RETRANSMISSION_LIMITER_SLOT,
+                RetransmissionLimiter::new(BudgetConfig {
+                    initial_estimate_bps: f64::from(config.start_bitrate_bps),
+                    ..BudgetConfig::default()
+                }),
+            )
+            .with(
                 Slot::from(Slot::Pacer.slot() - 500),
                 OnRead::new(scale_target_bitrate(PACING_FACTOR)),
             )
             .with(
                 Slot::from(Slot::Pacer.slot() + 500),
-                OnRead::new(scale_target_bitrate(1.0 / PACING_FACTOR)),
+                OnRead::new(encoder_target_above_pacer),
             )
     } else {
         configure_simulcast_extension_headers(&mut engine).map_err(TransportError::webrtc)?;

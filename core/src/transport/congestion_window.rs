@@ -1,0 +1,590 @@
+//! A congestion window in front of the wire, as libwebrtc's (`WebRTC-CongestionWindow`, on in Chrome): the host
+//! keeps at most `estimate × (feedback round trip + QUEUE_ALLOWANCE)` bytes sent but not yet reported on by the
+//! viewer's transport-wide feedback, and holds the rest back until feedback arrives. Plain logic with time passed
+//! in ([`CongestionWindow`]); [`CongestionWindowGate`] applies it between the transport-wide sequence numbering
+//! and congestion control's send history.
+//!
+//! Why: the pacer sends at 2.5 times the estimate, so that a keyframe leaves in a few frame times. On a link
+//! narrower than that, a keyframe larger than the link's queue overflows it: measured at a 500 kbit/s cap with a
+//! 200 ms queue, every half-size keyframe (~40 kB) lost its tail, the repairs went into the same full queue and
+//! were lost again, and the lost keyframe was asked for again — a cycle of freezes. With the window, what the
+//! link's queue cannot take waits here instead, and leaves as feedback reports the queue draining.
+
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+use rtc::sansio::Protocol;
+use rtc::shared::marshal::MarshalSize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time added to the round trip in the window: how much queueing the window allows (libwebrtc: 350 ms). Lower
+/// than libwebrtc's because peerdesk's viewer plays at once: a queue is latency.
+const QUEUE_ALLOWANCE: Duration = Duration::from_millis(250);
+/// The smallest window, bytes: a few packets, so that a tiny estimate still moves.
+const MIN_WINDOW_BYTES: usize = 4 * 1_200;
+/// Sent packets no feedback has covered after this long count as lost (their feedback was): they stop holding
+/// the window shut.
+const FEEDBACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Packets tracked at most; beyond it the oldest is forgotten (10 Mbit/s for a second is ~1,000).
+const MAX_TRACKED: usize = 4_096;
+/// Packets held back at most. When it is full the gate opens for the oldest (the pacer's own queue bound is
+/// 4,096 packets; a backlog this large is seconds of video and latency anyway).
+const MAX_HELD: usize = 2_048;
+/// Feedback delays the round trip is the minimum of (libwebrtc: 32).
+const ROUND_TRIP_SAMPLES: usize = 32;
+/// The smallest share of the estimate the encoder is pushed back to.
+const MIN_ENCODER_RATIO: f64 = 0.3;
+/// While the window is shut, one held packet leaves this long after the last one anyway (libwebrtc's pacer:
+/// 500 ms while congested). Feedback only reports packets the viewer has seen or knows are missing: when the
+/// last packets before the window closed were all lost (a burst of loss, a cut), the viewer knows of nothing to
+/// report, no feedback comes, and without this packet the window would stay shut until `FEEDBACK_TIMEOUT`.
+/// Shorter than libwebrtc's because the picture waits behind it.
+const CONGESTED_PACKET_INTERVAL: Duration = Duration::from_millis(100);
+/// The round trip assumed before feedback has measured one.
+const INITIAL_ROUND_TRIP: Duration = Duration::from_millis(100);
+
+/// The bitrate the encoder should aim at (the estimate, pushed back while the window is full), bit/s: a custom
+/// attribute on the read leg, which `peer` turns into the estimate the application sees, above the pacer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EncoderTarget(pub f64);
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    sequence_number: u16,
+    bytes: usize,
+    sent: Instant,
+}
+
+/// The bytes in flight against the window, by transport-wide sequence number.
+#[derive(Debug)]
+pub(crate) struct CongestionWindow {
+    estimate_bps: f64,
+    /// The smallest of the recent feedback delays: the path's round trip without the queue this window allows
+    /// (the delays themselves include it, and a window grown from them would grow its own queue).
+    round_trip: Option<Duration>,
+    round_trips: VecDeque<Duration>,
+    in_flight: VecDeque<InFlight>,
+    in_flight_bytes: usize,
+    encoder_ratio: f64,
+}
+
+/// Whether `a` comes before `b` in 16-bit sequence space.
+fn precedes(a: u16, b: u16) -> bool {
+    (b.wrapping_sub(a) as i16) > 0
+}
+
+impl CongestionWindow {
+    /// A window for `estimate_bps` until the first estimate arrives.
+    pub(crate) fn new(estimate_bps: f64) -> Self {
+        CongestionWindow {
+            estimate_bps,
+            round_trip: None,
+            round_trips: VecDeque::with_capacity(ROUND_TRIP_SAMPLES),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+            encoder_ratio: 1.0,
+        }
+    }
+
+    /// A new congestion estimate, bit/s.
+    pub(crate) fn set_estimate(&mut self, bits_per_second: f64) {
+        if bits_per_second.is_finite() && bits_per_second > 0.0 {
+            self.estimate_bps = bits_per_second;
+        }
+    }
+
+    /// The window, bytes.
+    pub(crate) fn window_bytes(&self) -> usize {
+        let round_trip = self.round_trip.unwrap_or(INITIAL_ROUND_TRIP);
+        let bytes = self.estimate_bps / 8.0 * (round_trip + QUEUE_ALLOWANCE).as_secs_f64();
+        (bytes as usize).max(MIN_WINDOW_BYTES)
+    }
+
+    /// Bytes sent and not yet covered by feedback.
+    pub(crate) fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
+    }
+
+    /// Whether another packet may leave now.
+    pub(crate) fn is_open(&self) -> bool {
+        self.in_flight_bytes < self.window_bytes()
+    }
+
+    /// Notes packet `sequence_number` (transport-wide), `bytes` long, leaving at `now`.
+    pub(crate) fn on_sent(&mut self, now: Instant, sequence_number: u16, bytes: usize) {
+        if self.in_flight.len() == MAX_TRACKED {
+            self.forget_oldest();
+        }
+        self.in_flight.push_back(InFlight {
+            sequence_number,
+            bytes,
+            sent: now,
+        });
+        self.in_flight_bytes += bytes;
+    }
+
+    fn forget_oldest(&mut self) -> Option<InFlight> {
+        let oldest = self.in_flight.pop_front()?;
+        self.in_flight_bytes -= oldest.bytes;
+        Some(oldest)
+    }
+
+    /// Notes feedback arriving at `now` that reports on `count` packets from `base` on (received or lost: either
+    /// way they have left the network). Everything sent before them leaves the window too.
+    pub(crate) fn on_feedback(&mut self, now: Instant, base: u16, count: u16) {
+        let end = base.wrapping_add(count);
+        let mut newest_covered = None;
+        while let Some(front) = self.in_flight.front() {
+            if !precedes(front.sequence_number, end) {
+                break;
+            }
+            newest_covered = self.forget_oldest();
+        }
+        if let Some(packet) = newest_covered {
+            // The newest packet a feedback covers waited least for it: its delay is the round trip plus the
+            // feedback's own interval at most.
+            let sample = now.saturating_duration_since(packet.sent).min(FEEDBACK_TIMEOUT);
+            if self.round_trips.len() == ROUND_TRIP_SAMPLES {
+                self.round_trips.pop_front();
+            }
+            self.round_trips.push_back(sample);
+            self.round_trip = self.round_trips.iter().min().copied();
+        }
+    }
+
+    /// Updates the encoder's share of the estimate from how full the window is with `held_bytes` waiting in
+    /// front of it (libwebrtc's `CongestionWindowPushbackController`): over 1.5 windows outstanding it shrinks by
+    /// 10 %, over one by 5 %, under a tenth it is whole again, in between it grows back by 5 %. Called once per
+    /// feedback. Without it a backlog held here would only grow: the window turns the link's losses, which were
+    /// what lowered the estimate, into waiting.
+    pub(crate) fn update_encoder_ratio(&mut self, held_bytes: usize) {
+        let fill = (self.in_flight_bytes + held_bytes) as f64 / self.window_bytes() as f64;
+        self.encoder_ratio = if fill > 1.5 {
+            self.encoder_ratio * 0.9
+        } else if fill > 1.0 {
+            self.encoder_ratio * 0.95
+        } else if fill < 0.1 {
+            1.0
+        } else {
+            self.encoder_ratio * 1.05
+        }
+        .clamp(MIN_ENCODER_RATIO, 1.0);
+    }
+
+    /// What the encoder should aim at, bit/s: the estimate times the share the window's fill allows.
+    pub(crate) fn encoder_target_bps(&self) -> f64 {
+        self.estimate_bps * self.encoder_ratio
+    }
+
+    /// Forgets packets no feedback covered within [`FEEDBACK_TIMEOUT`].
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|packet| now.saturating_duration_since(packet.sent) >= FEEDBACK_TIMEOUT)
+        {
+            self.forget_oldest();
+        }
+    }
+
+    /// When the oldest packet in flight stops counting.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.in_flight.front().map(|packet| packet.sent + FEEDBACK_TIMEOUT)
+    }
+}
+
+/// The interceptor applying [`CongestionWindow`] to the media streams that carry transport-wide sequence numbers
+/// (retransmissions, RTCP and anything else pass at once). It sits wire-ward of the numbering (2_000) and
+/// application-ward of congestion control (1_000), so that the send history records when a held packet really
+/// left and the estimator never mistakes this wait for the network's.
+pub(crate) struct CongestionWindowGate {
+    window: CongestionWindow,
+    /// Transport-wide sequence number extension id, by media SSRC.
+    extension_ids: HashMap<u32, u8>,
+    held: VecDeque<TaggedPacket>,
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+    /// The target last passed up, bit/s.
+    announced_bps: f64,
+    /// When a packet last left.
+    last_sent: Option<Instant>,
+}
+
+impl CongestionWindowGate {
+    pub(crate) fn new(start_bitrate_bps: f64) -> Self {
+        CongestionWindowGate {
+            window: CongestionWindow::new(start_bitrate_bps),
+            extension_ids: HashMap::new(),
+            held: VecDeque::new(),
+            read: VecDeque::new(),
+            write: VecDeque::new(),
+            announced_bps: start_bitrate_bps,
+            last_sent: None,
+        }
+    }
+
+    /// The transport-wide sequence number and size of a media packet, or `None` for anything the window does not
+    /// govern.
+    fn numbered(&self, msg: &TaggedPacket) -> Option<(u16, usize)> {
+        let Packet::Rtp(packet) = &msg.message.packet else {
+            return None;
+        };
+        if msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission)) {
+            return None;
+        }
+        let id = *self.extension_ids.get(&packet.header.ssrc)?;
+        let extension = packet.header.get_extension(id)?;
+        let sequence_number = u16::from_be_bytes([*extension.first()?, *extension.get(1)?]);
+        Some((sequence_number, packet.marshal_size()))
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.held
+            .iter()
+            .filter_map(|msg| match &msg.message.packet {
+                Packet::Rtp(packet) => Some(packet.marshal_size()),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// Sends `msg` at `now` and counts it against the window.
+    fn send(&mut self, now: Instant, mut msg: TaggedPacket) {
+        if let Some((sequence_number, bytes)) = self.numbered(&msg) {
+            self.window.on_sent(now, sequence_number, bytes);
+        }
+        // Congestion control records the departure from this instant.
+        msg.now = now;
+        self.last_sent = Some(now);
+        self.write.push_back(msg);
+    }
+
+    /// When a held packet leaves although the window is shut (see [`CONGESTED_PACKET_INTERVAL`]).
+    fn congested_packet_due(&self) -> Option<Instant> {
+        if self.held.is_empty() {
+            return None;
+        }
+        Some(self.last_sent? + CONGESTED_PACKET_INTERVAL)
+    }
+
+    /// Sends what the window now admits, oldest first.
+    fn release(&mut self, now: Instant) {
+        while self.window.is_open() {
+            let Some(msg) = self.held.pop_front() else {
+                break;
+            };
+            self.send(now, msg);
+        }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        let now = msg.now;
+        let mut estimate_changed = false;
+        for attribute in &msg.message.attributes {
+            if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
+                self.window.set_estimate(*bits_per_second);
+                estimate_changed = true;
+            }
+        }
+        let mut feedback_arrived = false;
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for feedback in packets.iter().filter_map(|p| p.as_any().downcast_ref::<TransportLayerCc>()) {
+                self.window
+                    .on_feedback(now, feedback.base_sequence_number, feedback.packet_status_count);
+                feedback_arrived = true;
+            }
+        }
+        self.window.expire(now);
+        self.release(now);
+        if feedback_arrived {
+            self.window.update_encoder_ratio(self.held_bytes());
+            tracing::trace!(
+                held = self.held.len(),
+                in_flight = self.window.in_flight_bytes(),
+                window = self.window.window_bytes(),
+                encoder_target = self.window.encoder_target_bps(),
+                "congestion window"
+            );
+        }
+        // The encoder's target rides up as an attribute of its own, announced with every new estimate and whenever
+        // it moves by more than 2 %; the estimate itself goes on unchanged to the pacer and the retransmission
+        // budget (a pacer slowed by the pushback would only deepen the backlog).
+        let target = self.window.encoder_target_bps();
+        let moved = (target - self.announced_bps).abs() > self.announced_bps * 0.02;
+        if estimate_changed || moved {
+            msg.message.add(Attribute::Custom(Arc::new(EncoderTarget(target))));
+            self.announced_bps = target;
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let now = msg.now;
+        if self.numbered(&msg).is_none() {
+            self.write.push_back(msg);
+            return Ok(());
+        }
+        self.window.expire(now);
+        if self.held.is_empty() && self.window.is_open() {
+            self.send(now, msg);
+            return Ok(());
+        }
+        if self.held.len() == MAX_HELD {
+            if let Some(oldest) = self.held.pop_front() {
+                tracing::debug!(held = MAX_HELD, "congestion window backlog full: the oldest packet leaves anyway");
+                self.send(now, oldest);
+            }
+        }
+        self.held.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.window.expire(now);
+        self.release(now);
+        if self.congested_packet_due().is_some_and(|due| now >= due) {
+            if let Some(msg) = self.held.pop_front() {
+                self.send(now, msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.held.is_empty() {
+            return None;
+        }
+        [self.window.next_expiry(), self.congested_packet_due()].into_iter().flatten().min()
+    }
+}
+
+impl Interceptor for CongestionWindowGate {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        let id = info
+            .rtp_header_extensions
+            .iter()
+            .find(|extension| extension.uri == rtc::sdp::extmap::TRANSPORT_CC_URI)
+            .and_then(|extension| u8::try_from(extension.id).ok());
+        if let Some(id) = id {
+            self.extension_ids.insert(info.ssrc, id);
+        }
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.extension_ids.remove(&info.ssrc);
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_window_is_the_estimate_over_a_round_trip_and_the_queue_allowance() {
+        let t0 = Instant::now();
+        let mut window = CongestionWindow::new(400_000.0);
+        // 400 kbit/s over 100 ms (assumed) + 250 ms = 17.5 kB.
+        assert_eq!(window.window_bytes(), 17_500);
+        window.on_sent(t0, 10, 1_000);
+        window.on_feedback(t0 + 50 * MS, 10, 1);
+        // Measured 50 ms: 400 kbit/s × 300 ms = 15 kB.
+        assert_eq!(window.window_bytes(), 15_000);
+        window.set_estimate(f64::NAN);
+        assert_eq!(window.window_bytes(), 15_000);
+        window.set_estimate(10_000.0);
+        assert_eq!(window.window_bytes(), MIN_WINDOW_BYTES);
+    }
+
+    #[test]
+    fn feedback_empties_the_window_up_to_what_it_covers() {
+        let t0 = Instant::now();
+        let mut window = CongestionWindow::new(400_000.0);
+        for seq in 0..15u16 {
+            window.on_sent(t0, 65_530u16.wrapping_add(seq), 1_200);
+        }
+        assert_eq!(window.in_flight_bytes(), 18_000);
+        assert!(!window.is_open());
+        // Feedback on 65,533..65,537 (across the wrap): the three before it are gone too.
+        window.on_feedback(t0 + 40 * MS, 65_533, 5);
+        assert_eq!(window.in_flight_bytes(), 7 * 1_200);
+        assert!(window.is_open());
+        // Old feedback changes nothing.
+        window.on_feedback(t0 + 41 * MS, 65_530, 2);
+        assert_eq!(window.in_flight_bytes(), 7 * 1_200);
+    }
+
+    const SSRC: u32 = 7;
+    const EXTENSION_ID: u8 = 3;
+
+    fn gate() -> CongestionWindowGate {
+        let mut gate = CongestionWindowGate::new(400_000.0);
+        gate.bind_local_stream(&StreamInfo {
+            ssrc: SSRC,
+            rtp_header_extensions: vec![rtc::interceptor::RTPHeaderExtension {
+                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+                id: u16::from(EXTENSION_ID),
+            }],
+            ..Default::default()
+        });
+        gate
+    }
+
+    fn media(now: Instant, transport_sequence: u16) -> TaggedPacket {
+        let mut packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                ssrc: SSRC,
+                ..Default::default()
+            },
+            payload: vec![0; 1_180].into(),
+        };
+        packet
+            .header
+            .set_extension(EXTENSION_ID, transport_sequence.to_be_bytes().to_vec().into())
+            .unwrap();
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: rtc::interceptor::AttributedPacket::new(Packet::Rtp(packet)),
+        }
+    }
+
+    fn feedback(now: Instant, base: u16, count: u16) -> TaggedPacket {
+        let feedback = TransportLayerCc {
+            base_sequence_number: base,
+            packet_status_count: count,
+            ..Default::default()
+        };
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: rtc::interceptor::AttributedPacket::new(Packet::Rtcp(vec![Box::new(feedback)])),
+        }
+    }
+
+    fn drain_writes(gate: &mut CongestionWindowGate) -> Vec<TaggedPacket> {
+        std::iter::from_fn(|| gate.poll_write()).collect()
+    }
+
+    fn announced(gate: &mut CongestionWindowGate) -> Option<f64> {
+        let mut last = None;
+        while let Some(msg) = gate.poll_read() {
+            if let Some(EncoderTarget(bps)) = msg.message.custom::<EncoderTarget>() {
+                last = Some(*bps);
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn the_gate_holds_what_the_window_cannot_take_and_feedback_lets_it_go() {
+        let t0 = Instant::now();
+        let mut gate = gate();
+        // A 40-packet keyframe against a 17.5 kB window (400 kbit/s × 350 ms).
+        for seq in 0..40u16 {
+            gate.handle_write(media(t0, seq)).unwrap();
+        }
+        let first = drain_writes(&mut gate);
+        assert_eq!(first.len(), 15, "17.5 kB of ~1.2 kB packets, the last one opening past the window");
+        // Feedback on the first ten after 30 ms: the window is now 400 kbit/s × 280 ms = 14 kB, five packets are
+        // still in flight, so seven more leave, stamped with the feedback's time (congestion control records
+        // departures from it).
+        let t1 = t0 + Duration::from_millis(30);
+        gate.handle_read(feedback(t1, 0, 10)).unwrap();
+        let released = drain_writes(&mut gate);
+        assert_eq!(released.len(), 7);
+        assert!(released.iter().all(|msg| msg.now == t1));
+        // Anything without a transport-wide number (RTCP here) passes at once, whatever the window.
+        gate.handle_write(feedback(t1, 0, 0)).unwrap();
+        assert_eq!(drain_writes(&mut gate).len(), 1);
+    }
+
+    #[test]
+    fn a_shut_window_without_feedback_lets_one_packet_through_every_interval() {
+        let t0 = Instant::now();
+        let mut gate = gate();
+        for seq in 0..40u16 {
+            gate.handle_write(media(t0, seq)).unwrap();
+        }
+        assert_eq!(drain_writes(&mut gate).len(), 15);
+        // Everything in flight was lost, so the viewer has nothing to report.
+        let due = gate.poll_timeout().unwrap();
+        assert_eq!(due, t0 + CONGESTED_PACKET_INTERVAL);
+        gate.handle_timeout(due - Duration::from_millis(1)).unwrap();
+        assert!(drain_writes(&mut gate).is_empty());
+        gate.handle_timeout(due).unwrap();
+        assert_eq!(drain_writes(&mut gate).len(), 1);
+        assert_eq!(gate.poll_timeout(), Some(due + CONGESTED_PACKET_INTERVAL));
+    }
+
+    #[test]
+    fn a_standing_backlog_pushes_the_encoder_target_down_and_an_empty_window_restores_it() {
+        let t0 = Instant::now();
+        let mut gate = gate();
+        let mut sent: u16 = 0;
+        let mut acked: u16 = 0;
+        let mut lowest = f64::INFINITY;
+        // The encoder keeps sending twice what feedback lets through.
+        for step in 1..=20u32 {
+            let now = t0 + Duration::from_millis(50) * step;
+            for _ in 0..10 {
+                gate.handle_write(media(now, sent)).unwrap();
+                sent += 1;
+            }
+            gate.handle_read(feedback(now, acked, 5)).unwrap();
+            acked += 5;
+            drain_writes(&mut gate);
+            if let Some(target) = announced(&mut gate) {
+                lowest = lowest.min(target);
+            }
+        }
+        assert!(lowest <= 400_000.0 * MIN_ENCODER_RATIO * 1.01, "pushed back only to {lowest}");
+        // The encoder stops and the viewer reports everything: the backlog drains, the window empties and the
+        // target is whole again.
+        let mut last = None;
+        for step in 1..=20u32 {
+            let now = t0 + Duration::from_secs(2) + Duration::from_millis(50) * step;
+            gate.handle_read(feedback(now, 0, sent)).unwrap();
+            drain_writes(&mut gate);
+            last = announced(&mut gate).or(last);
+        }
+        assert_eq!(last, Some(400_000.0));
+        let now = t0 + Duration::from_secs(3);
+        // A target that does not move is not announced again.
+        gate.handle_read(feedback(now, 0, sent)).unwrap();
+        assert_eq!(announced(&mut gate), None);
+    }
+
+    #[test]
+    fn packets_whose_feedback_never_comes_stop_counting_after_a_second() {
+        let t0 = Instant::now();
+        let mut window = CongestionWindow::new(100_000.0);
+        window.on_sent(t0, 1, 1_200);
+        window.on_sent(t0 + 500 * MS, 2, 1_200);
+        assert_eq!(window.next_expiry(), Some(t0 + FEEDBACK_TIMEOUT));
+        window.expire(t0 + 999 * MS);
+        assert_eq!(window.in_flight_bytes(), 2_400);
+        window.expire(t0 + 1_000 * MS);
+        assert_eq!(window.in_flight_bytes(), 1_200);
+    }
+}
