@@ -15,6 +15,7 @@ use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,33 @@ const MIN_ENCODER_RATIO: f64 = 0.3;
 /// report, no feedback comes, and without this packet the window would stay shut until `FEEDBACK_TIMEOUT`.
 /// Shorter than libwebrtc's because the picture waits behind it.
 const CONGESTED_PACKET_INTERVAL: Duration = Duration::from_millis(100);
+/// Without any feedback for this long the path counts as cut (or the viewer as one that sends no feedback): the
+/// gate lets everything through, as if there were no window, until feedback comes again. Holding media through
+/// a cut only delivers it stale when the link returns (measured: a 3 s cut's backlog put p95 at 2.9 s, and a
+/// 10 s cut's picture came back 2.5 s after the link instead of 0.3 s).
+const FEEDBACK_SILENCE: Duration = Duration::from_millis(500);
 /// The round trip assumed before feedback has measured one.
 const INITIAL_ROUND_TRIP: Duration = Duration::from_millis(100);
+
+/// The path's round trip as transport-wide feedback measures it (smoothed 1/8, so it includes the link's
+/// queue but not the pacer's), written by [`CongestionWindowGate`] and read by the retransmission budget.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedRoundTrip(Arc<AtomicU64>);
+
+impl SharedRoundTrip {
+    fn set(&self, round_trip: Duration) {
+        let micros = u64::try_from(round_trip.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.0.store(micros, Ordering::Relaxed);
+    }
+
+    /// The latest measurement; `None` before the first feedback.
+    pub(crate) fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+}
 
 /// The bitrate the encoder should aim at (the estimate, pushed back while the window is full), bit/s: a custom
 /// attribute on the read leg, which `peer` turns into the estimate the application sees, above the pacer.
@@ -64,6 +90,8 @@ pub(crate) struct CongestionWindow {
     /// (the delays themselves include it, and a window grown from them would grow its own queue).
     round_trip: Option<Duration>,
     round_trips: VecDeque<Duration>,
+    /// The feedback delay smoothed 1/8 (TCP's SRTT): the round trip with the link's queue in it.
+    smoothed_round_trip: Option<Duration>,
     in_flight: VecDeque<InFlight>,
     in_flight_bytes: usize,
     encoder_ratio: f64,
@@ -81,6 +109,7 @@ impl CongestionWindow {
             estimate_bps,
             round_trip: None,
             round_trips: VecDeque::with_capacity(ROUND_TRIP_SAMPLES),
+            smoothed_round_trip: None,
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
             encoder_ratio: 1.0,
@@ -150,7 +179,16 @@ impl CongestionWindow {
             }
             self.round_trips.push_back(sample);
             self.round_trip = self.round_trips.iter().min().copied();
+            self.smoothed_round_trip = Some(match self.smoothed_round_trip {
+                None => sample,
+                Some(old) => (old * 7 + sample) / 8,
+            });
         }
+    }
+
+    /// The feedback delay smoothed, queue included; `None` before the first feedback.
+    pub(crate) fn smoothed_round_trip(&self) -> Option<Duration> {
+        self.smoothed_round_trip
     }
 
     /// Updates the encoder's share of the estimate from how full the window is with `held_bytes` waiting in
@@ -175,6 +213,12 @@ impl CongestionWindow {
     /// What the encoder should aim at, bit/s: the estimate times the share the window's fill allows.
     pub(crate) fn encoder_target_bps(&self) -> f64 {
         self.estimate_bps * self.encoder_ratio
+    }
+
+    /// Forgets every packet in flight (the path was cut: no feedback will cover them).
+    pub(crate) fn clear(&mut self) {
+        self.in_flight.clear();
+        self.in_flight_bytes = 0;
     }
 
     /// Forgets packets no feedback covered within [`FEEDBACK_TIMEOUT`].
@@ -207,12 +251,18 @@ pub(crate) struct CongestionWindowGate {
     write: VecDeque<TaggedPacket>,
     /// The target last passed up, bit/s.
     announced_bps: f64,
+    round_trip: SharedRoundTrip,
     /// When a packet last left.
     last_sent: Option<Instant>,
+    /// When feedback last arrived, or (before any) when the first packet left.
+    heard_from: Option<Instant>,
+    /// No feedback for [`FEEDBACK_SILENCE`]: everything passes untracked.
+    silent: bool,
 }
 
 impl CongestionWindowGate {
-    pub(crate) fn new(start_bitrate_bps: f64) -> Self {
+    /// A gate starting at `start_bitrate_bps`, publishing its round trip to `round_trip`.
+    pub(crate) fn new(start_bitrate_bps: f64, round_trip: SharedRoundTrip) -> Self {
         CongestionWindowGate {
             window: CongestionWindow::new(start_bitrate_bps),
             extension_ids: HashMap::new(),
@@ -220,7 +270,10 @@ impl CongestionWindowGate {
             read: VecDeque::new(),
             write: VecDeque::new(),
             announced_bps: start_bitrate_bps,
+            round_trip,
             last_sent: None,
+            heard_from: None,
+            silent: false,
         }
     }
 
@@ -249,15 +302,32 @@ impl CongestionWindowGate {
             .sum()
     }
 
-    /// Sends `msg` at `now` and counts it against the window.
+    /// Sends `msg` at `now` and counts it against the window (unless the path is silent).
     fn send(&mut self, now: Instant, mut msg: TaggedPacket) {
         if let Some((sequence_number, bytes)) = self.numbered(&msg) {
-            self.window.on_sent(now, sequence_number, bytes);
+            self.heard_from.get_or_insert(now);
+            if !self.silent {
+                self.window.on_sent(now, sequence_number, bytes);
+            }
         }
         // Congestion control records the departure from this instant.
         msg.now = now;
         self.last_sent = Some(now);
         self.write.push_back(msg);
+    }
+
+    /// Notes the path going silent at `now` once no feedback has come for [`FEEDBACK_SILENCE`]: what is held
+    /// leaves, and nothing is counted in flight until feedback returns.
+    fn check_silence(&mut self, now: Instant) {
+        if self.silent || !self.heard_from.is_some_and(|heard| now.saturating_duration_since(heard) >= FEEDBACK_SILENCE) {
+            return;
+        }
+        tracing::debug!(held = self.held.len(), "no feedback for 500 ms: the congestion window opens until it returns");
+        self.silent = true;
+        self.window.clear();
+        while let Some(msg) = self.held.pop_front() {
+            self.send(now, msg);
+        }
     }
 
     /// When a held packet leaves although the window is shut (see [`CONGESTED_PACKET_INTERVAL`]).
@@ -298,6 +368,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
         let mut feedback_arrived = false;
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for feedback in packets.iter().filter_map(|p| p.as_any().downcast_ref::<TransportLayerCc>()) {
+                if self.silent {
+                    tracing::debug!("feedback again: the congestion window applies again");
+                    self.silent = false;
+                }
+                self.heard_from = Some(now);
                 self.window
                     .on_feedback(now, feedback.base_sequence_number, feedback.packet_status_count);
                 feedback_arrived = true;
@@ -307,6 +382,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
         self.release(now);
         if feedback_arrived {
             self.window.update_encoder_ratio(self.held_bytes());
+            if let Some(round_trip) = self.window.smoothed_round_trip() {
+                self.round_trip.set(round_trip);
+            }
             tracing::trace!(
                 held = self.held.len(),
                 in_flight = self.window.in_flight_bytes(),
@@ -339,7 +417,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
             return Ok(());
         }
         self.window.expire(now);
-        if self.held.is_empty() && self.window.is_open() {
+        self.check_silence(now);
+        if self.silent || (self.held.is_empty() && self.window.is_open()) {
             self.send(now, msg);
             return Ok(());
         }
@@ -359,6 +438,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
         self.window.expire(now);
+        self.check_silence(now);
         self.release(now);
         if self.congested_packet_due().is_some_and(|due| now >= due) {
             if let Some(msg) = self.held.pop_front() {
@@ -372,7 +452,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
         if self.held.is_empty() {
             return None;
         }
-        [self.window.next_expiry(), self.congested_packet_due()].into_iter().flatten().min()
+        let silence = self.heard_from.map(|heard| heard + FEEDBACK_SILENCE);
+        [self.window.next_expiry(), self.congested_packet_due(), silence].into_iter().flatten().min()
     }
 }
 
@@ -438,7 +519,7 @@ mod tests {
     const EXTENSION_ID: u8 = 3;
 
     fn gate() -> CongestionWindowGate {
-        let mut gate = CongestionWindowGate::new(400_000.0);
+        let mut gate = CongestionWindowGate::new(400_000.0, SharedRoundTrip::default());
         gate.bind_local_stream(&StreamInfo {
             ssrc: SSRC,
             rtp_header_extensions: vec![rtc::interceptor::RTPHeaderExtension {
@@ -535,6 +616,35 @@ mod tests {
         gate.handle_timeout(due).unwrap();
         assert_eq!(drain_writes(&mut gate).len(), 1);
         assert_eq!(gate.poll_timeout(), Some(due + CONGESTED_PACKET_INTERVAL));
+    }
+
+    #[test]
+    fn without_feedback_for_half_a_second_the_gate_opens_until_feedback_returns() {
+        let t0 = Instant::now();
+        let mut gate = gate();
+        for seq in 0..40u16 {
+            gate.handle_write(media(t0, seq)).unwrap();
+        }
+        assert_eq!(drain_writes(&mut gate).len(), 15);
+        gate.handle_read(feedback(t0 + Duration::from_millis(100), 0, 15)).unwrap();
+        assert_eq!(drain_writes(&mut gate).len(), 15, "the window refilled");
+        // The link is cut: no feedback. 500 ms after the last one, everything held leaves, and what comes next
+        // passes at once.
+        let cut = t0 + Duration::from_millis(100) + FEEDBACK_SILENCE;
+        gate.handle_timeout(cut).unwrap();
+        assert_eq!(drain_writes(&mut gate).len(), 10);
+        for seq in 40..140u16 {
+            gate.handle_write(media(cut, seq)).unwrap();
+        }
+        assert_eq!(drain_writes(&mut gate).len(), 100);
+        // Feedback again: nothing from the cut counts in flight, and the window applies to what follows.
+        let back = cut + Duration::from_secs(3);
+        gate.handle_read(feedback(back, 140, 0)).unwrap();
+        for seq in 140..180u16 {
+            gate.handle_write(media(back, seq)).unwrap();
+        }
+        let after = drain_writes(&mut gate).len();
+        assert!((10..40).contains(&after), "{after}");
     }
 
     #[test]

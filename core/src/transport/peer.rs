@@ -1,7 +1,7 @@
 //! Building a peer connection the way peerdesk needs it, and turning its callbacks into a stream of events.
 
 use super::{TransportConfig, TransportError};
-use super::congestion_window::{CongestionWindowGate, EncoderTarget};
+use super::congestion_window::{CongestionWindowGate, EncoderTarget, SharedRoundTrip};
 use super::estimate::CappedGcc;
 use super::retransmission_budget::{BudgetConfig, RetransmissionLimiter};
 use crate::signaling::IceServer;
@@ -355,6 +355,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         configure_rtcp_reports(Registry::new().with(NACK_RESPONDER_SLOT, NackResponderBuilder::new().build()));
     let registry = if config.congestion_control {
         // Congestion control brings its own TWCC receiver.
+        let round_trip = SharedRoundTrip::default();
         let gcc = CappedGcc::new(
             f64::from(config.start_bitrate_bps),
             f64::from(config.min_bitrate_bps),
@@ -363,14 +364,17 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         congestion_control(registry, gcc, config.start_bitrate_bps, &mut engine)?
             .with(
                 CONGESTION_WINDOW_SLOT,
-                CongestionWindowGate::new(f64::from(config.start_bitrate_bps)),
+                CongestionWindowGate::new(f64::from(config.start_bitrate_bps), round_trip.clone()),
             )
             .with(
                 RETRANSMISSION_LIMITER_SLOT,
-                RetransmissionLimiter::new(BudgetConfig {
-                    initial_estimate_bps: f64::from(config.start_bitrate_bps),
-                    ..BudgetConfig::default()
-                }),
+                RetransmissionLimiter::new(
+                    BudgetConfig {
+                        initial_estimate_bps: f64::from(config.start_bitrate_bps),
+                        ..BudgetConfig::default()
+                    },
+                    round_trip,
+                ),
             )
             .with(
                 Slot::from(Slot::Pacer.slot() - 500),

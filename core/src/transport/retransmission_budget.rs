@@ -1,5 +1,6 @@
 //! How many retransmissions the host sends in answer to NACKs: at most a share of the congestion estimate, and
-//! one packet at most once per round trip (libwebrtc's two rules). Plain logic with time passed in
+//! one packet at most once per round trip (libwebrtc's two rules; the round trip is the one transport-wide
+//! feedback measures, see [`SharedRoundTrip`]). Plain logic with time passed in
 //! ([`RetransmissionBudget`]); [`RetransmissionLimiter`] applies it between webrtc-rs's NACK responder and the
 //! wire.
 //!
@@ -10,13 +11,12 @@
 //! mostly copies of copies, and no first picture arrived in 10 s.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
-use rtc::rtcp::receiver_report::ReceiverReport;
-use rtc::rtcp::reception_report::ReceptionReport;
-use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
+
+use super::congestion_window::SharedRoundTrip;
 
 /// The retransmission rules' parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,20 +66,16 @@ pub(crate) struct BudgetCounts {
 /// Slots remembering when a packet was last retransmitted, indexed by sequence number modulo their count: the
 /// NACK responder keeps 1,024 packets, so a packet older than that cannot be resent anyway.
 const RESENT_SLOTS: usize = 1024;
-/// Sender reports remembered to match receiver reports against (one a second by default).
-const SENDER_REPORTS_KEPT: usize = 16;
 
 /// The two retransmission rules for one connection: a token bucket at a share of the estimate, and at most one
-/// copy of a packet per round trip. The round trip is measured from receiver reports (RFC 3550's LSR/DLSR).
+/// copy of a packet per round trip.
 #[derive(Debug)]
 pub(crate) struct RetransmissionBudget {
     config: BudgetConfig,
     estimate_bps: f64,
     allowance_bytes: f64,
     refilled_at: Option<Instant>,
-    round_trip: Option<Duration>,
     last_resent: Box<[Option<(u16, Instant)>]>,
-    sender_reports: VecDeque<(u32, Instant)>,
     counts: BudgetCounts,
 }
 
@@ -90,9 +86,7 @@ impl RetransmissionBudget {
             estimate_bps: config.initial_estimate_bps,
             allowance_bytes: 0.0,
             refilled_at: None,
-            round_trip: None,
             last_resent: vec![None; RESENT_SLOTS].into_boxed_slice(),
-            sender_reports: VecDeque::with_capacity(SENDER_REPORTS_KEPT),
             counts: BudgetCounts::default(),
         };
         budget.allowance_bytes = budget.capacity_bytes();
@@ -127,45 +121,19 @@ impl RetransmissionBudget {
         self.allowance_bytes = self.allowance_bytes.min(self.capacity_bytes());
     }
 
-    /// The measured round trip, or `None` before the first receiver report that answers a sender report.
-    pub(crate) fn round_trip(&self) -> Option<Duration> {
-        self.round_trip
-    }
-
-    /// Notes a sender report leaving at `now`, by its NTP time (the middle 32 bits are what a receiver report
-    /// echoes as LSR).
-    pub(crate) fn on_sender_report_sent(&mut self, now: Instant, ntp_time: u64) {
-        if self.sender_reports.len() == SENDER_REPORTS_KEPT {
-            self.sender_reports.pop_front();
-        }
-        self.sender_reports.push_back(((ntp_time >> 16) as u32, now));
-    }
-
-    /// Notes a reception report arriving at `now`: with the sender report it echoes (LSR) and the receiver's
-    /// delay since (DLSR, 1/65536 s), it gives one round-trip sample, smoothed 1/8 as TCP's SRTT.
-    pub(crate) fn on_reception_report(&mut self, now: Instant, last_sender_report: u32, delay: u32) {
-        if last_sender_report == 0 {
-            return;
-        }
-        let Some(&(_, sent)) = self.sender_reports.iter().find(|(lsr, _)| *lsr == last_sender_report) else {
-            return;
-        };
-        let held = Duration::from_secs_f64(f64::from(delay) / 65_536.0);
-        let Some(sample) = now.saturating_duration_since(sent).checked_sub(held) else {
-            return;
-        };
-        self.round_trip = Some(match self.round_trip {
-            None => sample,
-            Some(old) => (old * 7 + sample) / 8,
-        });
-    }
-
-    /// Decides on retransmitting packet `sequence_number` (its original number), `bytes` long, at `now`; a
-    /// packet that may go is charged to the allowance.
-    pub(crate) fn decide(&mut self, now: Instant, sequence_number: u16, bytes: usize) -> Verdict {
+    /// Decides on retransmitting packet `sequence_number` (its original number), `bytes` long, at `now`, on a
+    /// path whose measured `round_trip` is known or not (then [`BudgetConfig::initial_round_trip`]); a packet that
+    /// may go is charged to the allowance.
+    pub(crate) fn decide(
+        &mut self,
+        now: Instant,
+        sequence_number: u16,
+        bytes: usize,
+        round_trip: Option<Duration>,
+    ) -> Verdict {
         self.refill(now);
         let slot = &mut self.last_resent[usize::from(sequence_number) % RESENT_SLOTS];
-        let round_trip = self.round_trip.unwrap_or(self.config.initial_round_trip);
+        let round_trip = round_trip.unwrap_or(self.config.initial_round_trip);
         let copy_in_flight =
             matches!(*slot, Some((resent, at)) if resent == sequence_number && now.saturating_duration_since(at) < round_trip);
         if copy_in_flight {
@@ -188,20 +156,22 @@ impl RetransmissionBudget {
 }
 
 /// The interceptor applying [`RetransmissionBudget`]: it sits wire-ward of the NACK responder, so it sees the
-/// retransmissions the responder makes on their way out (and drops the ones the rules refuse), the sender
-/// reports on theirs, and the congestion estimate and receiver reports on their way in. Everything else passes
-/// untouched.
+/// retransmissions the responder makes on their way out (and drops the ones the rules refuse), and the
+/// congestion estimate on its way in. Everything else passes untouched.
 pub(crate) struct RetransmissionLimiter {
     budget: RetransmissionBudget,
+    round_trip: SharedRoundTrip,
     retransmission_ssrcs: HashSet<u32>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
 
 impl RetransmissionLimiter {
-    pub(crate) fn new(config: BudgetConfig) -> Self {
+    /// A limiter reading the path's round trip from `round_trip`.
+    pub(crate) fn new(config: BudgetConfig, round_trip: SharedRoundTrip) -> Self {
         RetransmissionLimiter {
             budget: RetransmissionBudget::new(config),
+            round_trip,
             retransmission_ssrcs: HashSet::new(),
             read: VecDeque::new(),
             write: VecDeque::new(),
@@ -223,7 +193,8 @@ impl RetransmissionLimiter {
                     packet.header.sequence_number
                 };
                 let bytes = packet.header.marshal_size() + packet.payload.len();
-                let verdict = self.budget.decide(msg.now, original, bytes);
+                let round_trip = self.round_trip.get();
+                let verdict = self.budget.decide(msg.now, original, bytes, round_trip);
                 if verdict != Verdict::Send {
                     let counts = self.budget.counts();
                     if (counts.too_soon + counts.over_budget).is_power_of_two() {
@@ -232,18 +203,12 @@ impl RetransmissionLimiter {
                             sent = counts.sent,
                             too_soon = counts.too_soon,
                             over_budget = counts.over_budget,
-                            round_trip = ?self.budget.round_trip(),
+                            ?round_trip,
                             "retransmission refused"
                         );
                     }
                 }
                 verdict == Verdict::Send
-            }
-            Packet::Rtcp(packets) => {
-                for sender_report in packets.iter().filter_map(|p| p.as_any().downcast_ref::<SenderReport>()) {
-                    self.budget.on_sender_report_sent(msg.now, sender_report.ntp_time);
-                }
-                true
             }
             _ => true,
         }
@@ -253,22 +218,6 @@ impl RetransmissionLimiter {
         for attribute in &msg.message.attributes {
             if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
                 self.budget.set_estimate(msg.now, *bits_per_second);
-            }
-        }
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            for packet in packets {
-                let any = packet.as_any();
-                let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                    &rr.reports
-                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                    &sr.reports
-                } else {
-                    continue;
-                };
-                for report in reports {
-                    self.budget
-                        .on_reception_report(msg.now, report.last_sender_report, report.delay);
-                }
             }
         }
     }
@@ -337,7 +286,7 @@ mod tests {
         let mut sent_bytes = 0;
         for i in 0..3_000u16 {
             let now = t0 + MS * u32::from(i);
-            if budget.decide(now, i, 1_200) == Verdict::Send {
+            if budget.decide(now, i, 1_200, None) == Verdict::Send {
                 sent_bytes += 1_200;
             }
         }
@@ -354,7 +303,7 @@ mod tests {
         let mut budget = budget();
         budget.set_estimate(t0, 150_000.0);
         // 150 kbit/s × 0.5 × 0.5 s = 4.7 kB: three packets, not the 1 Mbit/s start's 26.
-        let sent = (0..30).filter(|&i| budget.decide(t0, i, 1_200) == Verdict::Send).count();
+        let sent = (0..30).filter(|&i| budget.decide(t0, i, 1_200, None) == Verdict::Send).count();
         assert_eq!(sent, 3);
     }
 
@@ -362,35 +311,19 @@ mod tests {
     fn a_packet_goes_again_only_after_a_round_trip() {
         let t0 = Instant::now();
         let mut budget = budget();
-        assert_eq!(budget.decide(t0, 7, 1_000), Verdict::Send);
+        assert_eq!(budget.decide(t0, 7, 1_000, None), Verdict::Send);
         // Before any measurement the round trip is taken as 100 ms.
-        assert_eq!(budget.decide(t0 + 60 * MS, 7, 1_000), Verdict::TooSoon);
-        assert_eq!(budget.decide(t0 + 60 * MS, 8, 1_000), Verdict::Send);
-        assert_eq!(budget.decide(t0 + 101 * MS, 7, 1_000), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 60 * MS, 7, 1_000, None), Verdict::TooSoon);
+        assert_eq!(budget.decide(t0 + 60 * MS, 8, 1_000, None), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 101 * MS, 7, 1_000, None), Verdict::Send);
         // A packet 1,024 numbers later shares the slot but is a different packet.
-        assert_eq!(budget.decide(t0 + 102 * MS, 7 + 1_024, 1_000), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 102 * MS, 7 + 1_024, 1_000, None), Verdict::Send);
         assert_eq!(budget.counts().too_soon, 1);
-    }
-
-    #[test]
-    fn the_round_trip_comes_from_receiver_reports() {
-        let t0 = Instant::now();
-        let mut budget = budget();
-        let ntp: u64 = 0x1234_5678_9abc_def0;
-        let lsr = (ntp >> 16) as u32;
-        budget.on_sender_report_sent(t0, ntp);
-        // The report comes back 350 ms later, after the receiver held it for 100 ms (6,553.6 units).
-        budget.on_reception_report(t0 + 350 * MS, lsr, 6_554);
-        let rtt = budget.round_trip().unwrap();
-        assert!(rtt.abs_diff(250 * MS) < MS, "{rtt:?}");
-        // A 250 ms round trip: a copy 200 ms later is too soon, 260 ms later is not.
-        assert_eq!(budget.decide(t0, 1, 100), Verdict::Send);
-        assert_eq!(budget.decide(t0 + 200 * MS, 1, 100), Verdict::TooSoon);
-        assert_eq!(budget.decide(t0 + 260 * MS, 1, 100), Verdict::Send);
-        // A report echoing nothing known, or no sender report at all, changes nothing.
-        budget.on_reception_report(t0 + 400 * MS, lsr.wrapping_add(1), 0);
-        budget.on_reception_report(t0 + 400 * MS, 0, 0);
-        assert_eq!(budget.round_trip(), Some(rtt));
+        // A measured 250 ms round trip: a copy 200 ms after the last is too soon, 260 ms after it is not.
+        let rtt = Some(250 * MS);
+        assert_eq!(budget.decide(t0 + 300 * MS, 9, 100, rtt), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 500 * MS, 9, 100, rtt), Verdict::TooSoon);
+        assert_eq!(budget.decide(t0 + 560 * MS, 9, 100, rtt), Verdict::Send);
     }
 
     #[test]
@@ -401,7 +334,7 @@ mod tests {
         budget.set_estimate(t0, -5.0);
         budget.set_estimate(t0, 0.0);
         // Still the 1 Mbit/s start: 31 kB of burst, 26 packets.
-        let sent = (0..40).filter(|&i| budget.decide(t0, i, 1_200) == Verdict::Send).count();
+        let sent = (0..40).filter(|&i| budget.decide(t0, i, 1_200, None) == Verdict::Send).count();
         assert_eq!(sent, 26);
     }
 }
