@@ -319,7 +319,8 @@ impl CongestionWindowGate {
     /// Notes the path going silent at `now` once no feedback has come for [`FEEDBACK_SILENCE`]: what is held
     /// leaves, and nothing is counted in flight until feedback returns.
     fn check_silence(&mut self, now: Instant) {
-        if self.silent || !self.heard_from.is_some_and(|heard| now.saturating_duration_since(heard) >= FEEDBACK_SILENCE) {
+        let quiet_for = |heard: Instant| now.saturating_duration_since(heard);
+        if self.silent || self.heard_from.is_none_or(|heard| quiet_for(heard) < FEEDBACK_SILENCE) {
             return;
         }
         tracing::debug!(held = self.held.len(), "no feedback for 500 ms: the congestion window opens until it returns");
