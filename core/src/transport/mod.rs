@@ -5,6 +5,9 @@
 //!   control (GCC over TWCC, with its pacer), the playout-delay header extension, keyframe requests passed up.
 //! - [`video_send`]: AV1 temporal units → RTP (the crate's AV1 payloader, one timestamp per frame from one 90 kHz
 //!   clock, marker on the last packet, playout delay 0 on every packet, the capture time on the first).
+//! - `estimate`: webrtc-rs's GCC with its increases capped at 1.5 × the acknowledged rate.
+//! - `congestion_window`: at most the estimate × (round trip + 250 ms) in flight, the rest held in front of the
+//!   wire, the encoder pushed back while the window stays full.
 //! - `retransmission_budget`: how many retransmissions answer NACKs (a share of the estimate, one copy per
 //!   round trip).
 //! - [`capture_time`]: the host's capture time of a frame on the wire (the absolute-capture-time extension).

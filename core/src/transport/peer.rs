@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn the_pacer_sees_headroom_and_the_application_the_estimate() {
         let mut below_pacer = OnRead::new(scale_target_bitrate(PACING_FACTOR));
-        let mut above_pacer = OnRead::new(scale_target_bitrate(1.0 / PACING_FACTOR));
+        let mut above_pacer = OnRead::new(encoder_target_above_pacer);
         below_pacer.handle_read(carrying(4_000_000.0)).unwrap();
         let at_pacer = below_pacer.poll_read().unwrap();
         assert_eq!(estimate(&at_pacer), Some(10_000_000.0));
@@ -510,5 +510,19 @@ mod tests {
         assert_eq!(estimate(&below_pacer.poll_read().unwrap()), None);
         below_pacer.handle_write(carrying(7.0)).unwrap();
         assert_eq!(estimate(&below_pacer.poll_write().unwrap()), Some(7.0));
+        // With the congestion window's pushed-back target on board, the application sees that instead; and a
+        // target that moved without a new estimate reaches the application all the same.
+        let mut pushed_back = carrying(4_000_000.0);
+        pushed_back.message.add(Attribute::Custom(Arc::new(EncoderTarget(1_500_000.0))));
+        below_pacer.handle_read(pushed_back).unwrap();
+        let at_pacer = below_pacer.poll_read().unwrap();
+        assert_eq!(estimate(&at_pacer), Some(10_000_000.0));
+        above_pacer.handle_read(at_pacer).unwrap();
+        assert_eq!(estimate(&above_pacer.poll_read().unwrap()), Some(1_500_000.0));
+        let mut moved_alone = carrying(1.0);
+        moved_alone.message.attributes.clear();
+        moved_alone.message.add(Attribute::Custom(Arc::new(EncoderTarget(900_000.0))));
+        above_pacer.handle_read(moved_alone).unwrap();
+        assert_eq!(estimate(&above_pacer.poll_read().unwrap()), Some(900_000.0));
     }
 }
