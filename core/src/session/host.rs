@@ -1,24 +1,23 @@
 //! The sharing side: one capture/encode thread feeds every admitted viewer; consent and permissions are decided
 //! here and enforced on every control message.
 
-use super::candidates::{add_candidates, RemoteCandidates};
-use super::cursor::{next_update, CursorUpdate, ImageSent};
+use super::candidates::add_candidates;
+use super::cursor::{next_update, CursorUpdate};
+use super::host_core::{Admitted, FromViewer, HostCore, HostInput, HostOutput, ToViewer, UserAction};
 use super::lag::{FrameAction, LagRecovery};
-use super::shared_bitrate::SharedBitrate;
 use super::sleep_until_or_never;
+use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, LinkState, UnattendedLink, ViewerLink};
 use super::SessionError;
-use crate::audit::{permission_names, AuditEvent, AuditFile, TextKind};
+use crate::audit::{AuditEvent, AuditFile};
 use crate::capture::ScreenSource;
-use crate::control::permissions::ControlGate;
 use crate::control::protocol::{encode, HostMessage, MAX_CLIPBOARD_BYTES, MAX_TEXT_BYTES};
-use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage, CHANNEL_LABEL};
+use crate::control::{ControlErrorCode, InputEvent, Permissions, CHANNEL_LABEL};
 use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
 use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
-use crate::ratelimit::{FailureBackoff, TokenBucket};
+use crate::ratelimit::TokenBucket;
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
-use crate::session::reconnect::{Backoff, PathChange, PathState, ReconnectAction, Reconnector};
-use crate::session::verification::{permissions_in_force, sdp_fingerprint};
+use crate::session::verification::sdp_fingerprint;
 use crate::signaling::{
     ClientMessage, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls, VerifiedIdentity,
     PROTOCOL_VERSION,
@@ -27,7 +26,7 @@ use crate::transport::peer::{new_peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
 use crate::transport::video_send::{new_video_track, Av1RtpSender};
 use crate::transport::{TransportConfig, TransportError};
-use crate::unattended::handshake::{Confirm, HostHandshake};
+use crate::unattended::handshake::HostHandshake;
 use crate::unattended::{DeviceId, UnattendedConfig};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -38,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::StatsSelector;
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
 /// A viewer's identifier within a host (the signaling server's peer id).
 pub type ViewerId = String;
@@ -232,8 +231,9 @@ pub struct JoinRequest {
     /// attended requests (by session code).
     pub unattended_access: Option<String>,
     /// The session code the viewer joined with (part of the verification code's input).
-    session_code: String,
-    reply: Option<mpsc::UnboundedSender<Command>>,
+    pub(super) session_code: String,
+    /// Where the answer goes; `None` once answered (and in the state machine, which leaves it to the driver).
+    pub(super) reply: Option<mpsc::Sender<Command>>,
 }
 
 impl JoinRequest {
@@ -268,13 +268,16 @@ impl JoinRequest {
     /// Answers the request.
     pub fn answer(mut self, consent: Consent) {
         if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Command::Consent {
-                viewer: self.viewer.clone(),
-                name: self.name.clone(),
-                session_code: std::mem::take(&mut self.session_code),
-                access: self.unattended_access.take(),
-                consent,
-            });
+            send_command(
+                &reply,
+                Command::User(UserAction::Consent {
+                    viewer: self.viewer.clone(),
+                    name: self.name.clone(),
+                    session_code: std::mem::take(&mut self.session_code),
+                    access: self.unattended_access.take(),
+                    consent,
+                }),
+            );
         }
     }
 }
@@ -282,13 +285,16 @@ impl JoinRequest {
 impl Drop for JoinRequest {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Command::Consent {
-                viewer: self.viewer.clone(),
-                name: self.name.clone(),
-                session_code: String::new(),
-                access: None,
-                consent: Consent::Deny("the host did not answer".into()),
-            });
+            send_command(
+                &reply,
+                Command::User(UserAction::Consent {
+                    viewer: self.viewer.clone(),
+                    name: self.name.clone(),
+                    session_code: String::new(),
+                    access: None,
+                    consent: Consent::Deny("the host did not answer".into()),
+                }),
+            );
         }
     }
 }
@@ -423,33 +429,40 @@ struct Counters {
     keyframes: AtomicU64,
 }
 
-enum Command {
-    Consent {
-        viewer: ViewerId,
-        name: String,
-        session_code: String,
-        access: Option<String>,
-        consent: Consent,
-    },
-    ConfirmVerification {
-        viewer: ViewerId,
-    },
-    SetPermissions {
-        viewer: ViewerId,
-        permissions: Permissions,
-    },
-    Disconnect {
-        viewer: ViewerId,
-        reason: String,
-    },
-    Clipboard(String),
-    Chat(String),
+/// What the [`Host`] handle and a [`JoinRequest`]'s answer send to the host's loop.
+pub(super) enum Command {
+    /// A decision for the state machine.
+    User(UserAction),
+    /// A new code: the reply waits for the server's answer.
     Invite(oneshot::Sender<Result<String, SessionError>>),
-    MaxBitrate(u32),
-    End {
-        reason: String,
-        done: oneshot::Sender<()>,
-    },
+}
+
+/// Commands waiting for the host's loop, at most. When full, [`Host`]'s methods that return a `Result` fail with
+/// [`SessionError::RateLimited`] and the others (and a join request's answer) drop the command with a warning: the
+/// loop is stuck or the app floods it, and waiting would block the app's thread.
+const COMMAND_QUEUE: usize = 256;
+
+/// The order to stop, on a queue of its own (one place) so that a full command queue never loses it; an end
+/// already queued is as good as a second.
+struct Ending {
+    reason: String,
+    /// Fires once the viewers were told.
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// Queues `command`, or drops it with a warning when the queue is full or the host has stopped.
+fn send_command(commands: &mpsc::Sender<Command>, command: Command) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = commands.try_send(command) {
+        tracing::warn!("the host's command queue is full; command dropped");
+    }
+}
+
+/// Queues `command`; fails when the queue is full or the host has stopped.
+fn try_command(commands: &mpsc::Sender<Command>, command: Command) -> Result<(), SessionError> {
+    commands.try_send(command).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => SessionError::RateLimited("the host's command queue is full".into()),
+        mpsc::error::TrySendError::Closed(_) => SessionError::Ended("host stopped".into()),
+    })
 }
 
 /// A frame ready to packetize.
@@ -471,7 +484,8 @@ enum EncoderCommand {
 /// Shares a screen with viewers who join by code and whom the host user admits.
 pub struct Host {
     code: String,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
+    ending: mpsc::Sender<Ending>,
     events: Option<EventReceiver<HostEvent>>,
     counters: Arc<Counters>,
     screen: (u32, u32),
@@ -588,7 +602,8 @@ impl Host {
             tx
         });
 
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ending_tx, ending_rx) = mpsc::channel(1);
         let (events_tx, events_rx) = event_queue();
         let (sender, incoming) = client.split();
         let shared = Shared {
@@ -614,12 +629,14 @@ impl Host {
             incoming,
             commands_rx,
             commands_tx.clone(),
+            ending_rx,
             events_tx,
         ));
         tracing::info!(width, height, "hosting; session code issued");
         Ok(Host {
             code,
             commands: commands_tx,
+            ending: ending_tx,
             events: Some(events_rx),
             counters,
             screen: (width, height),
@@ -653,9 +670,7 @@ impl Host {
         let commands = self.commands.clone();
         async move {
             let (tx, rx) = oneshot::channel();
-            commands
-                .send(Command::Invite(tx))
-                .map_err(|_| SessionError::Ended("host stopped".into()))?;
+            try_command(&commands, Command::Invite(tx))?;
             tokio::time::timeout(Duration::from_secs(10), rx)
                 .await
                 .map_err(timeout_err("a new code"))?
@@ -677,10 +692,13 @@ impl Host {
 
     /// Changes a viewer's permissions; they apply to the next message it sends.
     pub fn set_permissions(&self, viewer: &ViewerId, permissions: Permissions) {
-        let _ = self.commands.send(Command::SetPermissions {
-            viewer: viewer.clone(),
-            permissions,
-        });
+        send_command(
+            &self.commands,
+            Command::User(UserAction::SetPermissions {
+                viewer: viewer.clone(),
+                permissions,
+            }),
+        );
     }
 
     /// Records that the host's user compared this viewer's verification code ([`HostEvent::VerificationCode`])
@@ -688,17 +706,21 @@ impl Host {
     /// granted control and clipboard permissions apply from now on (the viewer is told); without it, this only
     /// marks the session as verified. Unknown viewers are ignored.
     pub fn confirm_verification(&self, viewer: &ViewerId) {
-        let _ = self
-            .commands
-            .send(Command::ConfirmVerification { viewer: viewer.clone() });
+        send_command(
+            &self.commands,
+            Command::User(UserAction::ConfirmVerification { viewer: viewer.clone() }),
+        );
     }
 
     /// Disconnects one viewer.
     pub fn disconnect(&self, viewer: &ViewerId, reason: impl Into<String>) {
-        let _ = self.commands.send(Command::Disconnect {
-            viewer: viewer.clone(),
-            reason: reason.into(),
-        });
+        send_command(
+            &self.commands,
+            Command::User(UserAction::Disconnect {
+                viewer: viewer.clone(),
+                reason: reason.into(),
+            }),
+        );
     }
 
     /// Sends clipboard text to every viewer holding the clipboard permission.
@@ -709,9 +731,7 @@ impl Host {
                 "clipboard text over {MAX_CLIPBOARD_BYTES} bytes"
             )));
         }
-        self.commands
-            .send(Command::Clipboard(text))
-            .map_err(|_| SessionError::Ended("host stopped".into()))
+        try_command(&self.commands, Command::User(UserAction::Clipboard(text)))
     }
 
     /// Sends a chat line to every viewer.
@@ -722,9 +742,7 @@ impl Host {
                 "chat text over {MAX_TEXT_BYTES} bytes"
             )));
         }
-        self.commands
-            .send(Command::Chat(text))
-            .map_err(|_| SessionError::Ended("host stopped".into()))
+        try_command(&self.commands, Command::User(UserAction::Chat(text)))
     }
 
     /// Changes the highest video bitrate (congestion control may still ask for less); the encoder follows at
@@ -735,9 +753,7 @@ impl Host {
                 "bitrate {bps} outside 10 kbit/s..=100 Mbit/s"
             )));
         }
-        self.commands
-            .send(Command::MaxBitrate(bps))
-            .map_err(|_| SessionError::Ended("host stopped".into()))
+        try_command(&self.commands, Command::User(UserAction::MaxBitrate(bps)))
     }
 
     /// Current figures.
@@ -755,14 +771,11 @@ impl Host {
     /// Ends the session for everyone, telling viewers `reason`.
     pub async fn end(self, reason: impl Into<String>) {
         let (done_tx, done_rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::End {
-                reason: reason.into(),
-                done: done_tx,
-            })
-            .is_ok()
-        {
+        let ending = Ending {
+            reason: reason.into(),
+            done: Some(done_tx),
+        };
+        if self.ending.send(ending).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
         }
     }
@@ -770,10 +783,9 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let (done, _) = oneshot::channel();
-        let _ = self.commands.send(Command::End {
+        let _ = self.ending.try_send(Ending {
             reason: "the host stopped sharing".into(),
-            done,
+            done: None,
         });
     }
 }
@@ -989,17 +1001,6 @@ struct Shared {
     unattended: Option<UnattendedConfig>,
 }
 
-enum ToViewer {
-    Signal(SignalPayload),
-    /// The viewer's connection to the signaling server has a new peer id (the session was resumed).
-    Readdress(crate::signaling::PeerId),
-    SetPermissions(Permissions),
-    Verified,
-    Clipboard(String),
-    Chat(String),
-    End(String),
-}
-
 /// Notes from the viewer tasks to the host's loop. Chat, clipboard, refusals and bitrate estimates are dropped when
 /// it is full (a flooding viewer loses its own messages); lifecycle notes wait for room.
 const FROM_VIEWERS_QUEUE: usize = 1024;
@@ -1016,385 +1017,139 @@ fn to_viewer(tx: &mpsc::Sender<ToViewer>, message: ToViewer) {
     }
 }
 
-enum FromViewer {
-    VerificationCode {
-        viewer: ViewerId,
-        code: String,
-    },
-    Path {
-        viewer: ViewerId,
-        change: PathChange,
-    },
-    InputCount {
-        viewer: ViewerId,
-        events: u64,
-    },
-    Connected {
-        viewer: ViewerId,
-        name: String,
-    },
-    /// An unattended technician proved their access, or failed to.
-    Authenticated {
-        viewer: ViewerId,
-        access: String,
-        ok: bool,
-    },
-    Left {
-        viewer: ViewerId,
-        reason: String,
-    },
-    Clipboard {
-        viewer: ViewerId,
-        text: String,
-    },
-    Chat {
-        viewer: ViewerId,
-        text: String,
-    },
-    Refused {
-        viewer: ViewerId,
-        code: ControlErrorCode,
-    },
-    TargetBitrate {
-        viewer: ViewerId,
-        bps: f64,
-    },
-}
-
+/// The host's loop: moves signaling messages, user commands and viewer notes into the state machine, and carries
+/// out what it decides.
+#[allow(clippy::too_many_arguments)]
 async fn run_host(
     shared: Shared,
-    mut audit: Option<AuditFile>,
+    audit: Option<AuditFile>,
     first_code: String,
     mut incoming: mpsc::Receiver<ServerMessage>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    commands_tx: mpsc::UnboundedSender<Command>,
+    mut commands: mpsc::Receiver<Command>,
+    commands_tx: mpsc::Sender<Command>,
+    mut ending: mpsc::Receiver<Ending>,
     events: EventSender<HostEvent>,
 ) {
     let shared = Arc::new(shared);
-    let mut viewers: HashMap<ViewerId, (mpsc::Sender<ToViewer>, tokio::task::JoinHandle<()>)> = HashMap::new();
-    let mut invites: VecDeque<oneshot::Sender<Result<String, SessionError>>> = VecDeque::new();
-    let mut bitrate = SharedBitrate::<ViewerId>::new(shared.max_bitrate);
-    let set_bitrate = |target: Option<u32>| {
-        if let Some(bps) = target {
-            tracing::debug!(bps, "encoder target bitrate");
-            shared.counters.target_bitrate.store(u64::from(bps), Ordering::Relaxed);
-            let _ = shared.encoder.send(EncoderCommand::Bitrate(bps));
-        }
-    };
+    let mut core = HostCore::new(first_code, shared.max_bitrate, shared.unattended.clone());
     let (from_viewers_tx, mut from_viewers) = mpsc::channel::<FromViewer>(FROM_VIEWERS_QUEUE);
-    let mut signaling_open = true;
-    let mut backoff = Backoff::default();
-    let mut reconnect_at: Option<Instant> = None;
-    // A registration sent after reconnecting, whose code is announced as SignalingRestored.
-    let mut reregistering = false;
-    // Codes this host was given; a join request naming any other code is refused without asking the user.
-    let mut held_codes: std::collections::HashSet<String> = [first_code].into();
-    // Viewers the user let in whose admission the server has not confirmed yet.
-    let mut awaiting_admission: HashMap<ViewerId, Admitted> = HashMap::new();
-    // Each connected viewer's resumption token, and the peer ids the server gave resumed viewers.
-    let mut resume_tokens: HashMap<String, ViewerId> = HashMap::new();
-    let mut aliases: HashMap<crate::signaling::PeerId, ViewerId> = HashMap::new();
-    // Failed unattended attempts, whoever made them: the wait doubles with each.
-    let mut access_backoff = FailureBackoff::new(crate::unattended::FIRST_BACKOFF, crate::unattended::MAX_BACKOFF);
-    let end_reason = loop {
-        tokio::select! {
-            message = incoming.recv(), if signaling_open => match message {
-                None => {
-                    tracing::warn!("signaling connection lost; connected viewers stay; reconnecting");
-                    signaling_open = false;
-                    // The codes and pending joins died with the connection.
-                    held_codes.clear();
-                    awaiting_admission.clear();
-                    aliases.clear();
-                    for invite in invites.drain(..) {
-                        let _ = invite.send(Err(SessionError::Signaling(crate::signaling::SignalingError::Closed)));
-                    }
-                    reconnect_at = Some(backoff.next_attempt(Instant::now()));
-                }
-                Some(ServerMessage::JoinRequest { peer, name, access: Some(access), verified, asks, .. }) => {
-                    let name = crate::text::printable(&name).trim().to_string();
-                    let refusal = match &shared.unattended {
-                        None => Some("this host does not offer unattended access".to_string()),
-                        Some(_) => access_backoff.retry_after(Instant::now()).map(|wait| {
-                            format!("too many failed attempts; retry in {} s", wait.as_secs_f64().ceil() as u64)
-                        }),
-                    };
-                    if let Some(reason) = refusal {
-                        tracing::info!(viewer = %peer, %reason, "unattended join refused");
-                        let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer, reason }).await;
-                        continue;
-                    }
-                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: format!("{} (unattended access {access:?})", identity_for_audit(&name, verified.as_ref())) });
-                    let entry = shared.unattended.as_ref().and_then(|u| u.policy.get(&access));
-                    if entry.is_some_and(|e| e.asks_customer()) {
-                        let asks = asks.unwrap_or(Permissions::VIEW_ONLY);
-                        let request = JoinRequest { viewer: peer, name, verified, asks, unattended_access: Some(access), session_code: String::new(), reply: Some(commands_tx.clone()) };
-                        let _ = events.send(HostEvent::JoinRequest(request));
-                        continue;
-                    }
-                    // Unknown names go through the same exchange (against a decoy) and fail in it, so a guesser
-                    // cannot tell which names exist.
-                    let permissions = entry.map_or(Permissions::VIEW_ONLY, |e| e.granted());
-                    let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: peer.clone() }).await;
-                    if awaiting_admission.len() < MAX_AWAITING_ADMISSION {
-                        let admitted = Admitted { viewer: peer.clone(), name, session_code: String::new(), permissions, ice_servers: Vec::new(), access: Some(access), resume_token: String::new() };
-                        awaiting_admission.insert(peer, admitted);
-                    }
-                }
-                Some(ServerMessage::DeviceChallenge { nonce, .. }) => {
-                    match device_registration(shared.unattended.as_ref(), &nonce) {
-                        Ok(register) => { let _ = shared.signaling.send(register).await; }
-                        Err(e) => tracing::warn!("device registration not sent: {e}"),
-                    }
-                }
-                Some(ServerMessage::JoinRequest { peer, name, code, verified, asks, .. }) => {
-                    if !code.is_empty() && !held_codes.contains(&code) {
-                        tracing::warn!(viewer = %peer, "join request for a code this host does not hold; refused");
-                        let reason = "this host did not issue that code".to_string();
-                        let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer, reason }).await;
-                        continue;
-                    }
-                    // The name is whatever the viewer typed: no control, format or bidi-override characters reach
-                    // the app's prompt.
-                    let name = crate::text::printable(&name).trim().to_string();
-                    record(&mut audit, AuditEvent::JoinRequest { viewer: peer.clone(), name: identity_for_audit(&name, verified.as_ref()) });
-                    let asks = asks.unwrap_or(Permissions::VIEW_ONLY);
-                    let request = JoinRequest { viewer: peer, name, verified, asks, unattended_access: None, session_code: code, reply: Some(commands_tx.clone()) };
-                    let _ = events.send(HostEvent::JoinRequest(request));
-                }
-                Some(ServerMessage::Signal { from, payload, .. }) => {
-                    let from = aliases.get(&from).cloned().unwrap_or(from);
-                    if let Some((tx, _)) = viewers.get(&from) {
-                        to_viewer(tx, ToViewer::Signal(payload));
-                    }
-                }
-                Some(ServerMessage::Admitted { viewer, ice_servers, .. }) => {
-                    if let Some(mut admitted) = awaiting_admission.remove(&viewer) {
-                        admitted.ice_servers = ice_servers;
-                        admitted.resume_token = new_resume_token();
-                        resume_tokens.insert(admitted.resume_token.clone(), viewer.clone());
-                        let (tx, rx) = mpsc::channel(TO_VIEWER_QUEUE);
-                        let task = tokio::spawn(run_viewer(shared.clone(), admitted, rx, from_viewers_tx.clone()));
-                        viewers.insert(viewer, (tx, task));
-                    }
-                }
-                Some(ServerMessage::Resumed { token, peer, .. }) => {
-                    if let Some(viewer) = resume_tokens.get(&token) {
-                        tracing::info!(%viewer, "signaling session resumed");
-                        aliases.insert(peer.clone(), viewer.clone());
-                        if let Some((tx, _)) = viewers.get(viewer) {
-                            to_viewer(tx, ToViewer::Readdress(peer));
-                        }
-                    }
-                }
-                Some(ServerMessage::PeerLeft { peer, reason, .. }) => {
-                    let peer = aliases.get(&peer).cloned().unwrap_or(peer);
-                    awaiting_admission.remove(&peer);
-                    if let Some((tx, _)) = viewers.get(&peer) {
-                        to_viewer(tx, ToViewer::End(format!("viewer {reason}")));
-                    }
-                }
-                Some(ServerMessage::Registered { code, .. }) => {
-                    held_codes.insert(code.clone());
-                    if reregistering {
-                        reregistering = false;
-                        backoff.reset();
-                        tracing::info!("signaling connection restored; new session code issued");
-                        let _ = events.send(HostEvent::SignalingRestored { code });
-                        // Pair the connected viewers again, so that ICE restarts reach them.
-                        for token in resume_tokens.keys() {
-                            let resume = ClientMessage::Resume { v: PROTOCOL_VERSION, token: token.clone() };
-                            let _ = shared.signaling.send(resume).await;
-                        }
-                    } else if let Some(invite) = invites.pop_front() {
-                        let _ = invite.send(Ok(code));
-                    }
-                }
-                Some(ServerMessage::Error { code, message, retry_after_secs, .. }) => {
-                    tracing::warn!(%code, %message, "signaling server refused a request");
-                    if let Some(invite) = invites.pop_front() {
-                        let _ = invite.send(Err(SessionError::from_server(code, message, retry_after_secs)));
-                    }
-                }
-                Some(other) => tracing::debug!(?other, "ignored signaling message"),
+    let mut effects = HostEffects {
+        shared: shared.clone(),
+        audit,
+        events,
+        viewers: HashMap::new(),
+        invites: VecDeque::new(),
+        commands: commands_tx,
+        from_viewers: from_viewers_tx,
+    };
+    let (end_reason, done) = loop {
+        let input = tokio::select! {
+            message = incoming.recv(), if core.signaling_open() => match message {
+                None => HostInput::SignalingClosed,
+                Some(message) => HostInput::Server(message),
             },
-            _ = sleep_until_or_never(reconnect_at), if !signaling_open => {
-                match reconnect_signaling(&shared).await {
-                    Ok(receiver) => {
-                        incoming = receiver;
-                        signaling_open = true;
-                        reregistering = true;
-                        reconnect_at = None;
-                    }
-                    Err(e) => {
-                        tracing::info!("signaling server still unreachable: {e}");
-                        reconnect_at = Some(backoff.next_attempt(Instant::now()));
-                    }
+            _ = sleep_until_or_never(core.reconnect_deadline()) => match reconnect_signaling(&shared).await {
+                Ok(receiver) => {
+                    incoming = receiver;
+                    HostInput::SignalingReconnected
                 }
-                continue;
-            }
-            command = commands.recv() => match command {
-                None => break "the host stopped sharing".to_string(),
-                Some(Command::Consent { viewer, name, session_code, access, consent }) => match consent {
-                    Consent::Deny(reason) => {
-                        record(&mut audit, AuditEvent::Consent { viewer: viewer.clone(), allowed: false, permissions: Vec::new() });
-                        tracing::info!(%viewer, "join denied");
-                        let _ = shared.signaling.send(ClientMessage::Reject { v: PROTOCOL_VERSION, peer: viewer, reason }).await;
-                    }
-                    Consent::Allow(permissions) => {
-                        tracing::info!(%viewer, ?permissions, "join accepted");
-                        record(&mut audit, AuditEvent::Consent { viewer: viewer.clone(), allowed: true, permissions: permission_names(permissions) });
-                        let _ = shared.signaling.send(ClientMessage::Accept { v: PROTOCOL_VERSION, peer: viewer.clone() }).await;
-                        // The connection starts once the server confirms (`admitted`), with the STUN/TURN servers
-                        // it issues for this viewer. Bounded by the join requests the server lets through.
-                        if awaiting_admission.len() < MAX_AWAITING_ADMISSION {
-                            // An unattended access the customer was asked about gets at most what its policy grants.
-                            let permissions = match (&access, &shared.unattended) {
-                                (Some(access), Some(u)) => {
-                                    let policy = u.policy.get(access).map_or(Permissions::VIEW_ONLY, |e| e.granted());
-                                    Permissions { control: permissions.control && policy.control, clipboard: permissions.clipboard && policy.clipboard }
-                                }
-                                _ => permissions,
-                            };
-                            let admitted = Admitted { viewer: viewer.clone(), name, session_code, permissions, ice_servers: Vec::new(), access, resume_token: String::new() };
-                            awaiting_admission.insert(viewer, admitted);
-                        }
-                    }
-                },
-                Some(Command::SetPermissions { viewer, permissions }) => {
-                    record(&mut audit, AuditEvent::PermissionsChanged { viewer: viewer.clone(), permissions: permission_names(permissions) });
-                    if let Some((tx, _)) = viewers.get(&viewer) {
-                        to_viewer(tx, ToViewer::SetPermissions(permissions));
-                    }
-                }
-                Some(Command::ConfirmVerification { viewer }) => {
-                    record(&mut audit, AuditEvent::VerificationConfirmed { viewer: viewer.clone() });
-                    if let Some((tx, _)) = viewers.get(&viewer) {
-                        to_viewer(tx, ToViewer::Verified);
-                    }
-                }
-                Some(Command::Disconnect { viewer, reason }) => {
-                    if let Some((tx, _)) = viewers.get(&viewer) {
-                        to_viewer(tx, ToViewer::End(reason));
-                    }
-                }
-                Some(Command::Clipboard(text)) => {
-                    record(&mut audit, AuditEvent::text(TextKind::Clipboard, "*", "to_viewer", &text));
-                    for (tx, _) in viewers.values() {
-                        to_viewer(tx, ToViewer::Clipboard(text.clone()));
-                    }
-                }
-                Some(Command::Chat(text)) => {
-                    record(&mut audit, AuditEvent::text(TextKind::Chat, "*", "to_viewer", &text));
-                    for (tx, _) in viewers.values() {
-                        to_viewer(tx, ToViewer::Chat(text.clone()));
-                    }
-                }
-                Some(Command::MaxBitrate(bps)) => set_bitrate(bitrate.set_max(bps)),
-                Some(Command::Invite(reply)) => {
-                    if shared.signaling.send(ClientMessage::Register { v: PROTOCOL_VERSION, device: None }).await.is_ok() {
-                        invites.push_back(reply);
-                    } else {
-                        let _ = reply.send(Err(SessionError::Signaling(crate::signaling::SignalingError::Closed)));
-                    }
-                }
-                Some(Command::End { reason, done }) => {
-                    for (tx, task) in viewers.drain().map(|(_, v)| v) {
-                        to_viewer(&tx, ToViewer::End(reason.clone()));
-                        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-                    }
-                    let _ = done.send(());
-                    break reason;
+                Err(e) => {
+                    tracing::info!("signaling server still unreachable: {e}");
+                    HostInput::ReconnectFailed
                 }
             },
-            Some(note) = from_viewers.recv() => match note {
-                FromViewer::VerificationCode { viewer, code } => {
-                    record(&mut audit, AuditEvent::Connected { viewer: viewer.clone(), verification_code: code.clone() });
-                    let _ = events.send(HostEvent::VerificationCode { viewer, code });
+            Some(command) = commands.recv() => match command {
+                Command::User(action) => HostInput::User(action),
+                Command::Invite(reply) => {
+                    effects.invites.push_back(reply);
+                    HostInput::User(UserAction::Invite)
                 }
-                FromViewer::Path { viewer, change: PathChange::Lost } => {
-                    record(&mut audit, AuditEvent::Reconnect { viewer: viewer.clone(), state: "lost" });
-                    let _ = events.send(HostEvent::ViewerReconnecting { viewer });
-                }
-                FromViewer::Path { viewer, change: PathChange::Restored } => {
-                    record(&mut audit, AuditEvent::Reconnect { viewer: viewer.clone(), state: "restored" });
-                    let _ = events.send(HostEvent::ViewerReconnected { viewer });
-                }
-                FromViewer::Authenticated { viewer, access, ok: true } => {
-                    access_backoff.record_success();
-                    record(&mut audit, AuditEvent::UnattendedAccess { viewer: viewer.clone(), access: access.clone(), ok: true });
-                    let _ = events.send(HostEvent::UnattendedAccess { viewer, access });
-                }
-                FromViewer::Authenticated { viewer, access, ok: false } => {
-                    let retry_after = access_backoff.record_failure(Instant::now());
-                    let failures = access_backoff.failures();
-                    tracing::warn!(%viewer, failures, ?retry_after, "unattended authentication failed");
-                    record(&mut audit, AuditEvent::UnattendedAccess { viewer: viewer.clone(), access, ok: false });
-                    if signaling_open {
-                        let _ = shared.signaling.send(ClientMessage::AuthFailed { v: PROTOCOL_VERSION, peer: viewer }).await;
-                    }
-                    if shared.unattended.as_ref().is_some_and(|u| failures >= u.alert_after) {
-                        let _ = events.send(HostEvent::AccessFailures { failures, retry_after });
-                    }
-                }
-                FromViewer::Connected { viewer, name } => {
-                    let _ = events.send(HostEvent::ViewerConnected { viewer, name });
-                }
-                FromViewer::InputCount { viewer, events } => {
-                    record(&mut audit, AuditEvent::Input { viewer, events });
-                }
-                FromViewer::Left { viewer, reason } => {
-                    record(&mut audit, AuditEvent::Left { viewer: viewer.clone(), reason: reason.clone() });
-                    viewers.remove(&viewer);
-                    set_bitrate(bitrate.on_viewer_left(&viewer));
-                    resume_tokens.retain(|_, v| *v != viewer);
-                    aliases.retain(|_, v| *v != viewer);
-                    let _ = events.send(HostEvent::ViewerLeft { viewer, reason });
-                }
-                FromViewer::Clipboard { viewer, text } => {
-                    record(&mut audit, AuditEvent::text(TextKind::Clipboard, &viewer, "to_host", &text));
-                    let _ = events.send(HostEvent::Clipboard { viewer, text });
-                }
-                FromViewer::Chat { viewer, text } => {
-                    record(&mut audit, AuditEvent::text(TextKind::Chat, &viewer, "to_host", &text));
-                    let _ = events.send(HostEvent::Chat { viewer, text });
-                }
-                FromViewer::Refused { viewer, code } => { let _ = events.send(HostEvent::Refused { viewer, code }); }
-                // The slowest viewer sets the pace: one encoder serves all.
-                FromViewer::TargetBitrate { viewer, bps } => set_bitrate(bitrate.on_estimate(viewer, bps)),
             },
+            end = ending.recv() => match end {
+                // The handle is gone without a word (it always sends one when dropped).
+                None => break ("the host stopped sharing".to_string(), None),
+                Some(Ending { reason, done }) => break (reason, done),
+            },
+            Some(note) = from_viewers.recv() => HostInput::Viewer(note),
+        };
+        core.handle(input, Instant::now());
+        while let Some(output) = core.poll_output() {
+            effects.carry_out(output).await;
         }
     };
-    let _ = shared
-        .signaling
-        .send(ClientMessage::Leave { v: PROTOCOL_VERSION })
-        .await;
-    let _ = shared.encoder.send(EncoderCommand::Stop);
-    for (_, (tx, _)) in viewers.drain() {
+    // Each viewer is told, and given a moment to say goodbye on its own connection.
+    for (tx, task) in effects.viewers.drain().map(|(_, v)| v) {
         to_viewer(&tx, ToViewer::End(end_reason.clone()));
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
-    record(
-        &mut audit,
-        AuditEvent::Ended {
-            reason: end_reason.clone(),
-        },
-    );
-    let _ = events.send(HostEvent::Ended { reason: end_reason });
-}
-
-/// Who asked, for the audit trail: the verified account, or the typed name marked as such.
-fn identity_for_audit(name: &str, verified: Option<&VerifiedIdentity>) -> String {
-    match verified {
-        Some(v) => format!("{} (verified by {})", v.account, v.operator),
-        None => format!("{name} (name not verified)"),
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+    let _ = shared.encoder.send(EncoderCommand::Stop);
+    core.finish(end_reason);
+    while let Some(output) = core.poll_output() {
+        effects.carry_out(output).await;
     }
 }
 
-/// A session's resumption token: 256 bits from the operating system's random source, base64.
-fn new_resume_token() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    base64_encode(&bytes)
+/// What the host's loop acts on: the state machine's outputs become sends, tasks, events and audit lines here.
+struct HostEffects {
+    shared: Arc<Shared>,
+    audit: Option<AuditFile>,
+    events: EventSender<HostEvent>,
+    /// Each running viewer task and its inbox.
+    viewers: HashMap<ViewerId, (mpsc::Sender<ToViewer>, tokio::task::JoinHandle<()>)>,
+    /// Invite replies, oldest first: the state machine answers them in this order.
+    invites: VecDeque<oneshot::Sender<Result<String, SessionError>>>,
+    /// Handed to each join request, for its answer.
+    commands: mpsc::Sender<Command>,
+    /// Handed to each viewer task, for its notes.
+    from_viewers: mpsc::Sender<FromViewer>,
+}
+
+impl HostEffects {
+    async fn carry_out(&mut self, output: HostOutput) {
+        match output {
+            HostOutput::Signal(message) => {
+                if let Err(e) = self.shared.signaling.send(message).await {
+                    tracing::debug!("signaling message not sent: {e}");
+                }
+            }
+            HostOutput::ToViewer { viewer, message } => {
+                if let Some((tx, _)) = self.viewers.get(&viewer) {
+                    to_viewer(tx, message);
+                }
+            }
+            HostOutput::Start(admitted) => {
+                let viewer = admitted.viewer.clone();
+                let (tx, rx) = mpsc::channel(TO_VIEWER_QUEUE);
+                let task = tokio::spawn(run_viewer(self.shared.clone(), admitted, rx, self.from_viewers.clone()));
+                self.viewers.insert(viewer, (tx, task));
+            }
+            HostOutput::Forget(viewer) => {
+                self.viewers.remove(&viewer);
+            }
+            HostOutput::InviteAnswer(answer) => {
+                if let Some(reply) = self.invites.pop_front() {
+                    let _ = reply.send(answer);
+                }
+            }
+            HostOutput::Event(mut event) => {
+                if let HostEvent::JoinRequest(request) = &mut event {
+                    request.reply = Some(self.commands.clone());
+                }
+                let _ = self.events.send(event);
+            }
+            HostOutput::Audit(event) => record(&mut self.audit, event),
+            HostOutput::EncoderBitrate(bps) => {
+                self.shared
+                    .counters
+                    .target_bitrate
+                    .store(u64::from(bps), Ordering::Relaxed);
+                let _ = self.shared.encoder.send(EncoderCommand::Bitrate(bps));
+            }
+        }
+    }
 }
 
 /// Appends `event` to the audit trail, when there is one.
@@ -1404,9 +1159,8 @@ fn record(audit: &mut Option<AuditFile>, event: AuditEvent) {
     }
 }
 
+/// What a viewer's control channel and video track report, funnelled into one queue.
 enum ViewerInput {
-    Host(ToViewer),
-    Peer(PeerEvent),
     Channel(DataChannelEvent),
     Rtcp(TrackLocalEvent),
 }
@@ -1416,25 +1170,6 @@ async fn send_control(channel: &Arc<dyn DataChannel>, message: &HostMessage) {
         tracing::debug!("control message not sent: {e}");
     }
 }
-
-/// A viewer the host's user let in.
-struct Admitted {
-    viewer: ViewerId,
-    name: String,
-    /// The code it joined with.
-    session_code: String,
-    /// What the user granted (in force at once, or after verification when that is required).
-    permissions: Permissions,
-    /// STUN/TURN servers the signaling server issued for this viewer's connection.
-    ice_servers: Vec<crate::signaling::IceServer>,
-    /// For an unattended viewer: the access it must prove before its answer is applied.
-    access: Option<String>,
-    /// The secret both sides present to the signaling server to be paired again after it restarted.
-    resume_token: String,
-}
-
-/// Viewers let in by the user and waiting for the server's confirmation, at most.
-const MAX_AWAITING_ADMISSION: usize = 64;
 
 /// One admitted viewer: its peer connection, control channel and video sender.
 async fn run_viewer(
@@ -1474,21 +1209,7 @@ async fn viewer_loop(
     notes: &mpsc::Sender<FromViewer>,
     peer: crate::transport::peer::Peer,
 ) -> Result<String, SessionError> {
-    let Admitted {
-        viewer,
-        name,
-        session_code,
-        permissions: granted,
-        ..
-    } = admitted;
-    let mut granted = *granted;
-    // Where signals to this viewer go: its peer id, until a resumed signaling session gives it another.
-    let mut address = viewer.clone();
-    // An unattended viewer's handshake is bound to both certificates: nobody can be in the middle, so there is
-    // no code to confirm.
-    let mut verified = admitted.access.is_some();
-    let permissions = permissions_in_force(granted, shared.require_verification, verified);
-    let mut verification_code = None;
+    let viewer = &admitted.viewer;
     let connection: Arc<dyn PeerConnection> = peer.connection;
     let mut peer_events = peer.events;
     let (track, ssrc) = new_video_track();
@@ -1508,13 +1229,16 @@ async fn viewer_loop(
     let own_fingerprint = sdp_fingerprint(&offer).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
     // Unattended: the handshake's first message follows the offer, and the answer is applied (so that ICE and
     // DTLS can start) only once the viewer proved its access.
-    let mut handshake = None;
-    let mut auth_confirm: Option<Confirm> = None;
-    if let (Some(access), Some(unattended)) = (&admitted.access, &shared.unattended) {
-        let (_, kdf, hash, totp) = unattended.policy.entry_or_decoy(access, &unattended.identity);
-        let (host_handshake, challenge) =
-            HostHandshake::start(&unattended.identity.device_id(), access, &kdf, &hash, totp);
-        handshake = Some(host_handshake);
+    let mut unattended = None;
+    if let (Some(access), Some(config)) = (&admitted.access, &shared.unattended) {
+        let (_, kdf, hash, totp) = config.policy.entry_or_decoy(access, &config.identity);
+        let (handshake, challenge) = HostHandshake::start(&config.identity.device_id(), access, &kdf, &hash, totp);
+        let identity = config.identity.clone();
+        unattended = Some(UnattendedLink {
+            handshake,
+            identity,
+            access: access.clone(),
+        });
         let payload = SignalPayload::Auth {
             kdf: challenge.kdf,
             spake: base64_encode(&challenge.spake),
@@ -1545,88 +1269,77 @@ async fn viewer_loop(
         });
     }
 
-    let mut gate = ControlGate::new(permissions, Instant::now());
-    let mut remote_candidates = RemoteCandidates::<RTCIceCandidateInit>::default();
-    let mut channel_open = false;
+    let config = LinkConfig {
+        viewer: viewer.clone(),
+        name: admitted.name.clone(),
+        session_code: admitted.session_code.clone(),
+        granted: admitted.permissions,
+        require_verification: shared.require_verification,
+        own_fingerprint,
+        resume_token: admitted.resume_token.clone(),
+        screen: shared.screen,
+        host_name: shared.host_name.clone(),
+        takes_input: shared.input.is_some(),
+        unattended,
+    };
+    let mut link = ViewerLink::new(config, Instant::now());
     let mut video_task: Option<tokio::task::JoinHandle<()>> = None;
-    let mut watching = false;
     let mut cursor = shared.cursor.clone();
-    let mut cursor_image = ImageSent::default();
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut keyframe_requests = crate::encode::KeyframeRequests::default();
-    let mut reconnector = Reconnector::default();
-    // Input events injected since the last audit count, and seconds of session (one stats tick a second).
-    let mut input_events = 0u64;
-    let mut stats_ticks = 0u64;
-    // The viewer's certificate, fixed by the first answer: a restart's answer must name the same one.
-    let mut viewer_fingerprint = None;
     // Cleared when control ends, so that input already queued is not injected after the revoke.
-    let mut control_live = Arc::new(AtomicBool::new(permissions.control));
+    let mut control_live = Arc::new(AtomicBool::new(link.control_in_force()));
 
-    let outcome = loop {
-        let keyframe_due = keyframe_requests.deadline();
+    let outcome = 'session: loop {
         let input = tokio::select! {
-            _ = sleep_until_or_never(reconnector.deadline()) => {
-                match reconnector.poll(Instant::now()) {
-                    ReconnectAction::Wait => {}
-                    ReconnectAction::RestartIce => {
-                        tracing::info!(%viewer, restarts = reconnector.restarts(), "connection lost; restarting ICE");
-                        // Candidates of the new generation wait for the answer to the restart.
-                        remote_candidates.on_new_generation();
-                        if let Err(e) = send_offer(&connection, shared, &address, true).await {
-                            tracing::warn!(%viewer, "ICE restart not sent: {e}");
-                        }
-                    }
-                    ReconnectAction::GiveUp => {
-                        break Err(SessionError::Transport(TransportError::WebRtc(
-                            "the connection was lost and did not come back within a minute".into(),
-                        )))
-                    }
-                }
-                continue;
+            _ = sleep_until_or_never(link.deadline()) => {
+                link.handle_timeout(Instant::now());
+                None
             }
-            _ = sleep_until_or_never(keyframe_due) => {
-                if keyframe_requests.poll(Instant::now()) {
-                    let _ = shared.encoder.send(EncoderCommand::Keyframe);
+            m = from_host.recv() => Some(match m {
+                Some(m) => LinkInput::Host(m),
+                None => LinkInput::Host(ToViewer::End("host stopped".to_string())),
+            }),
+            e = peer_events.recv() => match e {
+                Some(PeerEvent::LocalCandidate(c)) => Some(LinkInput::LocalCandidate(c)),
+                Some(PeerEvent::State(state)) => Some(LinkInput::Connection(link_state(state))),
+                Some(_) => None,
+                None => Some(LinkInput::Connection(LinkState::Closed)),
+            },
+            Some(i) = inputs.recv() => match i {
+                ViewerInput::Channel(DataChannelEvent::OnOpen) => {
+                    cursor.mark_changed();
+                    Some(LinkInput::ChannelOpen)
                 }
-                continue;
-            }
-            m = from_host.recv() => match m { Some(m) => ViewerInput::Host(m), None => break Ok("host stopped".to_string()) },
-            e = peer_events.recv() => match e { Some(e) => ViewerInput::Peer(e), None => break Ok("connection closed".to_string()) },
-            Some(i) = inputs.recv() => i,
-            changed = cursor.changed(), if channel_open => {
-                if changed.is_err() { continue; }
-                let update = cursor.borrow_and_update().clone();
-                if let Some(update) = update {
-                    let image = cursor_image.image_for(&update);
-                    send_control(&channel, &HostMessage::Cursor { x: update.x, y: update.y, visible: update.visible, image }).await;
-                }
-                continue;
-            }
+                ViewerInput::Channel(DataChannelEvent::OnMessage(message)) => Some(LinkInput::Control(message.data.to_vec())),
+                ViewerInput::Channel(DataChannelEvent::OnClose) => Some(LinkInput::ChannelClosed),
+                ViewerInput::Channel(_) => None,
+                // Only keyframe requests are passed up (see transport::peer).
+                ViewerInput::Rtcp(TrackLocalEvent::OnRtcpPacket(_)) => Some(LinkInput::KeyframeRequest),
+                #[allow(unreachable_patterns)]
+                ViewerInput::Rtcp(_) => None,
+            },
+            changed = cursor.changed(), if link.wants_cursor() => match changed {
+                Ok(()) => cursor.borrow_and_update().clone().map(LinkInput::Cursor),
+                Err(_) => None,
+            },
             _ = stats_tick.tick() => {
-                stats_ticks += 1;
-                if stats_ticks % 60 == 0 && input_events > 0 {
-                    let count = FromViewer::InputCount { viewer: viewer.clone(), events: std::mem::take(&mut input_events) };
-                    let _ = notes.send(count).await;
-                }
                 let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
                 let mut stats = ConnectionStats::default();
                 fill_from_report(&report, &mut stats);
-                if stats.target_bitrate_bps > 0.0 {
-                    let _ = notes.try_send(FromViewer::TargetBitrate { viewer: viewer.clone(), bps: stats.target_bitrate_bps });
-                }
-                continue;
+                Some(LinkInput::StatsTick { target_bitrate_bps: stats.target_bitrate_bps })
             }
         };
-        match input {
-            ViewerInput::Host(ToViewer::Signal(payload)) => match payload {
-                SignalPayload::Answer { sdp } if viewer_fingerprint.is_some() => {
-                    // The answer to an ICE restart: it must name the certificate of the first one (a different one
-                    // would be someone else), and a late answer to an earlier restart is dropped, not fatal.
-                    if sdp_fingerprint(&sdp).ok() != viewer_fingerprint {
-                        tracing::warn!(%viewer, "a restart answer with another certificate; ignored");
-                        continue;
+        if let Some(input) = input {
+            link.handle(input, Instant::now(), unix_secs());
+        }
+        while let Some(output) = link.poll_output() {
+            match output {
+                LinkOutput::Signal(message) => {
+                    if let Err(e) = shared.signaling.send(message).await {
+                        tracing::debug!(%viewer, "signaling message not sent: {e}");
                     }
+                }
+                LinkOutput::ApplyAnswer { sdp, restart } => {
                     let applied = match RTCSessionDescription::answer(sdp) {
                         Ok(answer) => connection
                             .set_remote_description(answer)
@@ -1634,142 +1347,40 @@ async fn viewer_loop(
                             .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
-                    if let Err(e) = applied {
-                        tracing::debug!(%viewer, "restart answer not applied: {e}");
-                        continue;
-                    }
-                    add_candidates(&connection, remote_candidates.on_description_applied()).await;
+                    let input = match applied {
+                        Ok(()) => LinkInput::AnswerApplied,
+                        Err(error) => LinkInput::AnswerRefused { restart, error },
+                    };
+                    link.handle(input, Instant::now(), unix_secs());
                 }
-                SignalPayload::Answer { sdp } => {
-                    // The one certificate the DTLS handshake will accept from the viewer: the verification code
-                    // is derived from it, so an answer that names several is refused.
-                    let fingerprint = sdp_fingerprint(&sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
-                    if let (Some(host_handshake), Some(unattended), Some(access)) =
-                        (handshake.take(), &shared.unattended, &admitted.access)
-                    {
-                        let unix_secs = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs());
-                        let result = match auth_confirm.take() {
-                            Some(confirm) => host_handshake.finish(
-                                &unattended.identity,
-                                &confirm,
-                                &own_fingerprint,
-                                &fingerprint,
-                                unix_secs,
-                            ),
-                            None => Err(crate::unattended::UnattendedError::AuthenticationFailed),
-                        };
-                        let ok = result.is_ok();
-                        let note = FromViewer::Authenticated {
-                            viewer: viewer.clone(),
-                            access: access.clone(),
-                            ok,
-                        };
-                        let _ = notes.send(note).await;
-                        let Ok(proof) = result else {
-                            break Err(SessionError::AuthenticationFailed { retry_after: None });
-                        };
-                        let payload = SignalPayload::AuthProof {
-                            mac: base64_encode(&proof.mac),
-                            public_key: base64_encode(&proof.public_key),
-                            signature: base64_encode(&proof.signature),
-                        };
-                        shared
-                            .signaling
-                            .send(ClientMessage::Signal {
-                                v: PROTOCOL_VERSION,
-                                to: viewer.clone(),
-                                payload,
-                            })
-                            .await?;
-                    }
-                    viewer_fingerprint = Some(fingerprint);
-                    verification_code = Some(crate::session::verification_code(
-                        &own_fingerprint,
-                        &fingerprint,
-                        session_code,
-                    ));
-                    let answer =
-                        RTCSessionDescription::answer(sdp).map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
-                    connection
-                        .set_remote_description(answer)
-                        .await
-                        .map_err(|e| TransportError::InvalidSdp(e.to_string()))?;
-                    add_candidates(&connection, remote_candidates.on_description_applied()).await;
-                }
-                SignalPayload::Candidate {
-                    candidate,
-                    sdp_mid,
-                    sdp_mline_index,
-                } => {
-                    let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
-                    add_candidates(&connection, remote_candidates.on_candidate(init)).await;
-                }
-                SignalPayload::AuthConfirm { spake, mac } if handshake.is_some() && auth_confirm.is_none() => {
-                    match (base64_decode(&spake), base64_decode(&mac)) {
-                        (Some(spake), Some(mac)) => auth_confirm = Some(Confirm { spake, mac }),
-                        _ => tracing::warn!(%viewer, "malformed authentication confirmation; the answer will fail"),
+                LinkOutput::AddCandidates(candidates) => add_candidates(&connection, candidates).await,
+                LinkOutput::RestartIce => {
+                    if let Err(e) = send_offer(&connection, shared, link.address(), true).await {
+                        tracing::warn!(%viewer, "ICE restart not sent: {e}");
                     }
                 }
-                SignalPayload::Offer { .. }
-                | SignalPayload::Auth { .. }
-                | SignalPayload::AuthConfirm { .. }
-                | SignalPayload::AuthProof { .. } => {
-                    tracing::warn!(%viewer, "unexpected signal payload from the viewer; ignored")
-                }
-            },
-            ViewerInput::Host(message @ (ToViewer::SetPermissions(_) | ToViewer::Verified)) => {
-                match message {
-                    ToViewer::SetPermissions(p) => granted = p,
-                    _ => {
-                        tracing::info!(%viewer, "verification code confirmed by the host's user");
-                        verified = true;
+                LinkOutput::Control(message) => send_control(&channel, &message).await,
+                LinkOutput::Note(note) => send_note(notes, note).await,
+                LinkOutput::Inject(event) => {
+                    let Some(input) = &shared.input else { continue };
+                    let command = InputCommand::Inject {
+                        event,
+                        allowed: control_live.clone(),
+                    };
+                    if input.try_send(command).is_err() {
+                        tracing::debug!(%viewer, "input queue full; event dropped");
+                    } else {
+                        link.input_injected();
                     }
                 }
-                let p = permissions_in_force(granted, shared.require_verification, verified);
-                if p == gate.permissions() {
-                    continue;
+                LinkOutput::ControlLive(live) => {
+                    let had_control = control_live.swap(false, Ordering::AcqRel);
+                    control_live = Arc::new(AtomicBool::new(live));
+                    if had_control && !live {
+                        release_held_input(shared);
+                    }
                 }
-                let had_control = control_live.load(Ordering::Acquire);
-                control_live.store(false, Ordering::Release);
-                control_live = Arc::new(AtomicBool::new(p.control));
-                if had_control && !p.control {
-                    release_held_input(shared);
-                }
-                gate.set_permissions(p);
-                send_control(&channel, &HostMessage::Permissions { permissions: p }).await;
-            }
-            ViewerInput::Host(ToViewer::Clipboard(text)) => {
-                if gate.permissions().clipboard {
-                    send_control(&channel, &HostMessage::Clipboard { text }).await;
-                }
-            }
-            ViewerInput::Host(ToViewer::Chat(text)) => send_control(&channel, &HostMessage::Chat { text }).await,
-            ViewerInput::Host(ToViewer::End(reason)) => {
-                send_control(&channel, &HostMessage::End { reason: reason.clone() }).await;
-                // Give the message a moment to leave before the connection closes.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                break Ok(reason);
-            }
-            ViewerInput::Peer(PeerEvent::LocalCandidate(c)) => {
-                let payload = SignalPayload::Candidate {
-                    candidate: c.candidate,
-                    sdp_mid: c.sdp_mid,
-                    sdp_mline_index: c.sdp_mline_index,
-                };
-                let _ = shared
-                    .signaling
-                    .send(ClientMessage::Signal {
-                        v: PROTOCOL_VERSION,
-                        to: address.clone(),
-                        payload,
-                    })
-                    .await;
-            }
-            ViewerInput::Host(ToViewer::Readdress(peer)) => address = peer,
-            ViewerInput::Peer(PeerEvent::State(state)) => match state {
-                RTCPeerConnectionState::Connected if video_task.is_none() => {
+                LinkOutput::StartVideo => {
                     let sender = Av1RtpSender::negotiated(track.clone(), ssrc, &rtp_sender).await?;
                     tracing::info!(%viewer, payload_type = sender.payload_type(), playout_delay = sender.has_playout_delay(), "viewer connected");
                     // The track is bound once connected; only then does it deliver RTCP (keyframe requests).
@@ -1788,157 +1399,73 @@ async fn viewer_loop(
                     let encoder = shared.encoder.clone();
                     video_task = Some(tokio::spawn(send_video(sender, frames, encoder)));
                     shared.counters.watchers.fetch_add(1, Ordering::Relaxed);
-                    watching = true;
-                    let _ = shared.encoder.send(EncoderCommand::Keyframe);
-                    if let Some(code) = verification_code.clone() {
-                        let _ = notes
-                            .send(FromViewer::VerificationCode {
-                                viewer: viewer.clone(),
-                                code,
-                            })
-                            .await;
-                    }
-                    let _ = notes
-                        .send(FromViewer::Connected {
-                            viewer: viewer.clone(),
-                            name: name.to_string(),
-                        })
-                        .await;
                 }
-                RTCPeerConnectionState::Failed if video_task.is_none() => {
-                    break Err(SessionError::Transport(TransportError::WebRtc(
-                        "ICE/DTLS failed".into(),
-                    )))
-                }
-                RTCPeerConnectionState::Closed => break Ok("connection closed".to_string()),
-                // Only a connection that was up can be lost (the first negotiation has its own timeout).
-                state if video_task.is_some() => {
-                    let path = match state {
-                        RTCPeerConnectionState::Connected => Some(PathState::Connected),
-                        RTCPeerConnectionState::Disconnected => Some(PathState::Disconnected),
-                        RTCPeerConnectionState::Failed => Some(PathState::Failed),
-                        _ => None,
-                    };
-                    if let Some(change) = path.and_then(|p| reconnector.on_state(p, Instant::now())) {
-                        tracing::info!(%viewer, ?change, "connection path");
-                        let _ = notes
-                            .send(FromViewer::Path {
-                                viewer: viewer.clone(),
-                                change,
-                            })
-                            .await;
-                    }
-                }
-                _ => {}
-            },
-            ViewerInput::Peer(_) => {}
-            ViewerInput::Channel(DataChannelEvent::OnOpen) => {
-                channel_open = true;
-                let (width, height) = shared.screen;
-                let welcome = HostMessage::Welcome {
-                    permissions: gate.permissions(),
-                    width,
-                    height,
-                    host_name: shared.host_name.clone(),
-                    resume_token: Some(admitted.resume_token.clone()),
-                };
-                send_control(&channel, &welcome).await;
-                cursor.mark_changed();
-            }
-            ViewerInput::Channel(DataChannelEvent::OnMessage(message)) => {
-                match gate.check(&message.data, Instant::now()) {
-                    Ok(ViewerMessage::Input(event)) => match &shared.input {
-                        Some(input) => {
-                            let command = InputCommand::Inject {
-                                event,
-                                allowed: control_live.clone(),
-                            };
-                            if input.try_send(command).is_err() {
-                                tracing::debug!(%viewer, "input queue full; event dropped");
-                            } else {
-                                input_events += 1;
-                            }
-                        }
-                        None => {
-                            send_control(
-                                &channel,
-                                &HostMessage::Error {
-                                    code: ControlErrorCode::Unsupported,
-                                    message: "this host takes no input".into(),
-                                },
-                            )
-                            .await
-                        }
-                    },
-                    Ok(ViewerMessage::Clipboard { text }) => {
-                        let _ = notes.try_send(FromViewer::Clipboard {
-                            viewer: viewer.clone(),
-                            text,
-                        });
-                    }
-                    Ok(ViewerMessage::Chat { text }) => {
-                        let _ = notes.try_send(FromViewer::Chat {
-                            viewer: viewer.clone(),
-                            text,
-                        });
-                    }
-                    Ok(ViewerMessage::Leave { reason }) => break Ok(format!("viewer left: {reason}")),
-                    Err(mut e) => {
-                        if e.code == ControlErrorCode::PermissionDenied && gate.permissions() != granted {
-                            e.message = format!(
-                                "{}: the host's user has not yet confirmed the verification code",
-                                e.message
-                            );
-                        }
-                        tracing::info!(%viewer, code = ?e.code, "control message refused: {}", e.message);
-                        if gate.should_answer(&e, Instant::now()) {
-                            send_control(
-                                &channel,
-                                &HostMessage::Error {
-                                    code: e.code,
-                                    message: e.message,
-                                },
-                            )
-                            .await;
-                            let _ = notes.try_send(FromViewer::Refused {
-                                viewer: viewer.clone(),
-                                code: e.code,
-                            });
-                        }
-                    }
-                }
-            }
-            ViewerInput::Channel(DataChannelEvent::OnClose) => break Ok("control channel closed".to_string()),
-            ViewerInput::Channel(_) => {}
-            ViewerInput::Rtcp(TrackLocalEvent::OnRtcpPacket(_)) => {
-                // Only keyframe requests are passed up (see transport::peer); one viewer gets at most one keyframe
-                // per interval, the rest are deferred.
-                if keyframe_requests.request(Instant::now()) {
+                LinkOutput::Keyframe => {
                     let _ = shared.encoder.send(EncoderCommand::Keyframe);
                 }
+                LinkOutput::Finish { result, linger } => {
+                    // Give the last control message a moment to leave before the connection closes.
+                    if !linger.is_zero() {
+                        tokio::time::sleep(linger).await;
+                    }
+                    break 'session result;
+                }
             }
-            #[allow(unreachable_patterns)]
-            ViewerInput::Rtcp(_) => {}
         }
     };
-    if input_events > 0 {
-        let _ = notes
-            .send(FromViewer::InputCount {
+    let events = link.take_input_events();
+    if events > 0 {
+        send_note(
+            notes,
+            FromViewer::InputCount {
                 viewer: viewer.clone(),
-                events: input_events,
-            })
-            .await;
+                events,
+            },
+        )
+        .await;
     }
     if control_live.swap(false, Ordering::AcqRel) {
         release_held_input(shared);
     }
-    if watching {
-        shared.counters.watchers.fetch_sub(1, Ordering::Relaxed);
-    }
     if let Some(task) = video_task {
+        shared.counters.watchers.fetch_sub(1, Ordering::Relaxed);
         task.abort();
     }
     outcome
+}
+
+/// The peer connection's state as a viewer's link sees it.
+fn link_state(state: RTCPeerConnectionState) -> LinkState {
+    match state {
+        RTCPeerConnectionState::Connected => LinkState::Connected,
+        RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
+        RTCPeerConnectionState::Failed => LinkState::Failed,
+        RTCPeerConnectionState::Closed => LinkState::Closed,
+        _ => LinkState::Other,
+    }
+}
+
+/// Seconds since the Unix epoch (0 before it): the unattended handshake's TOTP clock.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Passes a viewer's note to the host's loop: chat, clipboard, refusals and bitrate estimates are dropped when its
+/// queue is full (a flooding viewer loses its own messages); lifecycle notes wait for room.
+async fn send_note(notes: &mpsc::Sender<FromViewer>, note: FromViewer) {
+    match note {
+        FromViewer::Clipboard { .. }
+        | FromViewer::Chat { .. }
+        | FromViewer::Refused { .. }
+        | FromViewer::TargetBitrate { .. } => {
+            let _ = notes.try_send(note);
+        }
+        note => {
+            let _ = notes.send(note).await;
+        }
+    }
 }
 
 /// The first message on a signaling connection: a plain registration, or — with a device identity — the request
@@ -1954,7 +1481,10 @@ fn first_registration(unattended: Option<&UnattendedConfig>) -> ClientMessage {
 }
 
 /// The registration that proves this host holds its device key, for the server's `nonce`.
-fn device_registration(unattended: Option<&UnattendedConfig>, nonce: &str) -> Result<ClientMessage, SessionError> {
+pub(super) fn device_registration(
+    unattended: Option<&UnattendedConfig>,
+    nonce: &str,
+) -> Result<ClientMessage, SessionError> {
     use base64::Engine as _;
     let b64 = &base64::engine::general_purpose::STANDARD;
     let identity = unattended

@@ -29,11 +29,14 @@ mod cursor;
 mod event_queue;
 mod frame_queue;
 mod host;
+mod host_core;
 mod lag;
 mod reconnect;
 mod shared_bitrate;
 mod verification;
 mod viewer;
+mod viewer_core;
+mod viewer_link;
 
 pub use event_queue::{EventReceiver, EVENT_QUEUE_CAPACITY, EVENT_QUEUE_HARD_LIMIT};
 pub use frame_queue::FrameQueue;

@@ -1,13 +1,13 @@
 //! The watching side: joins by code, receives and decodes the host's screen, sends input, clipboard and chat.
 
 use super::candidates::{add_candidates, RemoteCandidates};
+use super::viewer_core::{ConnectionState, ViewerCore, ViewerInput, ViewerOutput, Welcome};
 use super::{sleep_until_or_never, FrameQueue, SessionError};
-use crate::control::protocol::{encode, parse_host_message, CursorImageMessage, HostMessage};
+use crate::control::protocol::{encode, parse_host_message, CursorImageMessage};
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::decode::{DecodedFrame, DecoderConfig};
 use crate::receive::rtp_loop::{self, VideoShared};
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
-use crate::session::reconnect::{Backoff, LossTimer, PathChange, PathState};
 use crate::session::verification::{sdp_fingerprint, verification_code};
 use crate::signaling::{
     ClientMessage, PeerId, ServerMessage, SignalPayload, SignalingClient, SignalingSender, SignalingTls,
@@ -312,9 +312,14 @@ enum Command {
     Leave(String, oneshot::Sender<()>),
 }
 
+/// Control messages waiting to go to the host, at most: about ten seconds of a 100 Hz mouse. When full, the
+/// sending method fails with [`SessionError::RateLimited`] and the message is not sent (the data channel is not
+/// keeping up, and queueing more would only make input later); [`Viewer::leave`] waits for room.
+const COMMAND_QUEUE: usize = 1024;
+
 /// A joined session.
 pub struct Viewer {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     events: Option<EventReceiver<ViewerEvent>>,
     frames: Arc<FrameQueue<DecodedFrame>>,
     permissions: watch::Receiver<Permissions>,
@@ -332,13 +337,6 @@ impl std::fmt::Debug for Viewer {
             .field("host_name", &self.host_name)
             .finish()
     }
-}
-
-struct Welcome {
-    permissions: Permissions,
-    width: u32,
-    height: u32,
-    host_name: String,
 }
 
 impl Viewer {
@@ -521,7 +519,7 @@ impl Viewer {
 
         let frames = Arc::new(FrameQueue::new(config.frame_queue));
         let counters = Arc::new(Counters::default());
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events_tx, events_rx) = event_queue();
         let (permissions_tx, permissions_rx) = watch::channel(Permissions::VIEW_ONLY);
         let (welcome_tx, welcome_rx) = oneshot::channel();
@@ -541,7 +539,6 @@ impl Viewer {
             host_fingerprint,
             server_url: config.server_url.clone(),
             tls: config.tls.clone(),
-            resume_token: None,
         }));
         let welcome = match tokio::time::timeout(config.connect_timeout, welcome_rx).await {
             Ok(Ok(Ok(w))) => w,
@@ -631,9 +628,12 @@ impl Viewer {
     }
 
     fn send(&self, message: ViewerMessage) -> Result<(), SessionError> {
-        self.commands
-            .send(Command::Send(message))
-            .map_err(|_| SessionError::Ended("session ended".into()))
+        self.commands.try_send(Command::Send(message)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                SessionError::RateLimited("control messages are sent faster than the connection takes them".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => SessionError::Ended("session ended".into()),
+        })
     }
 
     /// Sends input to the host. The host checks it against this viewer's permissions; refusals arrive as
@@ -675,7 +675,12 @@ impl Viewer {
     /// Leaves the session.
     pub async fn leave(self) {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Leave("viewer left".into(), tx)).is_ok() {
+        if self
+            .commands
+            .send(Command::Leave("viewer left".into(), tx))
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
         }
     }
@@ -686,7 +691,7 @@ struct Task {
     host: PeerId,
     signaling: SignalingSender,
     incoming: mpsc::Receiver<ServerMessage>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     events: EventSender<ViewerEvent>,
     permissions: watch::Sender<Permissions>,
     welcome: Option<oneshot::Sender<Result<Welcome, SessionError>>>,
@@ -698,14 +703,11 @@ struct Task {
     /// Where and how to reach the signaling server again.
     server_url: String,
     tls: SignalingTls,
-    /// The token (from the host's welcome) that pairs this session again after a signaling reconnect.
-    resume_token: Option<String>,
 }
 
 async fn run_viewer(mut task: Task) {
     let connection = task.peer.connection.clone();
-    let reason = viewer_loop(&mut task).await;
-    let reason = match reason {
+    let reason = match viewer_loop(&mut task).await {
         Ok(reason) => reason,
         Err(e) => {
             if let Some(welcome) = task.welcome.take() {
@@ -723,211 +725,171 @@ async fn run_viewer(mut task: Task) {
     let _ = task.events.send(ViewerEvent::Ended { reason });
 }
 
+/// The viewer's loop: moves signaling messages, peer and control-channel events and the app's commands into the
+/// state machine, and carries out what it decides.
 async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
     let connection: Arc<dyn PeerConnection> = task.peer.connection.clone();
+    let mut core = ViewerCore::new(task.host.clone(), task.host_fingerprint);
     // Bounded: a host sending faster than this loop handles its messages is slowed by SCTP's flow control.
     let (channel_tx, mut channel_events) = mpsc::channel::<DataChannelEvent>(256);
     let mut channel: Option<Arc<dyn DataChannel>> = None;
-    let mut video_started = false;
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = (Instant::now(), 0u64, 0u64);
-    let mut remote_candidates = RemoteCandidates::<RTCIceCandidateInit>::applied();
-    let mut signaling_open = true;
-    // While the signaling connection is down: when to try again (1 s, doubling to 30 s).
-    let mut reconnect_at: Option<Instant> = None;
-    let mut backoff = Backoff::default();
-    let mut loss = LossTimer::default();
-    let mut connected_once = false;
     loop {
-        tokio::select! {
-            _ = sleep_until_or_never(loss.deadline()) => {
-                return Err(SessionError::Transport(TransportError::WebRtc(
-                    "the connection was lost and did not come back within a minute".into(),
-                )));
+        // Set when the app leaves: fired once the goodbye went out.
+        let mut leaving: Option<oneshot::Sender<()>> = None;
+        let input = tokio::select! {
+            _ = sleep_until_or_never(core.deadline()) => {
+                core.handle_timeout(Instant::now());
+                None
             }
-            message = task.incoming.recv(), if signaling_open => match message {
-                Some(ServerMessage::Signal { from, payload: SignalPayload::Offer { sdp }, .. }) if from == task.host => {
-                    // The host restarts ICE after losing the connection. Same certificate, or it is not the host.
-                    if sdp_fingerprint(&sdp).ok() != Some(task.host_fingerprint) {
-                        tracing::warn!("a restart offer with another certificate; ignored");
-                        continue;
-                    }
-                    match answer_restart(&connection, sdp).await {
-                        Ok(answer) => {
-                            add_candidates(&connection, remote_candidates.on_description_applied()).await;
-                            let payload = SignalPayload::Answer { sdp: answer };
-                            let _ = task.signaling.send(ClientMessage::Signal { v: PROTOCOL_VERSION, to: task.host.clone(), payload }).await;
-                        }
-                        Err(e) => tracing::warn!("ICE restart offer not answered: {e}"),
-                    }
-                }
-                Some(ServerMessage::Signal { from, payload: SignalPayload::Candidate { candidate, sdp_mid, sdp_mline_index }, .. }) if from == task.host => {
-                    let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
-                    if let Some(init) = remote_candidates.on_candidate(init) {
-                        if let Err(e) = connection.add_ice_candidate(init.clone()).await {
-                            // Ahead of its restart's offer: added once that is applied.
-                            tracing::debug!("remote candidate refused: {e}");
-                            remote_candidates.on_refused(init);
-                        }
-                    }
-                }
-                Some(ServerMessage::PeerLeft { peer, reason, .. }) if peer == task.host => {
-                    // The control channel usually says why first; this covers a host that vanished.
-                    if channel.is_none() {
-                        return Ok(format!("the host left ({reason})"));
-                    }
-                }
-                Some(ServerMessage::Resumed { peer, .. }) => {
-                    // The server paired this connection with the host's new one: restarts can reach us again.
-                    tracing::info!("signaling session resumed");
-                    task.host = peer;
-                    backoff.reset();
-                }
-                Some(other) => tracing::debug!(?other, "ignored signaling message"),
-                None => {
-                    // Signaling is only needed to connect; the session carries on peer to peer.
-                    if channel.is_none() {
-                        return Err(SessionError::Signaling(crate::signaling::SignalingError::Closed));
-                    }
-                    // Stop polling it; chat, permissions, cursor, input and the end go on over the data channel.
-                    // (This arm used to await a future that never resolves, freezing the whole loop.) Reconnect,
-                    // so that the host's later ICE restarts reach this viewer.
-                    tracing::info!("signaling connection closed; the session goes on peer to peer; reconnecting");
-                    signaling_open = false;
-                    reconnect_at = Some(backoff.next_attempt(Instant::now()));
-                }
-            },
-            _ = sleep_until_or_never(reconnect_at), if !signaling_open => {
-                let Some(token) = task.resume_token.clone() else {
-                    reconnect_at = None;
-                    continue;
-                };
-                match resume_signaling(&task.server_url, &task.tls, token).await {
-                    Ok((sender, incoming)) => {
-                        task.signaling = sender;
-                        task.incoming = incoming;
-                        signaling_open = true;
-                        reconnect_at = None;
-                    }
-                    Err(e) => {
-                        tracing::info!("signaling server still unreachable: {e}");
-                        reconnect_at = Some(backoff.next_attempt(Instant::now()));
-                    }
-                }
-            }
+            message = task.incoming.recv(), if core.signaling_open() => Some(match message {
+                Some(message) => ViewerInput::Server(message),
+                None => ViewerInput::SignalingClosed,
+            }),
             event = task.peer.events.recv() => match event {
-                None => return Ok("connection closed".into()),
-                Some(PeerEvent::LocalCandidate(c)) => {
-                    let payload = SignalPayload::Candidate { candidate: c.candidate, sdp_mid: c.sdp_mid, sdp_mline_index: c.sdp_mline_index };
-                    let _ = task.signaling.send(ClientMessage::Signal { v: PROTOCOL_VERSION, to: task.host.clone(), payload }).await;
-                }
-                // Before the first connection, or without signaling to carry the host's restart, a failure is final.
-                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) if !connected_once || !signaling_open => {
-                    return Err(SessionError::Transport(TransportError::WebRtc("ICE/DTLS failed".into())));
-                }
-                Some(PeerEvent::State(RTCPeerConnectionState::Closed)) => return Ok("connection closed".into()),
-                Some(PeerEvent::State(state)) => {
-                    let path = match state {
-                        RTCPeerConnectionState::Connected => Some(PathState::Connected),
-                        RTCPeerConnectionState::Disconnected => Some(PathState::Disconnected),
-                        RTCPeerConnectionState::Failed => Some(PathState::Failed),
-                        _ => None,
-                    };
-                    connected_once |= path == Some(PathState::Connected);
-                    match path.and_then(|p| loss.on_state(p, Instant::now())) {
-                        Some(PathChange::Lost) => {
-                            tracing::info!("connection to the host lost; waiting for the host to restart ICE");
-                            let _ = task.events.send(ViewerEvent::Reconnecting);
-                        }
-                        Some(PathChange::Restored) => {
-                            tracing::info!("connection to the host restored");
-                            let _ = task.events.send(ViewerEvent::Reconnected);
-                        }
-                        None => {}
-                    }
-                }
-                // One control channel and one video track per session: more from a hostile host are ignored
-                // (each track used to cost a decode thread, and a later channel replaced the control channel).
-                Some(PeerEvent::DataChannel(_)) if channel.is_some() => {
-                    tracing::warn!("the host opened a second data channel; ignored");
-                }
-                Some(PeerEvent::Track(_)) if video_started => {
-                    tracing::warn!("the host sent a second video track; ignored");
-                }
+                None => Some(ViewerInput::Connection(ConnectionState::Closed)),
+                Some(PeerEvent::LocalCandidate(c)) => Some(ViewerInput::LocalCandidate(c)),
+                Some(PeerEvent::State(state)) => Some(ViewerInput::Connection(connection_state(state))),
                 Some(PeerEvent::DataChannel(dc)) => {
-                    let tx = channel_tx.clone();
-                    let forward = dc.clone();
-                    tokio::spawn(async move {
-                        while let Some(event) = forward.poll().await {
-                            if tx.send(event).await.is_err() { break; }
-                        }
-                    });
-                    channel = Some(dc);
+                    if core.accept_channel() {
+                        let tx = channel_tx.clone();
+                        let forward = dc.clone();
+                        tokio::spawn(async move {
+                            while let Some(event) = forward.poll().await {
+                                if tx.send(event).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        channel = Some(dc);
+                    }
+                    None
                 }
                 Some(PeerEvent::Track(track)) => {
-                    video_started = true;
-                    let capture_time_id = negotiated_receive_extension(&task.peer.connection, ABS_CAPTURE_TIME_URI).await;
-                    rtp_loop::spawn(track, task.frames.clone(), task.counters.video.clone(), task.decoder.clone(), capture_time_id);
+                    if core.accept_track() {
+                        let capture_time_id =
+                            negotiated_receive_extension(&task.peer.connection, ABS_CAPTURE_TIME_URI).await;
+                        let (frames, video, decoder) =
+                            (task.frames.clone(), task.counters.video.clone(), task.decoder.clone());
+                        rtp_loop::spawn(track, frames, video, decoder, capture_time_id);
+                    }
+                    None
                 }
             },
             Some(event) = channel_events.recv() => match event {
-                DataChannelEvent::OnMessage(message) => match parse_host_message(&message.data) {
-                    Ok(HostMessage::Welcome { permissions, width, height, host_name, resume_token }) => {
-                        task.resume_token = resume_token.filter(|t| t.len() <= 128);
-                        task.permissions.send_replace(permissions);
-                        if let Some(welcome) = task.welcome.take() {
-                            let _ = welcome.send(Ok(Welcome { permissions, width, height, host_name }));
+                DataChannelEvent::OnMessage(message) => {
+                    Some(ViewerInput::Host(parse_host_message(&message.data).map_err(|e| e.to_string())))
+                }
+                DataChannelEvent::OnClose => Some(ViewerInput::ChannelClosed),
+                _ => None,
+            },
+            command = task.commands.recv() => Some(match command {
+                None => ViewerInput::AppGone,
+                Some(Command::Send(message)) => ViewerInput::Send(message),
+                Some(Command::Leave(reason, done)) => {
+                    leaving = Some(done);
+                    ViewerInput::Leave(reason)
+                }
+            }),
+            _ = stats_tick.tick() => {
+                update_stats(&connection, &task.counters, &mut last).await;
+                None
+            }
+        };
+        if let Some(input) = input {
+            core.handle(input, Instant::now());
+        }
+        while let Some(output) = core.poll_output() {
+            match output {
+                ViewerOutput::Signal(message) => {
+                    if let Err(e) = task.signaling.send(message).await {
+                        tracing::debug!("signaling message not sent: {e}");
+                    }
+                }
+                ViewerOutput::AnswerRestart(sdp) => match answer_restart(&connection, sdp).await {
+                    Ok(answer) => core.handle(ViewerInput::RestartAnswered(answer), Instant::now()),
+                    Err(e) => tracing::warn!("ICE restart offer not answered: {e}"),
+                },
+                ViewerOutput::AddCandidate(candidate) => {
+                    if let Err(e) = connection.add_ice_candidate(candidate.clone()).await {
+                        tracing::debug!("remote candidate refused: {e}");
+                        core.handle(ViewerInput::CandidateRefused(candidate), Instant::now());
+                    }
+                }
+                ViewerOutput::AddHeldCandidates(candidates) => add_candidates(&connection, candidates).await,
+                ViewerOutput::Control(message) => {
+                    if let Some(dc) = &channel {
+                        if let Err(e) = dc.send_text(&encode(&message)).await {
+                            tracing::debug!("control message not sent: {e}");
                         }
                     }
-                    Ok(HostMessage::Permissions { permissions }) => {
-                        task.permissions.send_replace(permissions);
-                        let _ = task.events.send(ViewerEvent::PermissionsChanged(permissions));
-                    }
-                    Ok(HostMessage::Cursor { x, y, visible, image }) => {
-                        let _ = task.events.send(ViewerEvent::Cursor { x, y, visible, image });
-                    }
-                    Ok(HostMessage::Clipboard { text }) => { let _ = task.events.send(ViewerEvent::Clipboard(text)); }
-                    Ok(HostMessage::Chat { text }) => { let _ = task.events.send(ViewerEvent::Chat(text)); }
-                    Ok(HostMessage::Error { code, message }) => { let _ = task.events.send(ViewerEvent::Refused { code, message }); }
-                    Ok(HostMessage::End { reason }) => return Ok(reason),
-                    Err(e) => tracing::warn!("bad control message from the host: {e}"),
-                },
-                DataChannelEvent::OnClose => return Ok("the host closed the connection".into()),
-                _ => {}
-            },
-            command = task.commands.recv() => match command {
-                None => return Ok("viewer dropped".into()),
-                Some(Command::Send(message)) => {
-                    let Some(dc) = &channel else { continue };
-                    if let Err(e) = dc.send_text(&encode(&message)).await {
-                        tracing::debug!("control message not sent: {e}");
+                }
+                ViewerOutput::Event(event) => {
+                    let _ = task.events.send(event);
+                }
+                ViewerOutput::Permissions(permissions) => {
+                    task.permissions.send_replace(permissions);
+                }
+                ViewerOutput::Welcome(welcome) => {
+                    if let Some(reply) = task.welcome.take() {
+                        let _ = reply.send(Ok(welcome));
                     }
                 }
-                Some(Command::Leave(reason, done)) => {
-                    if let Some(dc) = &channel {
-                        let _ = dc.send_text(&encode(&ViewerMessage::Leave { reason: reason.clone() })).await;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                ViewerOutput::ResumeSignaling(token) => {
+                    match resume_signaling(&task.server_url, &task.tls, token).await {
+                        Ok((sender, incoming)) => {
+                            task.signaling = sender;
+                            task.incoming = incoming;
+                            core.handle(ViewerInput::SignalingResumed, Instant::now());
+                        }
+                        Err(e) => {
+                            tracing::info!("signaling server still unreachable: {e}");
+                            core.handle(ViewerInput::ResumeFailed, Instant::now());
+                        }
                     }
-                    let _ = done.send(());
-                    return Ok(reason);
                 }
-            },
-            _ = stats_tick.tick() => {
-                let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
-                let now = Instant::now();
-                let bytes = task.counters.video.bytes.load(Ordering::Relaxed);
-                let frames = task.counters.video.frames.load(Ordering::Relaxed);
-                let seconds = now.duration_since(last.0).as_secs_f64().max(1e-3);
-                {
-                    let mut stats = task.counters.stats.lock().unwrap_or_else(|e| e.into_inner());
-                    fill_from_report(&report, &mut stats);
-                    stats.bitrate_kbps = (bytes - last.1) as f64 * 8.0 / seconds / 1000.0;
-                    stats.fps = (frames - last.2) as f64 / seconds;
+                ViewerOutput::Finish(result) => {
+                    if let Some(done) = leaving.take() {
+                        // Give the goodbye on the control channel a moment to leave.
+                        if channel.is_some() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        let _ = done.send(());
+                    }
+                    return result;
                 }
-                last = (now, bytes, frames);
             }
         }
     }
+}
+
+/// The peer connection's state as the session's state machine sees it.
+fn connection_state(state: RTCPeerConnectionState) -> ConnectionState {
+    match state {
+        RTCPeerConnectionState::Connected => ConnectionState::Connected,
+        RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
+        RTCPeerConnectionState::Failed => ConnectionState::Failed,
+        RTCPeerConnectionState::Closed => ConnectionState::Closed,
+        _ => ConnectionState::Other,
+    }
+}
+
+/// Refreshes the figures [`Viewer::stats`] reads: the connection's report, and bitrate and frame rate since `last`
+/// (time, bytes, frames), which it moves on.
+async fn update_stats(connection: &Arc<dyn PeerConnection>, counters: &Counters, last: &mut (Instant, u64, u64)) {
+    let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
+    let now = Instant::now();
+    let bytes = counters.video.bytes.load(Ordering::Relaxed);
+    let frames = counters.video.frames.load(Ordering::Relaxed);
+    let seconds = now.duration_since(last.0).as_secs_f64().max(1e-3);
+    {
+        let mut stats = counters.stats.lock().unwrap_or_else(|e| e.into_inner());
+        fill_from_report(&report, &mut stats);
+        stats.bitrate_kbps = (bytes - last.1) as f64 * 8.0 / seconds / 1000.0;
+        stats.fps = (frames - last.2) as f64 / seconds;
+    }
+    *last = (now, bytes, frames);
 }
 
 /// Answers the host's ICE-restart offer; returns the answer's SDP.

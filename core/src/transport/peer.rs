@@ -66,8 +66,20 @@ impl std::fmt::Debug for PeerEvent {
     }
 }
 
+/// Events waiting for the session, at most. A connection reports a few dozen in its life (candidates, states, one
+/// channel, one track); when full, the handler waits for room (backpressure on webrtc-rs's event callbacks rather
+/// than losing a state change).
+const PEER_EVENT_QUEUE: usize = 256;
+
 struct Handler {
-    events: mpsc::UnboundedSender<PeerEvent>,
+    events: mpsc::Sender<PeerEvent>,
+}
+
+impl Handler {
+    async fn report(&self, event: PeerEvent) {
+        // Fails only when the session has gone: nobody is left to tell.
+        let _ = self.events.send(event).await;
+    }
 }
 
 #[async_trait::async_trait]
@@ -75,7 +87,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
             Ok(init) => {
-                let _ = self.events.send(PeerEvent::LocalCandidate(init));
+                self.report(PeerEvent::LocalCandidate(init)).await;
             }
             Err(e) => tracing::warn!("cannot serialise a local ICE candidate: {e}"),
         }
@@ -83,15 +95,15 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(%state, "peer connection state");
-        let _ = self.events.send(PeerEvent::State(state));
+        self.report(PeerEvent::State(state)).await;
     }
 
     async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
-        let _ = self.events.send(PeerEvent::DataChannel(channel));
+        self.report(PeerEvent::DataChannel(channel)).await;
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.events.send(PeerEvent::Track(track));
+        self.report(PeerEvent::Track(track)).await;
     }
 }
 
@@ -100,7 +112,7 @@ pub struct Peer {
     /// The connection.
     pub connection: Arc<dyn PeerConnection>,
     /// Its events, in order.
-    pub events: mpsc::UnboundedReceiver<PeerEvent>,
+    pub events: mpsc::Receiver<PeerEvent>,
 }
 
 /// The AV1 codec as peerdesk registers it.
@@ -409,7 +421,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         .with_ice_servers(ice_servers)
         .with_ice_transport_policy(policy)
         .build();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let mdns_mode = multicast_dns_mode(&config.bind_addrs);
     let settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
