@@ -70,6 +70,20 @@ pub fn escape_for_terminal(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Standard base64 with padding.
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Base64 from the other side, at most 4 KiB of it (every handshake field is far smaller).
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    (text.len() <= 4096)
+        .then(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,7 @@
 //! here and enforced on every control message.
 
 use super::candidates::add_candidates;
-use super::cursor::{next_update, CursorUpdate};
 use super::host_core::{Admitted, FromViewer, HostCore, HostInput, HostOutput, ToViewer, UserAction};
-use super::lag::{FrameAction, LagRecovery};
 use super::sleep_until_or_never;
 use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, LinkState, UnattendedLink, ViewerLink};
 use super::SessionError;
@@ -12,10 +10,12 @@ use crate::audit::{AuditEvent, AuditFile};
 use crate::capture::ScreenSource;
 use crate::control::protocol::{encode, HostMessage, MAX_CLIPBOARD_BYTES, MAX_TEXT_BYTES};
 use crate::control::{ControlErrorCode, InputEvent, Permissions, CHANNEL_LABEL};
-use crate::encode::{Backend, ControllerConfig, Decision, EncoderConfig};
+use crate::encode::{Backend, ControllerConfig, EncoderConfig};
 use crate::input::InputSink;
 use crate::pipeline::EncodePipeline;
-use crate::ratelimit::TokenBucket;
+use crate::send::cursor::CursorUpdate;
+use crate::send::encode_loop::{encode_thread, EncoderCommand, EncoderCommands, OutFrame, SendCounters};
+use crate::send::fan_out::send_video;
 use crate::session::event_queue::{event_queue, Droppable, EventReceiver, EventSender};
 use crate::session::verification::sdp_fingerprint;
 use crate::signaling::{
@@ -28,9 +28,8 @@ use crate::transport::video_send::{new_video_track, Av1RtpSender};
 use crate::transport::{TransportConfig, TransportError};
 use crate::unattended::handshake::HostHandshake;
 use crate::unattended::{DeviceId, UnattendedConfig};
-use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -419,16 +418,6 @@ pub struct HostStats {
     pub keyframes_encoded: u64,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    watchers: AtomicUsize,
-    frames: AtomicU64,
-    bytes: AtomicU64,
-    target_bitrate: AtomicU64,
-    encode_time_us: AtomicU64,
-    keyframes: AtomicU64,
-}
-
 /// What the [`Host`] handle and a [`JoinRequest`]'s answer send to the host's loop.
 pub(super) enum Command {
     /// A decision for the state machine.
@@ -465,29 +454,13 @@ fn try_command(commands: &mpsc::Sender<Command>, command: Command) -> Result<(),
     })
 }
 
-/// A frame ready to packetize.
-#[derive(Debug, Clone)]
-struct OutFrame {
-    data: Bytes,
-    encoded_at: Instant,
-    /// When its picture was captured, on the source's clock: travels to the viewer's decoded frame.
-    captured: Duration,
-    keyframe: bool,
-}
-
-enum EncoderCommand {
-    Keyframe,
-    Bitrate(u32),
-    Stop,
-}
-
 /// Shares a screen with viewers who join by code and whom the host user admits.
 pub struct Host {
     code: String,
     commands: mpsc::Sender<Command>,
     ending: mpsc::Sender<Ending>,
     events: Option<EventReceiver<HostEvent>>,
-    counters: Arc<Counters>,
+    counters: Arc<SendCounters>,
     screen: (u32, u32),
     device_id: Option<DeviceId>,
 }
@@ -571,13 +544,13 @@ impl Host {
             None => None,
         };
 
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(SendCounters::default());
         counters
             .target_bitrate
             .store(u64::from(config.max_bitrate_bps), Ordering::Relaxed);
         let (frames_tx, _) = broadcast::channel::<OutFrame>(16);
         let (cursor_tx, cursor_rx) = watch::channel::<Option<CursorUpdate>>(None);
-        let (encoder_tx, encoder_rx) = std::sync::mpsc::channel::<EncoderCommand>();
+        let (encoder_tx, encoder_rx) = EncoderCommands::new();
         let controller = ControllerConfig {
             fps: config.fps,
             keep_alive: Some(Duration::from_secs(1)),
@@ -790,145 +763,6 @@ impl Drop for Host {
     }
 }
 
-fn encode_thread(
-    mut source: Box<dyn ScreenSource>,
-    mut pipeline: EncodePipeline,
-    fps: u32,
-    commands: std::sync::mpsc::Receiver<EncoderCommand>,
-    frames: broadcast::Sender<OutFrame>,
-    cursor: watch::Sender<Option<CursorUpdate>>,
-    counters: Arc<Counters>,
-) {
-    let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
-    let started = Instant::now();
-    let mut next_tick = Instant::now();
-    let mut packets = Vec::new();
-    let mut encode_times: VecDeque<u64> = VecDeque::with_capacity(32);
-    let mut tick = 0u64;
-    // Two grabs of burst: a screen that changes at `fps` is grabbed right after each change, whatever the phase.
-    let mut grabs = TokenBucket::new(2.0, f64::from(fps.max(1)), started);
-    let (width, height) = source.size();
-    loop {
-        loop {
-            match commands.try_recv() {
-                Ok(EncoderCommand::Keyframe) => pipeline.request_keyframe(),
-                Ok(EncoderCommand::Bitrate(bps)) => {
-                    if let Err(e) = pipeline.set_bitrate(bps) {
-                        tracing::warn!("bitrate change refused: {e}");
-                    }
-                }
-                Ok(EncoderCommand::Stop) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-            }
-        }
-        if counters.watchers.load(Ordering::Relaxed) == 0 {
-            crate::capture::sleep_until(next_tick);
-            next_tick = Instant::now() + interval;
-            continue; // nobody watches: no capture, no encode
-        }
-        // At most `fps` grabs a second on average, each as soon as the screen changes (sources that can tell wake
-        // us), else at the next tick (sources that cannot; the controller's timed work on a still screen). Waking
-        // on change keeps the grab just behind the application's drawing instead of up to an interval later.
-        crate::capture::sleep_until(grabs.available_at(Instant::now()));
-        let changed = match source.wait_for_change(next_tick) {
-            Ok(changed) => changed,
-            Err(e) if e.is_final() => {
-                tracing::info!("screen source ended ({e}); stopping capture");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("waiting for screen changes failed: {e}");
-                crate::capture::sleep_until(next_tick);
-                false
-            }
-        };
-        let now = Instant::now();
-        if changed {
-            next_tick = now + interval;
-        }
-        while next_tick <= now {
-            next_tick += interval;
-        }
-        tick += 1;
-        let captured = match source.capture() {
-            Ok(c) => c,
-            Err(e) if e.is_final() => {
-                tracing::info!("screen source ended ({e}); stopping capture");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("capture failed: {e}");
-                None
-            }
-        };
-        if changed || captured.is_some() {
-            grabs.try_take(now);
-        }
-        let report = match pipeline.tick(started.elapsed(), captured, &mut packets) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("encode failed: {e}");
-                pipeline.request_keyframe();
-                continue;
-            }
-        };
-        if report.decision != Decision::Skip {
-            encode_times.push_back(report.encode_time.as_micros() as u64);
-            if encode_times.len() > 30 {
-                encode_times.pop_front();
-            }
-            let mean = encode_times.iter().sum::<u64>() / encode_times.len() as u64;
-            counters.encode_time_us.store(mean, Ordering::Relaxed);
-        }
-        let encoded_at = Instant::now();
-        if !packets.is_empty() {
-            tracing::trace!(
-                decision = ?report.decision,
-                drain_repeats = report.drain_repeats,
-                bytes = packets.iter().map(|p| p.data.len()).sum::<usize>(),
-                "encoded"
-            );
-        }
-        for packet in packets.drain(..) {
-            counters.frames.fetch_add(1, Ordering::Relaxed);
-            counters.bytes.fetch_add(packet.data.len() as u64, Ordering::Relaxed);
-            if packet.keyframe {
-                counters.keyframes.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = frames.send(OutFrame {
-                data: packet.data,
-                encoded_at,
-                captured: packet.timestamp,
-                keyframe: packet.keyframe,
-            });
-        }
-        if tick % 2 == 0 {
-            if let Ok(Some(state)) = source.cursor() {
-                cursor.send_if_modified(|current| match next_update(&state, (width, height), current.as_ref()) {
-                    Some(update) => {
-                        *current = Some(update);
-                        true
-                    }
-                    None => false,
-                });
-            }
-        }
-    }
-}
-
-pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Base64 from the other side, at most 4 KiB of it (every handshake field is far smaller).
-pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    (text.len() <= 4096)
-        .then(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
-        .flatten()
-}
-
 /// Input events waiting for the input thread; when full, new events are dropped (a viewer sending faster than
 /// the desktop takes them loses the excess, not the host its memory).
 const INPUT_QUEUE: usize = 256;
@@ -993,9 +827,9 @@ struct Shared {
     screen: (u32, u32),
     frames: broadcast::Sender<OutFrame>,
     cursor: watch::Receiver<Option<CursorUpdate>>,
-    encoder: std::sync::mpsc::Sender<EncoderCommand>,
+    encoder: EncoderCommands,
     input: Option<std::sync::mpsc::SyncSender<InputCommand>>,
-    counters: Arc<Counters>,
+    counters: Arc<SendCounters>,
     max_bitrate: u32,
     require_verification: bool,
     unattended: Option<UnattendedConfig>,
@@ -1085,7 +919,7 @@ async fn run_host(
     if let Some(done) = done {
         let _ = done.send(());
     }
-    let _ = shared.encoder.send(EncoderCommand::Stop);
+    shared.encoder.stop();
     core.finish(end_reason);
     while let Some(output) = core.poll_output() {
         effects.carry_out(output).await;
@@ -1146,7 +980,7 @@ impl HostEffects {
                     .counters
                     .target_bitrate
                     .store(u64::from(bps), Ordering::Relaxed);
-                let _ = self.shared.encoder.send(EncoderCommand::Bitrate(bps));
+                self.shared.encoder.send(EncoderCommand::Bitrate(bps));
             }
         }
     }
@@ -1241,7 +1075,7 @@ async fn viewer_loop(
         });
         let payload = SignalPayload::Auth {
             kdf: challenge.kdf,
-            spake: base64_encode(&challenge.spake),
+            spake: crate::text::base64_encode(&challenge.spake),
         };
         shared
             .signaling
@@ -1401,7 +1235,7 @@ async fn viewer_loop(
                     shared.counters.watchers.fetch_add(1, Ordering::Relaxed);
                 }
                 LinkOutput::Keyframe => {
-                    let _ = shared.encoder.send(EncoderCommand::Keyframe);
+                    shared.encoder.send(EncoderCommand::Keyframe);
                 }
                 LinkOutput::Finish { result, linger } => {
                     // Give the last control message a moment to leave before the connection closes.
@@ -1551,38 +1385,5 @@ async fn send_offer(
 fn release_held_input(shared: &Shared) {
     if let Some(input) = &shared.input {
         let _ = input.send(InputCommand::ReleaseAll);
-    }
-}
-
-async fn send_video(
-    mut sender: Av1RtpSender,
-    mut frames: broadcast::Receiver<OutFrame>,
-    encoder: std::sync::mpsc::Sender<EncoderCommand>,
-) {
-    let mut lag = LagRecovery::default();
-    loop {
-        match frames.recv().await {
-            Ok(frame) => {
-                if let FrameAction::Skip { request_keyframe } = lag.on_frame(frame.keyframe) {
-                    if request_keyframe {
-                        let _ = encoder.send(EncoderCommand::Keyframe);
-                    }
-                    continue;
-                }
-                if let Err(e) = sender.send(&frame.data, frame.encoded_at, frame.captured).await {
-                    tracing::debug!("video send failed: {e}");
-                    if matches!(e, TransportError::Closed) {
-                        break;
-                    }
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // This viewer fell behind and lost frames: only a keyframe repairs its picture (see `lag`).
-                tracing::debug!(missed, "viewer lagging; requesting a keyframe");
-                lag.on_frames_lost();
-                let _ = encoder.send(EncoderCommand::Keyframe);
-            }
-            Err(broadcast::error::RecvError::Closed) => break,
-        }
     }
 }

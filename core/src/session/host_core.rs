@@ -736,7 +736,7 @@ fn identity_for_audit(name: &str, verified: Option<&VerifiedIdentity>) -> String
 fn new_resume_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    super::host::base64_encode(&bytes)
+    crate::text::base64_encode(&bytes)
 }
 
 #[cfg(test)]

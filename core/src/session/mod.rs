@@ -25,12 +25,11 @@
 //! ```
 
 mod candidates;
-mod cursor;
 mod event_queue;
-mod frame_queue;
+#[cfg(test)]
+mod harness;
 mod host;
 mod host_core;
-mod lag;
 mod reconnect;
 mod shared_bitrate;
 mod verification;
@@ -38,8 +37,8 @@ mod viewer;
 mod viewer_core;
 mod viewer_link;
 
+pub use crate::present::FrameQueue;
 pub use event_queue::{EventReceiver, EVENT_QUEUE_CAPACITY, EVENT_QUEUE_HARD_LIMIT};
-pub use frame_queue::FrameQueue;
 pub use host::{Consent, Host, HostConfig, HostEvent, HostStats, JoinRequest, ViewerId};
 pub use reconnect::{
     RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED, RESTART_RETRY, SIGNALING_RETRY_FIRST, SIGNALING_RETRY_MAX,

@@ -415,7 +415,7 @@ impl Viewer {
                     SignalPayload::Auth { kdf, spake } => {
                         challenge = Some(Challenge {
                             kdf,
-                            spake: super::host::base64_decode(&spake)
+                            spake: crate::text::base64_decode(&spake)
                                 .ok_or_else(|| SessionError::HostNotAuthenticated("a malformed challenge".into()))?,
                         })
                     }
@@ -484,8 +484,8 @@ impl Viewer {
                 .map_err(|e| SessionError::InvalidArgument(format!("the handshake task failed: {e}")))?
                 .map_err(|e| SessionError::HostNotAuthenticated(e.to_string()))?;
                 let payload = SignalPayload::AuthConfirm {
-                    spake: super::host::base64_encode(&confirm.spake),
-                    mac: super::host::base64_encode(&confirm.mac),
+                    spake: crate::text::base64_encode(&confirm.spake),
+                    mac: crate::text::base64_encode(&confirm.mac),
                 };
                 client
                     .send(ClientMessage::Signal {
@@ -961,7 +961,7 @@ async fn await_proof(
                     signature,
                 } => {
                     let decode = |field: &str| {
-                        super::host::base64_decode(field)
+                        crate::text::base64_decode(field)
                             .ok_or_else(|| SessionError::HostNotAuthenticated("a malformed proof".into()))
                     };
                     let proof = Proof {

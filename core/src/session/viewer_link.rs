@@ -10,7 +10,6 @@
 //! one input causes (at most the candidates held for a description, [`RemoteCandidates::CAPACITY`]).
 
 use super::candidates::RemoteCandidates;
-use super::cursor::{CursorUpdate, ImageSent};
 use super::host_core::{FromViewer, ToViewer};
 use super::reconnect::{PathState, ReconnectAction, Reconnector};
 use super::verification::{permissions_in_force, sdp_fingerprint, verification_code};
@@ -19,6 +18,7 @@ use crate::control::permissions::ControlGate;
 use crate::control::protocol::HostMessage;
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
 use crate::encode::KeyframeRequests;
+use crate::send::cursor::{CursorUpdate, ImageSent};
 use crate::signaling::{ClientMessage, PeerId, SignalPayload, PROTOCOL_VERSION};
 use crate::transport::TransportError;
 use crate::unattended::handshake::{Confirm, HostHandshake};
@@ -428,9 +428,9 @@ impl ViewerLink {
                         return;
                     };
                     self.signal(SignalPayload::AuthProof {
-                        mac: super::host::base64_encode(&proof.mac),
-                        public_key: super::host::base64_encode(&proof.public_key),
-                        signature: super::host::base64_encode(&proof.signature),
+                        mac: crate::text::base64_encode(&proof.mac),
+                        public_key: crate::text::base64_encode(&proof.public_key),
+                        signature: crate::text::base64_encode(&proof.signature),
                     });
                 }
                 self.viewer_fingerprint = Some(fingerprint);
@@ -451,7 +451,7 @@ impl ViewerLink {
             SignalPayload::AuthConfirm { spake, mac }
                 if self.config.unattended.is_some() && self.auth_confirm.is_none() =>
             {
-                match (super::host::base64_decode(&spake), super::host::base64_decode(&mac)) {
+                match (crate::text::base64_decode(&spake), crate::text::base64_decode(&mac)) {
                     (Some(spake), Some(mac)) => self.auth_confirm = Some(Confirm { spake, mac }),
                     _ => tracing::warn!(%viewer, "malformed authentication confirmation; the answer will fail"),
                 }

@@ -42,7 +42,7 @@ pub(crate) fn next_update(
                 height: img.height,
                 hotspot_x: img.hotspot_x,
                 hotspot_y: img.hotspot_y,
-                rgba: super::host::base64_encode(&rgba),
+                rgba: crate::text::base64_encode(&rgba),
             }))
         }
         (Some(_), _) => None,
