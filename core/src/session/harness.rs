@@ -5,8 +5,10 @@
 //! SIGKILL) and started again, and the path can be cut. An hour of session runs in milliseconds.
 
 use super::host_core::{FromViewer, HostCore, HostInput, HostOutput, UserAction};
-use super::viewer_core::{ConnectionState, ViewerCore, ViewerInput, ViewerOutput};
-use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, LinkState, ViewerLink};
+use super::reconnect::ConnectionState;
+use super::verification::sdp_with_fingerprint;
+use super::viewer_core::{ViewerCore, ViewerInput, ViewerOutput};
+use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, ViewerLink};
 use super::{Consent, Fingerprint, HostEvent, SessionError, ViewerEvent};
 use crate::control::protocol::{encode, parse_host_message, HostMessage};
 use crate::control::{InputEvent, Permissions, ViewerMessage};
@@ -17,11 +19,6 @@ use std::time::{Duration, Instant};
 const HOST_CERT: u8 = 0x11;
 const VIEWER_CERT: u8 = 0x22;
 const CODE: &str = "123-456-789";
-
-fn sdp_with(byte: u8) -> String {
-    let value: Vec<String> = (0..32).map(|_| format!("{byte:02X}")).collect();
-    format!("v=0\r\na=fingerprint:sha-256 {}\r\n", value.join(":"))
-}
 
 /// Where a delivery goes.
 #[derive(Debug)]
@@ -160,7 +157,7 @@ impl SessionSim {
             self.cut_at = Some(self.now);
             self.deliver(
                 Duration::ZERO,
-                Delivery::Link(LinkInput::Connection(LinkState::Disconnected)),
+                Delivery::Link(LinkInput::Connection(ConnectionState::Disconnected)),
             );
             self.deliver(
                 Duration::ZERO,
@@ -174,7 +171,7 @@ impl SessionSim {
     }
 
     fn connect_both(&mut self, after: Duration) {
-        self.deliver(after, Delivery::Link(LinkInput::Connection(LinkState::Connected)));
+        self.deliver(after, Delivery::Link(LinkInput::Connection(ConnectionState::Connected)));
         self.deliver(
             after,
             Delivery::Viewer(ViewerInput::Connection(ConnectionState::Connected)),
@@ -398,7 +395,7 @@ impl SessionSim {
                 // The offer: the viewer answers it and starts its session (what `Viewer::join` does).
                 self.viewer = Some(ViewerCore::new(self.host_id.clone(), [HOST_CERT; 32]));
                 let answer = SignalPayload::Answer {
-                    sdp: sdp_with(VIEWER_CERT),
+                    sdp: sdp_with_fingerprint(VIEWER_CERT),
                 };
                 let message = ClientMessage::Signal {
                     v: PROTOCOL_VERSION,
@@ -445,7 +442,7 @@ impl SessionSim {
                 self.restarts_sent += 1;
                 let to = self.link.as_ref().map(|l| l.address().clone()).unwrap_or_default();
                 let offer = SignalPayload::Offer {
-                    sdp: sdp_with(HOST_CERT),
+                    sdp: sdp_with_fingerprint(HOST_CERT),
                 };
                 self.on_client_message(
                     Side::Host,
@@ -496,7 +493,7 @@ impl SessionSim {
             ViewerOutput::Signal(message) => self.on_client_message(Side::Viewer, message),
             ViewerOutput::AnswerRestart(_) => {
                 if let Some(viewer) = &mut self.viewer {
-                    viewer.handle(ViewerInput::RestartAnswered(sdp_with(VIEWER_CERT)), now);
+                    viewer.handle(ViewerInput::RestartAnswered(sdp_with_fingerprint(VIEWER_CERT)), now);
                 }
             }
             ViewerOutput::Control(message) => {

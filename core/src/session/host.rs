@@ -3,8 +3,9 @@
 
 use super::candidates::add_candidates;
 use super::host_core::{Admitted, FromViewer, HostCore, HostInput, HostOutput, ToViewer, UserAction};
+use super::reconnect::ConnectionState;
 use super::sleep_until_or_never;
-use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, LinkState, UnattendedLink, ViewerLink};
+use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, UnattendedLink, ViewerLink};
 use super::SessionError;
 use crate::audit::{AuditEvent, AuditFile};
 use crate::capture::ScreenSource;
@@ -36,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::StatsSelector;
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 /// A viewer's identifier within a host (the signaling server's peer id).
 pub type ViewerId = String;
@@ -1135,9 +1136,9 @@ async fn viewer_loop(
             }),
             e = peer_events.recv() => match e {
                 Some(PeerEvent::LocalCandidate(c)) => Some(LinkInput::LocalCandidate(c)),
-                Some(PeerEvent::State(state)) => Some(LinkInput::Connection(link_state(state))),
+                Some(PeerEvent::State(state)) => Some(LinkInput::Connection(state.into())),
                 Some(_) => None,
-                None => Some(LinkInput::Connection(LinkState::Closed)),
+                None => Some(LinkInput::Connection(ConnectionState::Closed)),
             },
             Some(i) = inputs.recv() => match i {
                 ViewerInput::Channel(DataChannelEvent::OnOpen) => {
@@ -1266,17 +1267,6 @@ async fn viewer_loop(
         task.abort();
     }
     outcome
-}
-
-/// The peer connection's state as a viewer's link sees it.
-fn link_state(state: RTCPeerConnectionState) -> LinkState {
-    match state {
-        RTCPeerConnectionState::Connected => LinkState::Connected,
-        RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
-        RTCPeerConnectionState::Failed => LinkState::Failed,
-        RTCPeerConnectionState::Closed => LinkState::Closed,
-        _ => LinkState::Other,
-    }
 }
 
 /// Seconds since the Unix epoch (0 before it): the unattended handshake's TOTP clock.

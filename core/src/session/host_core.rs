@@ -1108,6 +1108,15 @@ mod tests {
         let now = Instant::now();
         connect(&mut core, "v1", now);
         connect(&mut core, "v2", now);
+        let estimate = |core: &mut HostCore, viewer: &str, bps: f64| {
+            core.handle(
+                HostInput::Viewer(FromViewer::TargetBitrate {
+                    viewer: viewer.into(),
+                    bps,
+                }),
+                now,
+            );
+        };
         let bitrates = |core: &mut HostCore| -> Vec<u32> {
             outputs(core)
                 .into_iter()
@@ -1120,30 +1129,12 @@ mod tests {
                 })
                 .collect()
         };
-        core.handle(
-            HostInput::Viewer(FromViewer::TargetBitrate {
-                viewer: "v1".into(),
-                bps: 1_500_000.0,
-            }),
-            now,
-        );
+        estimate(&mut core, "v1", 1_500_000.0);
         assert_eq!(bitrates(&mut core), [1_500_000]);
-        core.handle(
-            HostInput::Viewer(FromViewer::TargetBitrate {
-                viewer: "v2".into(),
-                bps: 400_000.0,
-            }),
-            now,
-        );
+        estimate(&mut core, "v2", 400_000.0);
         assert_eq!(bitrates(&mut core), [400_000]);
         // The fast viewer's estimates do not lift the slow one's pace.
-        core.handle(
-            HostInput::Viewer(FromViewer::TargetBitrate {
-                viewer: "v1".into(),
-                bps: 1_800_000.0,
-            }),
-            now,
-        );
+        estimate(&mut core, "v1", 1_800_000.0);
         assert_eq!(bitrates(&mut core), Vec::<u32>::new());
         core.handle(
             HostInput::Viewer(FromViewer::Left {

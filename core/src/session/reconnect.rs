@@ -178,6 +178,30 @@ impl Backoff {
     }
 }
 
+/// A peer connection's state, as far as the session's state machines care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionState {
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+    /// New, connecting: nothing to decide.
+    Other,
+}
+
+impl From<webrtc::peer_connection::RTCPeerConnectionState> for ConnectionState {
+    fn from(state: webrtc::peer_connection::RTCPeerConnectionState) -> Self {
+        use webrtc::peer_connection::RTCPeerConnectionState as Rtc;
+        match state {
+            Rtc::Connected => ConnectionState::Connected,
+            Rtc::Disconnected => ConnectionState::Disconnected,
+            Rtc::Failed => ConnectionState::Failed,
+            Rtc::Closed => ConnectionState::Closed,
+            _ => ConnectionState::Other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

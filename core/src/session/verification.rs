@@ -152,6 +152,13 @@ pub(crate) fn permissions_in_force(
     }
 }
 
+/// A session description naming one SHA-256 certificate fingerprint of 32 `byte`s, for tests.
+#[cfg(test)]
+pub(crate) fn sdp_with_fingerprint(byte: u8) -> String {
+    let value: Vec<String> = (0..32).map(|_| format!("{byte:02X}")).collect();
+    format!("v=0\r\na=fingerprint:sha-256 {}\r\n", value.join(":"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

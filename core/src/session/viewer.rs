@@ -1,7 +1,8 @@
 //! The watching side: joins by code, receives and decodes the host's screen, sends input, clipboard and chat.
 
 use super::candidates::{add_candidates, RemoteCandidates};
-use super::viewer_core::{ConnectionState, ViewerCore, ViewerInput, ViewerOutput, Welcome};
+use super::reconnect::ConnectionState;
+use super::viewer_core::{ViewerCore, ViewerInput, ViewerOutput, Welcome};
 use super::{sleep_until_or_never, FrameQueue, SessionError};
 use crate::control::protocol::{encode, parse_host_message, CursorImageMessage};
 use crate::control::{ControlErrorCode, InputEvent, Permissions, ViewerMessage};
@@ -25,9 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
-};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription, StatsSelector};
 
 /// Settings of a [`Viewer`], built with [`ViewerConfig::new`] (or [`ViewerConfig::for_device`]) and its setters;
 /// each setter says its default and range.
@@ -750,7 +749,7 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
             event = task.peer.events.recv() => match event {
                 None => Some(ViewerInput::Connection(ConnectionState::Closed)),
                 Some(PeerEvent::LocalCandidate(c)) => Some(ViewerInput::LocalCandidate(c)),
-                Some(PeerEvent::State(state)) => Some(ViewerInput::Connection(connection_state(state))),
+                Some(PeerEvent::State(state)) => Some(ViewerInput::Connection(state.into())),
                 Some(PeerEvent::DataChannel(dc)) => {
                     if core.accept_channel() {
                         let tx = channel_tx.clone();
@@ -861,17 +860,6 @@ async fn viewer_loop(task: &mut Task) -> Result<String, SessionError> {
                 }
             }
         }
-    }
-}
-
-/// The peer connection's state as the session's state machine sees it.
-fn connection_state(state: RTCPeerConnectionState) -> ConnectionState {
-    match state {
-        RTCPeerConnectionState::Connected => ConnectionState::Connected,
-        RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
-        RTCPeerConnectionState::Failed => ConnectionState::Failed,
-        RTCPeerConnectionState::Closed => ConnectionState::Closed,
-        _ => ConnectionState::Other,
     }
 }
 

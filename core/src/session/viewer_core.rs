@@ -11,7 +11,7 @@
 //! [`RemoteCandidates::CAPACITY`]).
 
 use super::candidates::RemoteCandidates;
-use super::reconnect::{Backoff, LossTimer, PathChange, PathState};
+use super::reconnect::{Backoff, ConnectionState, LossTimer, PathChange, PathState};
 use super::verification::sdp_fingerprint;
 use super::{Fingerprint, SessionError, ViewerEvent};
 use crate::control::protocol::HostMessage;
@@ -25,17 +25,6 @@ use webrtc::peer_connection::RTCIceCandidateInit;
 /// The longest resumption token kept from the host's welcome; a longer one is ignored (the session then does not
 /// resume after a signaling restart).
 pub(super) const MAX_RESUME_TOKEN_CHARS: usize = 128;
-
-/// The peer connection's state, as far as the session cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ConnectionState {
-    Connected,
-    Disconnected,
-    Failed,
-    Closed,
-    /// New, connecting: nothing to decide.
-    Other,
-}
 
 /// What reaches the viewer's state machine.
 #[derive(Debug)]
@@ -397,16 +386,12 @@ impl ViewerCore {
 mod tests {
     use super::*;
     use crate::control::ControlErrorCode;
+    use crate::session::verification::sdp_with_fingerprint;
     use crate::session::RECONNECT_WINDOW;
     use std::time::Duration;
 
-    fn sdp_with(byte: u8) -> String {
-        let value: Vec<String> = (0..32).map(|_| format!("{byte:02X}")).collect();
-        format!("v=0\r\na=fingerprint:sha-256 {}\r\n", value.join(":"))
-    }
-
     fn core() -> ViewerCore {
-        ViewerCore::new("host".into(), sdp_fingerprint(&sdp_with(0xAB)).unwrap())
+        ViewerCore::new("host".into(), sdp_fingerprint(&sdp_with_fingerprint(0xAB)).unwrap())
     }
 
     /// A session whose control channel is open and whose host sent its welcome with a resumption token.
@@ -565,17 +550,29 @@ mod tests {
     #[test]
     fn a_restart_offer_with_another_certificate_is_ignored() {
         let mut core = joined(Instant::now());
-        core.handle(from_host(SignalPayload::Offer { sdp: sdp_with(0xCD) }), Instant::now());
+        core.handle(
+            from_host(SignalPayload::Offer {
+                sdp: sdp_with_fingerprint(0xCD),
+            }),
+            Instant::now(),
+        );
         assert!(outputs(&mut core).is_empty());
         // From someone other than the host, even with the right certificate.
         let stranger = ServerMessage::Signal {
             v: PROTOCOL_VERSION,
             from: "eve".into(),
-            payload: SignalPayload::Offer { sdp: sdp_with(0xAB) },
+            payload: SignalPayload::Offer {
+                sdp: sdp_with_fingerprint(0xAB),
+            },
         };
         core.handle(ViewerInput::Server(stranger), Instant::now());
         assert!(outputs(&mut core).is_empty());
-        core.handle(from_host(SignalPayload::Offer { sdp: sdp_with(0xAB) }), Instant::now());
+        core.handle(
+            from_host(SignalPayload::Offer {
+                sdp: sdp_with_fingerprint(0xAB),
+            }),
+            Instant::now(),
+        );
         assert!(matches!(&outputs(&mut core)[..], [ViewerOutput::AnswerRestart(_)]));
     }
 
@@ -590,7 +587,12 @@ mod tests {
         };
         // The connection refuses it: it belongs to a restart whose offer has not arrived.
         core.handle(ViewerInput::CandidateRefused(first.clone()), now);
-        core.handle(from_host(SignalPayload::Offer { sdp: sdp_with(0xAB) }), now);
+        core.handle(
+            from_host(SignalPayload::Offer {
+                sdp: sdp_with_fingerprint(0xAB),
+            }),
+            now,
+        );
         outputs(&mut core);
         core.handle(ViewerInput::RestartAnswered("answer".into()), now);
         let out = outputs(&mut core);

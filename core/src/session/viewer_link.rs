@@ -11,7 +11,7 @@
 
 use super::candidates::RemoteCandidates;
 use super::host_core::{FromViewer, ToViewer};
-use super::reconnect::{PathState, ReconnectAction, Reconnector};
+use super::reconnect::{ConnectionState, PathState, ReconnectAction, Reconnector};
 use super::verification::{permissions_in_force, sdp_fingerprint, verification_code};
 use super::{Fingerprint, SessionError, ViewerId};
 use crate::control::permissions::ControlGate;
@@ -60,17 +60,6 @@ pub(super) struct LinkConfig {
     pub(super) unattended: Option<UnattendedLink>,
 }
 
-/// The peer connection's state, as far as the link cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LinkState {
-    Connected,
-    Disconnected,
-    Failed,
-    Closed,
-    /// New, connecting: nothing to decide.
-    Other,
-}
-
 /// What reaches the link.
 #[derive(Debug)]
 pub(super) enum LinkInput {
@@ -79,7 +68,7 @@ pub(super) enum LinkInput {
     /// A local candidate to trickle to the viewer.
     LocalCandidate(RTCIceCandidateInit),
     /// The peer connection's state changed.
-    Connection(LinkState),
+    Connection(ConnectionState),
     /// The control channel opened.
     ChannelOpen,
     /// A control message's bytes.
@@ -465,9 +454,9 @@ impl ViewerLink {
         }
     }
 
-    fn on_connection(&mut self, state: LinkState, now: Instant) {
+    fn on_connection(&mut self, state: ConnectionState, now: Instant) {
         let path = match state {
-            LinkState::Connected if !self.video_started => {
+            ConnectionState::Connected if !self.video_started => {
                 self.video_started = true;
                 self.emit(LinkOutput::StartVideo);
                 self.emit(LinkOutput::Keyframe);
@@ -482,21 +471,21 @@ impl ViewerLink {
                 self.emit(LinkOutput::Note(FromViewer::Connected { viewer, name }));
                 return;
             }
-            LinkState::Failed if !self.video_started => {
+            ConnectionState::Failed if !self.video_started => {
                 let error = TransportError::WebRtc("ICE/DTLS failed".into());
                 self.finish(Err(SessionError::Transport(error)), Duration::ZERO);
                 return;
             }
-            LinkState::Closed => {
+            ConnectionState::Closed => {
                 self.finish(Ok("connection closed".into()), Duration::ZERO);
                 return;
             }
             // Only a connection that was up can be lost (the first negotiation has its own timeout).
             _ if !self.video_started => return,
-            LinkState::Connected => PathState::Connected,
-            LinkState::Disconnected => PathState::Disconnected,
-            LinkState::Failed => PathState::Failed,
-            LinkState::Other => return,
+            ConnectionState::Connected => PathState::Connected,
+            ConnectionState::Disconnected => PathState::Disconnected,
+            ConnectionState::Failed => PathState::Failed,
+            ConnectionState::Other => return,
         };
         if let Some(change) = self.reconnector.on_state(path, now) {
             tracing::info!(viewer = %self.config.viewer, ?change, "connection path");
@@ -556,6 +545,7 @@ mod tests {
     use crate::control::protocol::encode;
     use crate::encode::MIN_KEYFRAME_REQUEST_INTERVAL;
     use crate::session::reconnect::PathChange;
+    use crate::session::verification::sdp_with_fingerprint;
     use crate::session::{RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED};
 
     const HOST_CERT: u8 = 0x11;
@@ -563,11 +553,6 @@ mod tests {
 
     fn fingerprint(byte: u8) -> Fingerprint {
         [byte; 32]
-    }
-
-    fn sdp_with(byte: u8) -> String {
-        let value: Vec<String> = (0..32).map(|_| format!("{byte:02X}")).collect();
-        format!("v=0\r\na=fingerprint:sha-256 {}\r\n", value.join(":"))
     }
 
     fn config(granted: Permissions, require_verification: bool) -> LinkConfig {
@@ -591,7 +576,9 @@ mod tests {
     }
 
     fn answer(byte: u8) -> LinkInput {
-        LinkInput::Host(ToViewer::Signal(SignalPayload::Answer { sdp: sdp_with(byte) }))
+        LinkInput::Host(ToViewer::Signal(SignalPayload::Answer {
+            sdp: sdp_with_fingerprint(byte),
+        }))
     }
 
     fn pointer(x: f32) -> LinkInput {
@@ -603,7 +590,7 @@ mod tests {
         let mut link = ViewerLink::new(config(granted, require_verification), now);
         link.handle(answer(VIEWER_CERT), now, 0);
         link.handle(LinkInput::AnswerApplied, now, 0);
-        link.handle(LinkInput::Connection(LinkState::Connected), now, 0);
+        link.handle(LinkInput::Connection(ConnectionState::Connected), now, 0);
         link.handle(LinkInput::ChannelOpen, now, 0);
         outputs(&mut link);
         link
@@ -619,7 +606,7 @@ mod tests {
             matches!(&out[..], [LinkOutput::ApplyAnswer { restart: false, .. }]),
             "{out:?}"
         );
-        link.handle(LinkInput::Connection(LinkState::Connected), now, 0);
+        link.handle(LinkInput::Connection(ConnectionState::Connected), now, 0);
         let out = outputs(&mut link);
         let expected = verification_code(&fingerprint(HOST_CERT), &fingerprint(VIEWER_CERT), "123-456-789");
         assert!(matches!(&out[0], LinkOutput::StartVideo), "{out:?}");
@@ -652,7 +639,7 @@ mod tests {
     fn an_answer_without_one_certificate_or_that_does_not_apply_ends_the_link() {
         let now = Instant::now();
         let mut link = ViewerLink::new(config(Permissions::FULL, false), now);
-        let two = format!("{}{}", sdp_with(VIEWER_CERT), sdp_with(0x33));
+        let two = format!("{}{}", sdp_with_fingerprint(VIEWER_CERT), sdp_with_fingerprint(0x33));
         link.handle(
             LinkInput::Host(ToViewer::Signal(SignalPayload::Answer { sdp: two })),
             now,
@@ -806,7 +793,7 @@ mod tests {
     fn a_lost_path_restarts_ice_holds_the_new_candidates_and_gives_up_after_the_window() {
         let t0 = Instant::now();
         let mut link = connected(Permissions::VIEW_ONLY, false, t0);
-        link.handle(LinkInput::Connection(LinkState::Disconnected), t0, 0);
+        link.handle(LinkInput::Connection(ConnectionState::Disconnected), t0, 0);
         let out = outputs(&mut link);
         assert!(
             matches!(
