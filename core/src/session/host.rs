@@ -635,6 +635,11 @@ impl Host {
     }
 
     /// Issues another one-time code, for another viewer.
+    ///
+    /// # Errors
+    /// What the signaling server refused (e.g. [`SessionError::RateLimited`] past its codes per host),
+    /// [`SessionError::Signaling`] while the server is unreachable, [`SessionError::Timeout`] after 10 s without
+    /// an answer, [`SessionError::Ended`] after the host stopped.
     pub async fn invite(&self) -> Result<String, SessionError> {
         self.invite_future().await
     }
@@ -698,6 +703,10 @@ impl Host {
     }
 
     /// Sends clipboard text to every viewer holding the clipboard permission.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidArgument`] for text over the size limit, [`SessionError::RateLimited`] when the
+    /// host's command queue is full (256 waiting), [`SessionError::Ended`] after the host stopped.
     pub fn send_clipboard(&self, text: impl Into<String>) -> Result<(), SessionError> {
         let text = text.into();
         if text.len() > MAX_CLIPBOARD_BYTES {
@@ -709,6 +718,10 @@ impl Host {
     }
 
     /// Sends a chat line to every viewer.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidArgument`] for text over the size limit, [`SessionError::RateLimited`] when the
+    /// host's command queue is full (256 waiting), [`SessionError::Ended`] after the host stopped.
     pub fn send_chat(&self, text: impl Into<String>) -> Result<(), SessionError> {
         let text = text.into();
         if text.len() > MAX_TEXT_BYTES {
@@ -721,6 +734,10 @@ impl Host {
 
     /// Changes the highest video bitrate (congestion control may still ask for less); the encoder follows at
     /// once.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidArgument`] outside 10 kbit/s..=100 Mbit/s, [`SessionError::RateLimited`] when the
+    /// host's command queue is full, [`SessionError::Ended`] after the host stopped.
     pub fn set_max_bitrate(&self, bps: u32) -> Result<(), SessionError> {
         if !(10_000..=100_000_000).contains(&bps) {
             return Err(SessionError::InvalidArgument(format!(

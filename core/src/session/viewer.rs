@@ -637,16 +637,28 @@ impl Viewer {
 
     /// Sends input to the host. The host checks it against this viewer's permissions; refusals arrive as
     /// [`ViewerEvent::Refused`].
+    ///
+    /// # Errors
+    /// [`SessionError::RateLimited`] when messages are queued faster than the connection takes them (over 1,024
+    /// waiting; the message is not sent), [`SessionError::Ended`] after the session ended.
     pub fn send_input(&self, event: InputEvent) -> Result<(), SessionError> {
         self.send(ViewerMessage::Input(event))
     }
 
     /// Sends clipboard text to the host (needs the clipboard permission).
+    ///
+    /// # Errors
+    /// [`SessionError::RateLimited`] when messages are queued faster than the connection takes them (over 1,024
+    /// waiting; the message is not sent), [`SessionError::Ended`] after the session ended.
     pub fn send_clipboard(&self, text: impl Into<String>) -> Result<(), SessionError> {
         self.send(ViewerMessage::Clipboard { text: text.into() })
     }
 
     /// Sends a chat line.
+    ///
+    /// # Errors
+    /// [`SessionError::RateLimited`] when messages are queued faster than the connection takes them (over 1,024
+    /// waiting; the message is not sent), [`SessionError::Ended`] after the session ended.
     pub fn send_chat(&self, text: impl Into<String>) -> Result<(), SessionError> {
         self.send(ViewerMessage::Chat { text: text.into() })
     }
