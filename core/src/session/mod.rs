@@ -30,6 +30,7 @@ mod event_queue;
 mod harness;
 mod host;
 mod host_core;
+mod join_flow;
 mod reconnect;
 mod shared_bitrate;
 mod verification;

@@ -1,6 +1,7 @@
 //! The watching side: joins by code, receives and decodes the host's screen, sends input, clipboard and chat.
 
-use super::candidates::{add_candidates, RemoteCandidates};
+use super::candidates::add_candidates;
+use super::join_flow::{JoinFlow, JoinStep, Offered};
 use super::reconnect::ConnectionState;
 use super::viewer_core::{ViewerCore, ViewerInput, ViewerOutput, Welcome};
 use super::{sleep_until_or_never, FrameQueue, SessionError};
@@ -19,14 +20,14 @@ use crate::transport::peer::{new_peer, Peer, PeerEvent};
 use crate::transport::stats::{fill_from_report, ConnectionStats};
 use crate::transport::video_send::negotiated_extension_id;
 use crate::transport::{TransportConfig, TransportError};
-use crate::unattended::handshake::{technician_answer, Challenge, Expectation, Proof};
+use crate::unattended::handshake::{technician_answer, Expectation, Proof};
 use crate::unattended::DeviceId;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription, StatsSelector};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription, StatsSelector};
 
 /// Settings of a [`Viewer`], built with [`ViewerConfig::new`] (or [`ViewerConfig::for_device`]) and its setters;
 /// each setter says its default and range.
@@ -363,85 +364,36 @@ impl Viewer {
             },
         };
         client.send(join).await?;
-        // ICE candidates that come before the offer is applied, and the unattended handshake's first message.
-        let mut remote_candidates = RemoteCandidates::<RTCIceCandidateInit>::default();
-        let mut challenge: Option<Challenge> = None;
-        let closed = || SessionError::Signaling(crate::signaling::SignalingError::Closed);
-        let deadline = Instant::now() + config.consent_timeout;
-        let mut ice_servers = Vec::new();
-        let mut host: Option<PeerId> = None;
-        let mut admitted = false;
         // Pending → accepted → the host's offer (and, unattended, its challenge).
-        let mut offer = None;
-        let offer = loop {
-            if let Some(sdp) = offer.take_if(|_| config.unattended.is_none() || challenge.is_some()) {
-                break sdp;
-            }
-            let wait = if admitted {
-                config.connect_timeout
-            } else {
-                deadline.saturating_duration_since(Instant::now())
-            };
-            let message = tokio::time::timeout(wait, client.recv())
-                .await
-                .map_err(|_| {
-                    SessionError::Timeout(if admitted {
-                        "the host's offer"
-                    } else {
-                        "the host's consent"
-                    })
-                })?
-                .ok_or_else(closed)?;
-            match message {
-                ServerMessage::JoinPending {
-                    host: h,
-                    ice_servers: servers,
-                    ..
-                } => {
-                    host = Some(h);
-                    ice_servers = servers;
-                }
-                ServerMessage::Accepted {
-                    ice_servers: servers, ..
-                } => {
-                    admitted = true;
-                    if !servers.is_empty() {
-                        ice_servers = servers;
-                    }
-                }
-                ServerMessage::Signal { payload, from, .. } if Some(&from) == host.as_ref() => match payload {
-                    SignalPayload::Offer { sdp } => offer = Some(sdp),
-                    SignalPayload::Auth { kdf, spake } => {
-                        challenge = Some(Challenge {
-                            kdf,
-                            spake: crate::text::base64_decode(&spake)
-                                .ok_or_else(|| SessionError::HostNotAuthenticated("a malformed challenge".into()))?,
-                        })
-                    }
-                    SignalPayload::Candidate {
-                        candidate,
-                        sdp_mid,
-                        sdp_mline_index,
-                    } => {
-                        let init = crate::transport::peer::remote_candidate(candidate, sdp_mid, sdp_mline_index);
-                        // No description yet: held (`None`).
-                        let _held = remote_candidates.on_candidate(init);
-                    }
-                    _ => {}
+        let mut flow = JoinFlow::new(
+            Instant::now(),
+            config.consent_timeout,
+            config.connect_timeout,
+            config.unattended.is_some(),
+        );
+        let offered = loop {
+            let wait = flow.deadline().saturating_duration_since(Instant::now());
+            let step = match tokio::time::timeout(wait, client.recv()).await {
+                Ok(Some(message)) => flow.handle(message, Instant::now()),
+                Ok(None) => JoinStep::Failed(flow.closed()),
+                Err(_) => match flow.handle_timeout(Instant::now()) {
+                    Some(e) => JoinStep::Failed(e),
+                    None => JoinStep::Waiting,
                 },
-                ServerMessage::Error {
-                    code,
-                    message,
-                    retry_after_secs,
-                    ..
-                } => return Err(SessionError::from_server(code, message, retry_after_secs)),
-                ServerMessage::PeerLeft { reason, .. } => {
-                    return Err(SessionError::Denied(format!("the host left ({reason})")))
-                }
-                _ => {}
+            };
+            match step {
+                JoinStep::Waiting => {}
+                JoinStep::Ready(offered) => break *offered,
+                JoinStep::Failed(e) => return Err(e),
             }
         };
-        let host = host.ok_or_else(closed)?;
+        let Offered {
+            host,
+            offer,
+            challenge,
+            ice_servers,
+            candidates: mut remote_candidates,
+        } = offered;
         let mut transport = config.transport.clone();
         transport.ice_servers.extend(ice_servers);
         // The one certificate the DTLS handshake will accept from the host; an offer naming several is refused.
