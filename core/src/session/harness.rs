@@ -500,7 +500,7 @@ impl SessionSim {
                 if self.path_up {
                     self.deliver(
                         self.one_way,
-                        Delivery::Link(LinkInput::Control(encode(&message).into_bytes())),
+                        Delivery::Link(LinkInput::Control(encode(&message).into())),
                     );
                 }
             }

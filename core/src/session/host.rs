@@ -1162,7 +1162,7 @@ async fn viewer_loop(
                     cursor.mark_changed();
                     Some(LinkInput::ChannelOpen)
                 }
-                ViewerInput::Channel(DataChannelEvent::OnMessage(message)) => Some(LinkInput::Control(message.data.to_vec())),
+                ViewerInput::Channel(DataChannelEvent::OnMessage(message)) => Some(LinkInput::Control(message.data.freeze())),
                 ViewerInput::Channel(DataChannelEvent::OnClose) => Some(LinkInput::ChannelClosed),
                 ViewerInput::Channel(_) => None,
                 // Only keyframe requests are passed up (see transport::peer).

@@ -561,24 +561,8 @@ impl HostCore {
                 self.tell_viewer(viewer, ToViewer::Verified);
             }
             UserAction::Disconnect { viewer, reason } => self.tell_viewer(viewer, ToViewer::End(reason)),
-            UserAction::Clipboard(text) => {
-                self.emit(HostOutput::Audit(AuditEvent::text(
-                    TextKind::Clipboard,
-                    "*",
-                    "to_viewer",
-                    &text,
-                )));
-                self.tell_every_viewer(|| ToViewer::Clipboard(text.clone()));
-            }
-            UserAction::Chat(text) => {
-                self.emit(HostOutput::Audit(AuditEvent::text(
-                    TextKind::Chat,
-                    "*",
-                    "to_viewer",
-                    &text,
-                )));
-                self.tell_every_viewer(|| ToViewer::Chat(text.clone()));
-            }
+            UserAction::Clipboard(text) => self.text_to_every_viewer(TextKind::Clipboard, text),
+            UserAction::Chat(text) => self.text_to_every_viewer(TextKind::Chat, text),
             UserAction::MaxBitrate(bps) => {
                 let target = self.bitrate.set_max(bps);
                 self.set_bitrate(target);
@@ -599,14 +583,20 @@ impl HostCore {
         }
     }
 
-    fn tell_every_viewer(&mut self, message: impl Fn() -> ToViewer) {
+    /// Chat or clipboard text from the host's user: audited once, then to every viewer in a fixed order (each
+    /// viewer's link checks its clipboard permission).
+    fn text_to_every_viewer(&mut self, kind: TextKind, text: String) {
+        let clipboard = matches!(kind, TextKind::Clipboard);
+        self.emit(HostOutput::Audit(AuditEvent::text(kind, "*", "to_viewer", &text)));
         let mut viewers: Vec<ViewerId> = self.viewers.iter().cloned().collect();
         viewers.sort();
         for viewer in viewers {
-            self.emit(HostOutput::ToViewer {
-                viewer,
-                message: message(),
-            });
+            let message = if clipboard {
+                ToViewer::Clipboard(text.clone())
+            } else {
+                ToViewer::Chat(text.clone())
+            };
+            self.emit(HostOutput::ToViewer { viewer, message });
         }
     }
 

@@ -71,8 +71,8 @@ pub(super) enum LinkInput {
     Connection(ConnectionState),
     /// The control channel opened.
     ChannelOpen,
-    /// A control message's bytes.
-    Control(Vec<u8>),
+    /// A control message's bytes (the data channel's buffer, not copied).
+    Control(bytes::Bytes),
     /// The control channel closed.
     ChannelClosed,
     /// The viewer asked for a keyframe (RTCP PLI or FIR).
@@ -582,7 +582,7 @@ mod tests {
     }
 
     fn pointer(x: f32) -> LinkInput {
-        LinkInput::Control(encode(&ViewerMessage::Input(InputEvent::PointerMove { x, y: 0.5 })).into_bytes())
+        LinkInput::Control(encode(&ViewerMessage::Input(InputEvent::PointerMove { x, y: 0.5 })).into())
     }
 
     /// A link whose first answer was applied, whose connection is up and whose control channel is open.
@@ -866,7 +866,7 @@ mod tests {
         let leave = encode(&ViewerMessage::Leave {
             reason: "bye\u{1b}[2J".into(),
         })
-        .into_bytes();
+        .into();
         link.handle(LinkInput::Control(leave), now, 0);
         let out = outputs(&mut link);
         assert!(
