@@ -10,7 +10,9 @@
 # Scenarios: clean; loss-1, loss-5, loss-10 (random loss of media packets, SRTP/SRTCP, both ways); burst (all
 # media dropped for 100 ms of every second); cap-1m, cap-500k (tbf rate cap on the namespace's only link, every
 # packet both ways); cut-3s, cut-10s (all UDP dropped for 3 or 10 s, 4 s into the moving phase, which lasts at
-# least 20 s for cut-10s; the longest gap minus the cut is the recovery time). Loss is applied to media only:
+# least 20 s for cut-10s; the longest gap minus the cut is the recovery time); relay (no impairment, but both
+# sides use relay-only ICE through a coturn this script starts in the namespace, with credentials the signaling
+# server issues: compare with clean). Loss is applied to media only:
 # the DTLS handshake through loss is webrtc-rs's (1 s fixed retransmission timer; see the README) and would
 # measure that instead of peerdesk's repair. Needs root (ip netns).
 set -euo pipefail
@@ -19,7 +21,7 @@ root="$PWD"
 
 seconds=10
 still_seconds=4
-scenarios="clean loss-1 loss-5 loss-10 burst cap-1m cap-500k cut-3s cut-10s"
+scenarios="clean relay loss-1 loss-5 loss-10 burst cap-1m cap-500k cut-3s cut-10s"
 viewers="peerdesk chromium"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -71,8 +73,41 @@ impair() {
         cap-1m) in_ns tc qdisc add dev lo root tbf rate 1mbit burst 16kb latency 200ms ;;
         cap-500k) in_ns tc qdisc add dev lo root tbf rate 500kbit burst 16kb latency 200ms ;;
         cut-3s|cut-10s) ;; # started by run_viewer once the session is up
+        relay) start_coturn ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
+}
+
+# coturn (Debian's) on 127.0.0.1:3478 in the namespace, taking the TURN REST credentials the signaling server
+# issues (a fresh random secret per run, in a file); sets relay_args for the viewers.
+relay_args=()
+start_coturn() {
+    command -v turnserver >/dev/null || { echo "coturn missing: scripts/setup.sh installs it" >&2; exit 1; }
+    local secret="$work/turn-secret"
+    head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$secret"
+    cat >"$work/turnserver.conf" <<EOF_CONF
+listening-ip=127.0.0.1
+relay-ip=127.0.0.1
+listening-port=3478
+use-auth-secret
+static-auth-secret=$(cat "$secret")
+realm=peerdesk.bench
+allow-loopback-peers
+no-tls
+no-dtls
+no-cli
+no-tcp-relay
+userdb=$work/turndb
+pidfile=$work/turnserver.pid
+log-file=stdout
+simple-log
+EOF_CONF
+    in_ns turnserver -c "$work/turnserver.conf" >"$work/coturn.log" 2>&1 &
+    for _ in $(seq 50); do
+        in_ns ss -lun | grep -q '127.0.0.1:3478' && break
+        sleep 0.1
+    done
+    relay_args=(--turn-url "turn:127.0.0.1:3478?transport=udp" --turn-secret-file "$secret")
 }
 
 # The cut: $1 s from now (about 4 s after the viewer's first frame), all UDP is dropped for $2 s.
@@ -98,7 +133,7 @@ run_viewer() {
             [ "$scenario" = cut-3s ] && cut_later 5 3
             [ "$scenario" = cut-10s ] && cut_later 5 10
             if ! in_ns env -u DISPLAY "$peerdesk" demo --synthetic --seconds "$moving" --still-seconds "$still_seconds" \
-                    --output "$work/last.png" >"$log" 2>&1; then
+                    --output "$work/last.png" "${relay_args[@]}" >"$log" 2>&1; then
                 echo "failed: $(grep -m1 -i error "$log" || tail -1 "$log")"; return
             fi
             awk '
@@ -117,7 +152,7 @@ run_viewer() {
             [ "$scenario" = cut-3s ] && cut_later 8 3
             [ "$scenario" = cut-10s ] && cut_later 8 10
             if ! in_ns node benches/network/chromium-viewer.mjs --seconds "$moving" --still-seconds "$still_seconds" \
-                    >"$log" 2>"$log.err"; then
+                    "${relay_args[@]}" >"$log" 2>"$log.err"; then
                 # The host's log lines (time-stamped) share this stream: name the viewer's own error.
                 echo "failed: $(grep -v '^[0-9]\{4\}-' "$log.err" | grep -m1 -i error || tail -1 "$log.err")"; return
             fi
@@ -133,6 +168,7 @@ for scenario in $scenarios; do
         netns="peerdesk-bench-$$"
         ip netns add "$netns"
         in_ns ip link set lo up
+        relay_args=()
         impair "$scenario"
         result="$(run_viewer "$scenario" "$viewer")"
         jobs -p | xargs -r kill 2>/dev/null || true

@@ -3,7 +3,8 @@
 // of a scenario). The host shares the stamped synthetic desktop (1080p30), exactly as `peerdesk demo` does for
 // the Rust viewer; the viewer page reads the stamp of every presented frame.
 //
-//   node benches/network/chromium-viewer.mjs [--seconds 10] [--still-seconds 4]
+//   node benches/network/chromium-viewer.mjs [--seconds 10] [--still-seconds 4] [--turn-url URL --turn-secret-file F]
+// With a TURN server the signaling server issues credentials for it and host and viewer use relay-only ICE.
 // Prints one JSON line: join_ms (page open → first stamped frame), p50, p95 (glass-to-glass ms), fps, kbps
 // (moving), still_kbps, freezes (gaps > 250 ms between presented frames), longest_ms, keyframes (decoded),
 // p95_settled and longest_settled_ms (the same from 5 s into the moving phase on, as `peerdesk demo` prints them).
@@ -14,19 +15,25 @@ import {
 } from "../../tests/web/harness.mjs";
 
 const { values: opts } = parseArgs({
-  options: { seconds: { type: "string", default: "10" }, "still-seconds": { type: "string", default: "4" } },
+  options: {
+    seconds: { type: "string", default: "10" },
+    "still-seconds": { type: "string", default: "4" },
+    "turn-url": { type: "string" },
+    "turn-secret-file": { type: "string" },
+  },
 });
 const FREEZE_MS = 250;
 const SETTLE_MS = 5000;
 
 let browser;
 try {
-  const server = await startServer();
+  const relay = opts["turn-url"] !== undefined;
+  const server = await startServer(relay ? ["--turn-url", opts["turn-url"], "--turn-secret-file", opts["turn-secret-file"]] : []);
   browser = await launchBrowser();
   // The host shares the synthetic desktop, as the Rust viewer's run does.
-  const host = await share(server, ["--auto-accept", "view", "--synthetic"]);
+  const host = await share(server, ["--auto-accept", "view", "--synthetic", ...(relay ? ["--relay-only"] : [])]);
   const opened = Date.now();
-  const page = await openViewer(browser, server, host.code, { width: 1280, height: 760 });
+  const page = await openViewer(browser, server, host.code, { width: 1280, height: 760 }, relay ? "&relay=1" : "");
   await waitFor(page, () => window.peerdesk.latency.samples.length > 0, null, "stamped frames in the viewer", 60_000);
   const joinMs = Date.now() - opened;
   const from = await page.evaluate(() => performance.now());

@@ -120,6 +120,11 @@ impl EncodePipeline {
         Ok(())
     }
 
+    /// Notes how long the slowest viewer's sender queue is (see [`EncodeController::set_send_backlog`]).
+    pub fn set_send_backlog(&mut self, backlog: Duration) {
+        self.controller.set_send_backlog(backlog);
+    }
+
     /// Frames the encoder holds that have not come out yet.
     pub fn frames_in_flight(&self) -> usize {
         self.encoder.as_ref().map_or(0, |e| e.frames_in_flight())

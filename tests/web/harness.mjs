@@ -41,9 +41,9 @@ export function waitLine(child, re, what, timeout = 30_000) {
   });
 }
 
-/** The signaling server process, serving the web viewer. */
-export async function startServer() {
-  const child = start(join(BIN, "peerdesk-signaling-server"), ["--listen", "127.0.0.1:0", "--static-dir", join(ROOT, "examples", "web-viewer")]);
+/** The signaling server process, serving the web viewer, with `extraArgs` on its command line (TURN settings, …). */
+export async function startServer(extraArgs = []) {
+  const child = start(join(BIN, "peerdesk-signaling-server"), ["--listen", "127.0.0.1:0", "--static-dir", join(ROOT, "examples", "web-viewer"), ...extraArgs]);
   const [, addr] = await waitLine(child, /^listening on (.+)$/, "the signaling server");
   return { child, http: `http://${addr}`, ws: `ws://${addr}/ws` };
 }
@@ -80,11 +80,11 @@ export function launchScreenSharingBrowser(display, screenWidth, screenHeight) {
   });
 }
 
-/** Opens the web viewer on `code`, joining at once. */
-export async function openViewer(browser, server, code, viewport = { width: 1280, height: 800 }) {
+/** Opens the web viewer on `code`, joining at once; `query` is appended to its URL (`&relay=1`, …). */
+export async function openViewer(browser, server, code, viewport = { width: 1280, height: 800 }, query = "") {
   const page = await browser.newPage({ viewport });
   page.on("pageerror", (e) => console.error("page error:", e));
-  await page.goto(`${server.http}/index.html?code=${code}&name=Browser%20tech&autojoin=1`);
+  await page.goto(`${server.http}/index.html?code=${code}&name=Browser%20tech&autojoin=1${query}`);
   return page;
 }
 

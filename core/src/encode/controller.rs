@@ -52,6 +52,10 @@ pub const UPSCALE_HOLD_MAX: Duration = Duration::from_secs(160);
 /// A return to full size that is followed by half size again this soon failed: the next waits twice as long.
 pub const UPSCALE_FAILED_WITHIN: Duration = Duration::from_secs(30);
 
+/// While the slowest viewer's sender holds back more than this (media its congestion window has not let out yet,
+/// as time at its estimate), a changed picture waits; see [`EncodeController::set_send_backlog`].
+pub const MAX_SEND_BACKLOG: Duration = Duration::from_millis(100);
+
 /// How long the picture must have been unchanged (and sent) before the size goes back up: the default quality
 /// refresh's wait.
 const STILL_BEFORE_UPSCALE: Duration = Duration::from_millis(400);
@@ -127,6 +131,7 @@ pub struct EncodeController {
     slow_streak: u32,
     fast_streak: u32,
     budget: Option<RateBudget>,
+    send_backlog: Duration,
     target_bps: Option<u32>,
     pixels: Option<u64>,
     /// Half size because the target is low (see [`DOWNSCALE_BELOW_BPS_PER_PIXEL`]).
@@ -155,6 +160,7 @@ impl EncodeController {
             slow_streak: 0,
             fast_streak: 0,
             budget: None,
+            send_backlog: Duration::ZERO,
             target_bps: None,
             pixels: None,
             downscaled_for_bitrate: false,
@@ -180,6 +186,25 @@ impl EncodeController {
             Some(budget) => budget.set_target(bps),
             None => self.budget = Some(RateBudget::new(bps)),
         }
+    }
+
+    /// Notes how much media the slowest viewer's sender holds back in front of its congestion window, as time at
+    /// its estimate (zero, the default, when nothing waits). While that is more than [`MAX_SEND_BACKLOG`] a
+    /// changed picture, a requested keyframe and a quality refresh wait, like over the rate budget: a picture
+    /// encoded now would wait behind it, and the picture encoded once it has drained is fresher.
+    ///
+    /// ```
+    /// use peerdesk::encode::{ControllerConfig, Decision, EncodeController};
+    /// use std::time::Duration;
+    /// let mut c = EncodeController::new(ControllerConfig::default());
+    /// assert_eq!(c.tick(Duration::ZERO, true), Decision::Encode { keyframe: true });
+    /// c.set_send_backlog(Duration::from_millis(400));
+    /// assert_eq!(c.tick(Duration::from_millis(33), true), Decision::Skip);
+    /// c.set_send_backlog(Duration::from_millis(20));
+    /// assert_eq!(c.tick(Duration::from_millis(66), false), Decision::Encode { keyframe: false });
+    /// ```
+    pub fn set_send_backlog(&mut self, backlog: Duration) {
+        self.send_backlog = backlog;
     }
 
     /// Notes `bytes` of encoded output at `now`, for the target bitrate's budget.
@@ -270,7 +295,8 @@ impl EncodeController {
         }
         self.follow_bitrate(now);
         // Over budget, a change waits (it stays dirty) and so does a quality refresh; a keep-alive is tiny.
-        let within_budget = self.budget.as_mut().is_none_or(|budget| budget.allows(now));
+        let within_budget =
+            self.budget.as_mut().is_none_or(|budget| budget.allows(now)) && self.send_backlog <= MAX_SEND_BACKLOG;
         if self.keyframe_requested {
             // The first picture goes at once. A later keyframe waits for the budget too: one still in front of
             // the pacer answers every request made meanwhile, while keyframes sent back to back filled a narrow

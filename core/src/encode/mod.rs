@@ -21,7 +21,7 @@ mod rate_budget;
 mod rav1e;
 
 pub use controller::{
-    Adaptation, ControllerConfig, Decision, EncodeController, DOWNSCALE_BELOW_BPS_PER_PIXEL,
+    Adaptation, ControllerConfig, Decision, EncodeController, DOWNSCALE_BELOW_BPS_PER_PIXEL, MAX_SEND_BACKLOG,
     UPSCALE_ABOVE_BPS_PER_PIXEL, UPSCALE_FAILED_WITHIN, UPSCALE_HOLD, UPSCALE_HOLD_MAX,
 };
 pub use keyframe_requests::{KeyframeRequests, MIN_KEYFRAME_REQUEST_INTERVAL};

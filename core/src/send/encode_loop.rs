@@ -2,6 +2,7 @@
 //! screen changes), runs the encode pipeline, and hands every encoded frame to the fan-out; it also turns the
 //! source's cursor into updates for the viewers. It takes commands (keyframe, bitrate, stop) between frames.
 
+use super::backlog::ViewerBacklogs;
 use super::cursor::{next_update, CursorUpdate};
 use crate::capture::ScreenSource;
 use crate::encode::Decision;
@@ -61,9 +62,11 @@ impl EncoderCommands {
     }
 }
 
-/// What the send side counts, for the host's stats.
+/// What the send side counts, for the host's stats, and the viewers' backlogs it reads.
 #[derive(Debug, Default)]
 pub(crate) struct SendCounters {
+    /// The media each viewer's congestion window holds back: changed pictures wait while it is long.
+    pub(crate) backlogs: Arc<ViewerBacklogs>,
     /// Viewers whose video runs: with none, nothing is captured or encoded.
     pub(crate) watchers: AtomicUsize,
     pub(crate) frames: AtomicU64,
@@ -148,6 +151,7 @@ pub(crate) fn encode_thread(
         if changed || captured.is_some() {
             grabs.try_take(now);
         }
+        pipeline.set_send_backlog(counters.backlogs.longest());
         let report = match pipeline.tick(started.elapsed(), captured, &mut packets) {
             Ok(r) => r,
             Err(e) => {

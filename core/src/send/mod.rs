@@ -3,6 +3,7 @@
 //! viewer's share of the stream with its lag recovery ([`fan_out`], [`lag`]), and the remote cursor as plain
 //! logic ([`cursor`]). Packetizing and the wire are [`crate::transport`]'s.
 
+pub(crate) mod backlog;
 pub(crate) mod cursor;
 pub(crate) mod encode_loop;
 pub(crate) mod fan_out;

@@ -1048,6 +1048,7 @@ async fn viewer_session(
     notes: &mpsc::Sender<FromViewer>,
 ) -> Result<String, SessionError> {
     let peer = new_peer(&shared.transport, &admitted.ice_servers).await?;
+    let _backlog = shared.counters.backlogs.register(peer.send_backlog.clone());
     let connection = peer.connection.clone();
     let result = viewer_loop(shared, admitted, from_host, notes, peer).await;
     let _ = connection.close().await;

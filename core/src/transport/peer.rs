@@ -1,7 +1,7 @@
 //! Building a peer connection the way peerdesk needs it, and turning its callbacks into a stream of events.
 
 use super::{TransportConfig, TransportError};
-use super::congestion_window::{CongestionWindowGate, EncoderTarget, SharedRoundTrip};
+use super::congestion_window::{CongestionWindowGate, EncoderTarget, SharedBacklog, SharedRoundTrip};
 use super::estimate::CappedGcc;
 use super::retransmission_budget::{BudgetConfig, RetransmissionLimiter};
 use crate::signaling::IceServer;
@@ -113,6 +113,8 @@ pub struct Peer {
     pub connection: Arc<dyn PeerConnection>,
     /// Its events, in order.
     pub events: mpsc::Receiver<PeerEvent>,
+    /// The media its congestion window holds back, as time at the estimate (zero without congestion control).
+    pub(crate) send_backlog: SharedBacklog,
 }
 
 /// The AV1 codec as peerdesk registers it.
@@ -365,6 +367,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
     // it stays in its 512-packet window, measured as ~1.6 Mbit/s of retransmissions on a still screen at 5 % loss.
     let registry =
         configure_rtcp_reports(Registry::new().with(NACK_RESPONDER_SLOT, NackResponderBuilder::new().build()));
+    let send_backlog = SharedBacklog::default();
     let registry = if config.congestion_control {
         // Congestion control brings its own TWCC receiver.
         let round_trip = SharedRoundTrip::default();
@@ -376,7 +379,11 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         congestion_control(registry, gcc, config.start_bitrate_bps, &mut engine)?
             .with(
                 CONGESTION_WINDOW_SLOT,
-                CongestionWindowGate::new(f64::from(config.start_bitrate_bps), round_trip.clone()),
+                CongestionWindowGate::new(
+                    f64::from(config.start_bitrate_bps),
+                    round_trip.clone(),
+                    send_backlog.clone(),
+                ),
             )
             .with(
                 RETRANSMISSION_LIMITER_SLOT,
@@ -441,6 +448,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
     Ok(Peer {
         connection: Arc::new(connection),
         events: rx,
+        send_backlog,
     })
 }
 

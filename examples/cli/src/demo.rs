@@ -14,6 +14,7 @@ use peerdesk::control::Permissions;
 use peerdesk::encode::Backend;
 use peerdesk::session::{Consent, Host, HostConfig, HostEvent, Viewer, ViewerConfig};
 use peerdesk::transport::TransportConfig;
+use peerdesk_signaling_server::turn::TurnRest;
 use peerdesk_signaling_server::{HubConfig, Server};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,36 @@ pub struct DemoArgs {
     /// Where to write the last received frame.
     #[arg(long, default_value = "peerdesk-demo.png")]
     output: PathBuf,
+    /// Relay the session through this TURN server (coturn with `use-auth-secret`, e.g.
+    /// `turn:127.0.0.1:3478?transport=udp`): the demo's signaling server hands host and viewer time-limited
+    /// credentials for it, and both use relay-only ICE, so every packet goes through the relay.
+    #[arg(long, requires = "turn_secret_file")]
+    turn_url: Option<String>,
+    /// File holding the secret shared with the TURN server (coturn's `static-auth-secret`).
+    #[arg(long, requires = "turn_url")]
+    turn_secret_file: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// The transport of host and viewer: loopback, and relay-only with a TURN server.
+    fn transport(&self) -> TransportConfig {
+        TransportConfig {
+            relay_only: self.turn_url.is_some(),
+            ..TransportConfig::loopback()
+        }
+    }
+
+    /// The signaling server's settings: credentials for the TURN server when there is one.
+    fn hub_config(&self) -> anyhow::Result<HubConfig> {
+        let mut hub = HubConfig::default();
+        if let (Some(url), Some(path)) = (&self.turn_url, &self.turn_secret_file) {
+            let secret = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let secret = secret.trim_ascii();
+            anyhow::ensure!(!secret.is_empty(), "--turn-secret-file {} is empty", path.display());
+            hub.turn = Some(TurnRest::new(vec![url.clone()], secret, Duration::from_secs(3600)));
+        }
+        Ok(hub)
+    }
 }
 
 fn clock_ticks() -> f64 {
@@ -148,7 +179,7 @@ async fn start_host(args: &DemoArgs, url: &str, runtime: &tokio::runtime::Handle
     let source = Box::new(Freezable::new(source, frozen.clone()));
     let config = HostConfig::new(url)
         .name("demo host")
-        .transport(TransportConfig::loopback())
+        .transport(args.transport())
         .backend(args.backend)
         .fps(fps);
     let mut host = runtime
@@ -197,7 +228,7 @@ async fn run_async(args: DemoArgs, host_runtime: tokio::runtime::Handle) -> anyh
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/ws", listener.local_addr()?);
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(Server::new(HubConfig::default(), None).serve(listener, async move {
+    tokio::spawn(Server::new(args.hub_config()?, None).serve(listener, async move {
         let _ = server_stopped.await;
     }));
 
@@ -210,12 +241,18 @@ async fn run_async(args: DemoArgs, host_runtime: tokio::runtime::Handle) -> anyh
     // The host tells its user to pass the code on; here the viewer below is the technician it is passed to.
     println!("  session code {code}: the viewer below joins with it, as a technician would");
     println!(
-        "  encoder {} at {} fps; loopback WebRTC; the host admits the viewer with control",
-        args.backend, args.fps
+        "  encoder {} at {} fps; loopback WebRTC{}; the host admits the viewer with control",
+        args.backend,
+        args.fps,
+        if args.turn_url.is_some() {
+            ", relayed by the TURN server only"
+        } else {
+            ""
+        }
     );
 
     let join_started = Instant::now();
-    let config = ViewerConfig::new(&url, &code, "demo technician").transport(TransportConfig::loopback());
+    let config = ViewerConfig::new(&url, &code, "demo technician").transport(args.transport());
     let viewer = Viewer::join(config).await.context("joining")?;
     let first = tokio::time::timeout(Duration::from_secs(10), viewer.next_frame())
         .await
