@@ -9,6 +9,8 @@
 #  - lossy-link.sh: a demo session with 5 % random media loss: NACK repair, no retransmission or keyframe storm (~25 s)
 #  - narrow-link.sh: three demo sessions on a 1 Mbit/s link and three on 500 kbit/s (tbf): settled latency and
 #    frame rate, no keyframe storm (~3 min)
+#  - relay-link.sh: three demo sessions relayed by coturn beside three direct ones: join time, p50 beside direct,
+#    no keyframe request (~75 s)
 #  - network-cut.sh: a share/view session through a 35 s cut of all UDP: ICE restart, the session goes on (~55 s)
 #  - signaling-restart.sh: the signaling server killed and restarted mid-session, then a 30 s UDP cut: video goes
 #    on, both sides resume their pairing, the ICE restart reaches the viewer (~60 s)
@@ -19,7 +21,7 @@ mkdir -p "$results"
 status=0
 # The network sessions run before the fresh-machine test: right after it, in one run on this 2-core machine, the
 # demo's frame rate halved (15.7 fps) and p95 rose to 475 ms (cause not found: nothing was left running).
-for check in setup-layouts loopback-only lossy-link narrow-link network-cut signaling-restart fresh-machine; do
+for check in setup-layouts loopback-only lossy-link narrow-link relay-link network-cut signaling-restart fresh-machine; do
     echo "-- tests/system/$check.sh"
     JUNIT_FILE="$results/system-$check.xml" "$here/$check.sh" || status=1
 done

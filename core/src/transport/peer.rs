@@ -430,10 +430,15 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         .build();
     let (tx, rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let mdns_mode = multicast_dns_mode(&config.bind_addrs);
-    let settings = SettingEngineBuilder::new()
+    let mut settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
-        .with_multicast_dns_mode(mdns_mode)
-        .build();
+        .with_multicast_dns_mode(mdns_mode);
+    if config.relay_only {
+        // ICE waits 2 s before it nominates a relayed pair, to give a direct one the chance to work first (pion's
+        // `RelayAcceptanceMinWait`). With relay-only there is no other kind: the wait was 2 s of every join.
+        settings = settings.with_relay_acceptance_min_wait(Some(Duration::ZERO));
+    }
+    let settings = settings.build();
     let connection = PeerConnectionBuilder::new()
         .with_setting_engine(settings)
         .with_configuration(rtc_config)
