@@ -12,7 +12,12 @@
 # packet both ways); cut-3s, cut-10s (all UDP dropped for 3 or 10 s, 4 s into the moving phase, which lasts at
 # least 20 s for cut-10s; the longest gap minus the cut is the recovery time); relay (no impairment, but both
 # sides use relay-only ICE through a coturn this script starts in the namespace, with credentials the signaling
-# server issues: compare with clean). Loss is applied to media only:
+# server issues: compare with clean); delay and delay-loss-5 (the same relay, behind a userspace forwarder,
+# benches/network/udp-delay.py, that holds every datagram 20 ms + 0-10 ms of jitter, order kept, on each pass:
+# one way crosses it twice, 40-60 ms, a round trip 80-120 ms; delay-loss-5 also drops 5 % of the relayed media at
+# random on its way to the receiver; jitter lets each datagram leave at its own time, so one with less jitter
+# overtakes, as netem's jitter does — this kernel has no netem, and a forwarder in front of the relay delays the
+# whole media path without touching the peers). Loss is applied to media only:
 # the DTLS handshake through loss is webrtc-rs's (1 s fixed retransmission timer; see the README) and would
 # measure that instead of peerdesk's repair. Needs root (ip netns).
 set -euo pipefail
@@ -21,7 +26,7 @@ root="$PWD"
 
 seconds=10
 still_seconds=4
-scenarios="clean relay loss-1 loss-5 loss-10 burst cap-1m cap-500k cut-3s cut-10s"
+scenarios="clean relay delay jitter delay-loss-5 loss-1 loss-5 loss-10 burst cap-1m cap-500k cut-3s cut-10s"
 viewers="peerdesk chromium"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -74,6 +79,9 @@ impair() {
         cap-500k) in_ns tc qdisc add dev lo root tbf rate 500kbit burst 16kb latency 200ms ;;
         cut-3s|cut-10s) ;; # started by run_viewer once the session is up
         relay) start_coturn ;;
+        delay) start_coturn; start_delay 0 ;;
+        delay-loss-5) start_coturn; start_delay 0.05 ;;
+        jitter) start_coturn; start_delay 0 --reorder ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
 }
@@ -108,6 +116,19 @@ EOF_CONF
         sleep 0.1
     done
     relay_args=(--turn-url "turn:127.0.0.1:3478?transport=udp" --turn-secret-file "$secret")
+}
+
+# The delaying forwarder on 127.0.0.1:3479 in front of coturn, dropping $1 of the relayed media (further arguments
+# go to it); the viewers' TURN URL becomes the forwarder's.
+start_delay() {
+    local loss="$1"; shift
+    in_ns python3 benches/network/udp-delay.py --listen 127.0.0.1:3479 --to 127.0.0.1:3478 \
+        --delay-ms 20 --jitter-ms 10 --media-loss "$loss" "$@" >"$work/delay.log" 2>&1 &
+    for _ in $(seq 50); do
+        in_ns ss -lun | grep -q '127.0.0.1:3479' && break
+        sleep 0.1
+    done
+    relay_args[1]="turn:127.0.0.1:3479?transport=udp"
 }
 
 # The cut: $1 s from now (about 4 s after the viewer's first frame), all UDP is dropped for $2 s.
