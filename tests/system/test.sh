@@ -9,8 +9,8 @@
 #  - lossy-link.sh: a demo session with 5 % random media loss: NACK repair, no retransmission or keyframe storm (~25 s)
 #  - narrow-link.sh: three demo sessions on a 1 Mbit/s link and three on 500 kbit/s (tbf): settled latency and
 #    frame rate, no keyframe storm (~3 min)
-#  - relay-link.sh: three demo sessions relayed by coturn beside three direct ones: join time, p50 beside direct,
-#    no keyframe request (~75 s)
+#  - relay-link.sh: three demo sessions relayed by coturn beside three direct ones (join time, p50 beside direct,
+#    no keyframe request), then three through a delaying, reordering forwarder in front of coturn (~2 min)
 #  - network-cut.sh: a share/view session through a 35 s cut of all UDP: ICE restart, the session goes on (~55 s)
 #  - signaling-restart.sh: the signaling server killed and restarted mid-session, then a 30 s UDP cut: video goes
 #    on, both sides resume their pairing, the ICE restart reaches the viewer (~60 s)
