@@ -55,6 +55,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=coturn.sh
+. scripts/coturn.sh
 RTP='-p udp -m u32 --u32 0>>22&0x3C@8>>24&0xC0=0x80'
 
 in_ns() { ip netns exec "$netns" "$@"; }
@@ -78,43 +80,19 @@ impair() {
         cap-1m) in_ns tc qdisc add dev lo root tbf rate 1mbit burst 16kb latency 200ms ;;
         cap-500k) in_ns tc qdisc add dev lo root tbf rate 500kbit burst 16kb latency 200ms ;;
         cut-3s|cut-10s) ;; # started by run_viewer once the session is up
-        relay) start_coturn ;;
-        delay) start_coturn; start_delay 0 ;;
-        delay-loss-5) start_coturn; start_delay 0.05 ;;
-        jitter) start_coturn; start_delay 0 --reorder ;;
+        relay) start_relay ;;
+        delay) start_relay; start_delay 0 ;;
+        delay-loss-5) start_relay; start_delay 0.05 ;;
+        jitter) start_relay; start_delay 0 --reorder ;;
         *) echo "unknown scenario $1" >&2; exit 2 ;;
     esac
 }
 
-# coturn (Debian's) on 127.0.0.1:3478 in the namespace, taking the TURN REST credentials the signaling server
-# issues (a fresh random secret per run, in a file); sets relay_args for the viewers.
+# coturn in the namespace (scripts/coturn.sh); sets relay_args for the viewers.
 relay_args=()
-start_coturn() {
-    command -v turnserver >/dev/null || { echo "coturn missing: scripts/setup.sh installs it" >&2; exit 1; }
+start_relay() {
+    start_coturn "$netns" "$work"
     local secret="$work/turn-secret"
-    head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$secret"
-    cat >"$work/turnserver.conf" <<EOF_CONF
-listening-ip=127.0.0.1
-relay-ip=127.0.0.1
-listening-port=3478
-use-auth-secret
-static-auth-secret=$(cat "$secret")
-realm=peerdesk.bench
-allow-loopback-peers
-no-tls
-no-dtls
-no-cli
-no-tcp-relay
-userdb=$work/turndb
-pidfile=$work/turnserver.pid
-log-file=stdout
-simple-log
-EOF_CONF
-    in_ns turnserver -c "$work/turnserver.conf" >"$work/coturn.log" 2>&1 &
-    for _ in $(seq 50); do
-        in_ns ss -lun | grep -q '127.0.0.1:3478' && break
-        sleep 0.1
-    done
     relay_args=(--turn-url "turn:127.0.0.1:3478?transport=udp" --turn-secret-file "$secret")
 }
 

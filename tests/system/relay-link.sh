@@ -49,30 +49,10 @@ forwarder=""
 ip -n "$netns" link set lo up
 ip netns exec "$netns" iptables -A INPUT -p udp --dport 3478 -j ACCEPT
 
-head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$work/secret"
-cat >"$work/turnserver.conf" <<EOF
-listening-ip=127.0.0.1
-relay-ip=127.0.0.1
-listening-port=3478
-use-auth-secret
-static-auth-secret=$(cat "$work/secret")
-realm=peerdesk.test
-allow-loopback-peers
-no-tls
-no-dtls
-no-cli
-no-tcp-relay
-userdb=$work/turndb
-pidfile=$work/turnserver.pid
-log-file=stdout
-simple-log
-EOF
-ip netns exec "$netns" turnserver -c "$work/turnserver.conf" >"$work/coturn.log" 2>&1 &
-coturn=$!
-for _ in $(seq 50); do
-    ip netns exec "$netns" ss -lun | grep -q '127.0.0.1:3478' && break
-    sleep 0.1
-done
+# shellcheck source=../../scripts/coturn.sh
+. "$repo/scripts/coturn.sh"
+start_coturn "$netns" "$work" || { check "relay link" fail "coturn did not start"; finish; }
+coturn="$COTURN_PID"
 
 # Prints: join_ms p50 keyframe_requests (99999 when the session failed).
 session() {
@@ -95,7 +75,7 @@ for run in 1 2 3; do
     read -r _ p50 _ < <(session "direct-$run")
     direct_p50+=("$p50")
     read -r join p50 requests < <(session "relay-$run" --turn-url "turn:127.0.0.1:3478?transport=udp" \
-        --turn-secret-file "$work/secret")
+        --turn-secret-file "$work/turn-secret")
     relay_join+=("$join"); relay_p50+=("$p50"); relay_requests+=("$requests")
 done
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
@@ -123,7 +103,7 @@ done
 declare -a jitter_join=() jitter_requests=()
 for run in 1 2 3; do
     read -r join _ requests < <(session "jitter-$run" --turn-url "turn:127.0.0.1:3479?transport=udp" \
-        --turn-secret-file "$work/secret")
+        --turn-secret-file "$work/turn-secret")
     jitter_join+=("$join"); jitter_requests+=("$requests")
 done
 all="(join ${jitter_join[*]} ms, keyframe requests ${jitter_requests[*]})"

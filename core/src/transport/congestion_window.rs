@@ -566,7 +566,11 @@ mod tests {
     const EXTENSION_ID: u8 = 3;
 
     fn gate() -> CongestionWindowGate {
-        let mut gate = CongestionWindowGate::new(400_000.0, SharedRoundTrip::default(), SharedBacklog::default());
+        gate_publishing_to(SharedBacklog::default())
+    }
+
+    fn gate_publishing_to(backlog: SharedBacklog) -> CongestionWindowGate {
+        let mut gate = CongestionWindowGate::new(400_000.0, SharedRoundTrip::default(), backlog);
         gate.bind_local_stream(&StreamInfo {
             ssrc: SSRC,
             rtp_header_extensions: vec![rtc::interceptor::RTPHeaderExtension {
@@ -651,15 +655,7 @@ mod tests {
     fn what_the_gate_holds_back_is_published_as_time_at_the_estimate() {
         let t0 = Instant::now();
         let backlog = SharedBacklog::default();
-        let mut gate = CongestionWindowGate::new(400_000.0, SharedRoundTrip::default(), backlog.clone());
-        gate.bind_local_stream(&StreamInfo {
-            ssrc: SSRC,
-            rtp_header_extensions: vec![rtc::interceptor::RTPHeaderExtension {
-                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
-                id: u16::from(EXTENSION_ID),
-            }],
-            ..Default::default()
-        });
+        let mut gate = gate_publishing_to(backlog.clone());
         for seq in 0..40u16 {
             gate.handle_write(media(t0, seq)).unwrap();
         }

@@ -1,0 +1,37 @@
+# shellcheck shell=bash
+# coturn (Debian's `turnserver`) for the network bench and the system tests, sourced by them:
+#   start_coturn NETNS DIR [PORT]
+# starts it on 127.0.0.1:PORT (default 3478) inside network namespace NETNS, taking the TURN REST credentials the
+# signaling server issues (`use-auth-secret`) with a fresh random secret in DIR/turn-secret (the file the server's
+# and the demo's --turn-secret-file read; never on a command line), relaying between loopback addresses. Sets
+# COTURN_PID and returns once the port is bound; fails when coturn is missing.
+start_coturn() {
+    local netns="$1" dir="$2" port="${3:-3478}"
+    command -v turnserver >/dev/null || { echo "coturn missing: scripts/setup.sh installs it" >&2; return 1; }
+    head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$dir/turn-secret"
+    cat >"$dir/turnserver.conf" <<EOF_CONF
+listening-ip=127.0.0.1
+relay-ip=127.0.0.1
+listening-port=$port
+use-auth-secret
+static-auth-secret=$(cat "$dir/turn-secret")
+realm=peerdesk.test
+allow-loopback-peers
+no-tls
+no-dtls
+no-cli
+no-tcp-relay
+userdb=$dir/turndb
+pidfile=$dir/turnserver.pid
+log-file=stdout
+simple-log
+EOF_CONF
+    ip netns exec "$netns" turnserver -c "$dir/turnserver.conf" >"$dir/coturn.log" 2>&1 &
+    COTURN_PID=$!
+    for _ in $(seq 50); do
+        ip netns exec "$netns" ss -lun | grep -q "127.0.0.1:$port" && return 0
+        sleep 0.1
+    done
+    echo "coturn did not bind 127.0.0.1:$port (see $dir/coturn.log)" >&2
+    return 1
+}
