@@ -44,7 +44,8 @@ cargo build --profile ci -p peerdesk-cli -p peerdesk-signaling-server --bins
 if [ ! -d tests/web/node_modules/playwright-core ]; then
     (cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --no-save)
 fi
-export PEERDESK_BIN="$root/target/ci"
+# PEERDESK_BIN (a directory with `peerdesk` and `peerdesk-signaling-server`) measures other binaries, for A/B runs.
+export PEERDESK_BIN="${PEERDESK_BIN:-$root/target/ci}"
 peerdesk="$PEERDESK_BIN/peerdesk"
 
 work="$(mktemp -d)"
