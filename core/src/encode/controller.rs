@@ -54,7 +54,7 @@ pub const UPSCALE_FAILED_WITHIN: Duration = Duration::from_secs(30);
 
 /// While the slowest viewer's sender holds back more than this (media its congestion window has not let out yet,
 /// as time at its estimate), a changed picture waits; see [`EncodeController::set_send_backlog`].
-pub const MAX_SEND_BACKLOG: Duration = Duration::from_millis(50);
+pub const MAX_SEND_BACKLOG: Duration = Duration::from_millis(100);
 
 /// How long the picture must have been unchanged (and sent) before the size goes back up: the default quality
 /// refresh's wait.
