@@ -52,6 +52,7 @@ work="$(mktemp -d)"
 netns=""
 cleanup() {
     jobs -p | xargs -r kill 2>/dev/null || true
+    stop_coturn "$work"
     [ -n "$netns" ] && ip netns del "$netns" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -172,6 +173,7 @@ for scenario in $scenarios; do
         impair "$scenario"
         result="$(run_viewer "$scenario" "$viewer")"
         jobs -p | xargs -r kill 2>/dev/null || true
+        stop_coturn "$work"
         wait 2>/dev/null || true
         ip netns del "$netns"; netns=""
         echo "[bench] $scenario $viewer: $result" >&2

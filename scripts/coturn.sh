@@ -5,6 +5,9 @@
 # signaling server issues (`use-auth-secret`) with a fresh random secret in DIR/turn-secret (the file the server's
 # and the demo's --turn-secret-file read; never on a command line), relaying between loopback addresses. Sets
 # COTURN_PID and returns once the port is bound; fails when coturn is missing.
+#   stop_coturn DIR
+# stops the coturn started with DIR, by its config file's path: the PID of `ip netns exec … &` is not always the
+# server's (left running, each bench scenario's coturn outlived its namespace).
 start_coturn() {
     local netns="$1" dir="$2" port="${3:-3478}"
     command -v turnserver >/dev/null || { echo "coturn missing: scripts/setup.sh installs it" >&2; return 1; }
@@ -34,4 +37,8 @@ EOF_CONF
     done
     echo "coturn did not bind 127.0.0.1:$port (see $dir/coturn.log)" >&2
     return 1
+}
+
+stop_coturn() {
+    pkill -f -- "-c $1/turnserver.conf" 2>/dev/null || true
 }

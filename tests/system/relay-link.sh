@@ -28,6 +28,8 @@ repo="$(cd "$here/../.." && pwd)"
 peerdesk="$(realpath "${1:-$repo/target/ci/peerdesk}")"
 # shellcheck source=../../scripts/junit.sh
 . "$repo/scripts/junit.sh"
+# shellcheck source=../../scripts/coturn.sh
+. "$repo/scripts/coturn.sh"
 junit_begin "${JUNIT_FILE:-/dev/null}" relay-link
 failed=0
 check() { junit_case "$1" "$2" "${3:-}"; if [ "$2" = fail ]; then failed=1; fi; }
@@ -43,14 +45,12 @@ if ! command -v turnserver >/dev/null 2>&1; then check "relay link" fail "coturn
 netns="peerdesk-relay-$$"
 ip netns add "$netns"
 work="$(mktemp -d)"
-trap 'kill "$coturn" "$forwarder" 2>/dev/null || true; ip netns del "$netns" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$coturn" "$forwarder" 2>/dev/null || true; stop_coturn "$work"; ip netns del "$netns" 2>/dev/null || true; rm -rf "$work"' EXIT
 coturn=""
 forwarder=""
 ip -n "$netns" link set lo up
 ip netns exec "$netns" iptables -A INPUT -p udp --dport 3478 -j ACCEPT
 
-# shellcheck source=../../scripts/coturn.sh
-. "$repo/scripts/coturn.sh"
 start_coturn "$netns" "$work" || { check "relay link" fail "coturn did not start"; finish; }
 coturn="$COTURN_PID"
 
