@@ -71,6 +71,8 @@ PACKAGES=(
     "iproute2:/usr/sbin/ip"
     "iptables:/usr/sbin/iptables"
     "coturn:/usr/bin/turnserver"
+    # certutil: the web viewer's TURN-over-TLS test makes Chromium trust its relay's test certificate.
+    "libnss3-tools:/usr/bin/certutil"
 )
 
 missing=()

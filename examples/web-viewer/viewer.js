@@ -10,7 +10,7 @@ import { applyBranding } from "./branding.js";
 const V = 1;
 const $ = (id) => document.getElementById(id);
 const state = {
-  phase: "idle", // idle → waiting → connecting → connected → ended
+  phase: "idle", // idle → waiting → connecting → connected ⇄ reconnecting → ended
   permissions: { control: false, clipboard: false },
   screen: null,
   lastError: null,
@@ -24,6 +24,13 @@ const state = {
   // The session's verification code once DTLS is up ("042 917"), to read to the customer.
   verification: null,
   messages: [],
+  // "reconnecting" when the path to the host was lost, "reconnected" when it came back: { event, at } each, `at` on
+  // performance.now()'s clock (the Rust SDK's ConnectionLost / ConnectionRestored events).
+  connectionEvents: [],
+  // The host's token from its welcome: after the signaling connection drops, a new one presents it (`resume`) so
+  // that the host's later ICE restarts still reach this page.
+  resumeToken: null,
+  signalingResumes: 0,
   // Glass-to-glass latency read from frame stamps, when the shared screen carries them (test screens, benchmarks):
   // one { at, ms } per presented frame, `at` on performance.now()'s clock.
   latency: { samples: [], stamped: false },
@@ -60,53 +67,148 @@ function control(message) {
 // What the technician asks the customer for, shown to them in plain words; the customer decides.
 const ASKS = { control: true, clipboard: false };
 
+// How long a lost path may stay lost before the session ends (the host gives up after as long).
+const RECONNECT_WINDOW_MS = 60_000;
+// Waits between attempts to reach the signaling server again: doubling from the first, capped at the last.
+const RESUME_FIRST_WAIT_MS = 500;
+const RESUME_MAX_WAIT_MS = 8_000;
+// Candidates held until their description is applied (an ICE restart's can come before its offer); the oldest
+// are dropped beyond this.
+const MAX_HELD_CANDIDATES = 64;
+
 function join(code, name, account = "", token = "") {
+  state.code = code;
+  state.joinAsks = { code, name };
+  state.phase = "waiting";
+  status("Connecting…");
+  // With an account of the operator's server, sign in first: the customer's prompt then says who vouches for you.
+  connectSignaling(() => send(account && token ? { type: "sign_in", account, token } : { type: "join", code, name, asks: ASKS }));
+}
+
+function connectSignaling(onOpen) {
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
   state.ws = ws;
-  state.code = code;
-  state.phase = "waiting";
-  status("Connecting…");
-  // With an account of the operator's server, sign in first: the customer's prompt then says who vouches for you.
-  ws.onopen = () => send(account && token ? { type: "sign_in", account, token } : { type: "join", code, name, asks: ASKS });
-  ws.onclose = () => { if (state.phase === "waiting") fail("closed", "the signaling server closed the connection"); };
-  ws.onmessage = async (event) => {
-    let m;
-    try { m = JSON.parse(event.data); } catch { return; }
-    switch (m.type) {
-      case "signed_in":
-        status(`Signed in as ${m.account} (verified by ${m.operator}). Asking the customer…`);
-        send({ type: "join", code, name, asks: ASKS });
-        break;
-      case "join_pending":
-        state.host = m.host;
-        state.iceServers = m.ice_servers || [];
-        status("Waiting for the customer to accept…");
-        break;
-      case "accepted":
-        if (m.ice_servers && m.ice_servers.length) state.iceServers = m.ice_servers;
-        state.phase = "connecting";
-        status("Accepted. Connecting…");
-        break;
-      case "signal":
-        await onSignal(m.payload);
-        break;
-      case "peer_left":
-        if (state.phase !== "ended") end(`the customer left (${m.reason})`);
-        break;
-      case "error":
-        if (state.phase === "waiting" || state.phase === "connecting") fail(m.code, m.message);
-        else console.warn("signaling error", m);
-        break;
-    }
-  };
+  ws.onopen = onOpen;
+  ws.onclose = () => onSignalingClosed(ws);
+  ws.onmessage = onServerMessage;
+}
+
+// Signaling is only needed to connect: once the session is up it goes on peer to peer, and the page reconnects
+// with the host's resumption token so that the host's ICE restarts reach it again.
+let resumeAttempts = 0;
+function onSignalingClosed(ws) {
+  if (ws !== state.ws) return;
+  if (state.phase === "waiting" || state.phase === "connecting") {
+    fail("closed", "the signaling server closed the connection");
+    return;
+  }
+  if ((state.phase === "connected" || state.phase === "reconnecting") && state.resumeToken) {
+    const wait = Math.min(RESUME_MAX_WAIT_MS, RESUME_FIRST_WAIT_MS * 2 ** resumeAttempts++);
+    setTimeout(() => {
+      if (state.phase !== "ended") connectSignaling(() => send({ type: "resume", token: state.resumeToken }));
+    }, wait * (0.75 + Math.random() / 2));
+  }
+}
+
+// Signals are applied one at a time, in the order they came: a candidate must not overtake its offer.
+let signals = Promise.resolve();
+async function onServerMessage(event) {
+  let m;
+  try { m = JSON.parse(event.data); } catch { return; }
+  switch (m.type) {
+    case "signed_in":
+      status(`Signed in as ${m.account} (verified by ${m.operator}). Asking the customer…`);
+      send({ type: "join", code: state.joinAsks.code, name: state.joinAsks.name, asks: ASKS });
+      break;
+    case "join_pending":
+      state.host = m.host;
+      state.iceServers = m.ice_servers || [];
+      status("Waiting for the customer to accept…");
+      break;
+    case "accepted":
+      if (m.ice_servers && m.ice_servers.length) state.iceServers = m.ice_servers;
+      state.phase = "connecting";
+      status("Accepted. Connecting…");
+      break;
+    case "resumed":
+      // The host presented the same token: its signals come from its new connection.
+      state.host = m.peer;
+      state.signalingResumes++;
+      resumeAttempts = 0;
+      break;
+    case "signal":
+      // Only the host this page joined (or resumed with) may signal it.
+      if (m.from !== state.host) { console.warn("a signal from another peer was ignored"); break; }
+      signals = signals.then(() => onSignal(m.payload)).catch((e) => console.warn("signal not applied", e));
+      break;
+    case "peer_left":
+      if (state.phase !== "ended") end(`the customer left (${m.reason})`);
+      break;
+    case "error":
+      if (state.phase === "waiting" || state.phase === "connecting") fail(m.code, m.message);
+      else console.warn("signaling error", m);
+      break;
+  }
+}
+
+// The certificate fingerprints an SDP names ("sha-256 AB:CD:…"), sorted: an ICE restart must keep the first's.
+function fingerprints(sdp) {
+  return sdp.split(/\r?\n/).filter((l) => l.startsWith("a=fingerprint:")).map((l) => l.slice(14).trim().toLowerCase()).sort().join(",");
+}
+
+// Applies an offer and sends the answer; then adds the candidates that came before it.
+async function answer(pc, sdp) {
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  const local = await pc.createAnswer();
+  await pc.setLocalDescription(local);
+  send({ type: "signal", to: state.host, payload: { kind: "answer", sdp: local.sdp } });
+  const held = state.pendingCandidates || [];
+  state.pendingCandidates = [];
+  for (const c of held) await pc.addIceCandidate(c).catch(() => {});
+}
+
+function holdCandidate(c) {
+  const held = (state.pendingCandidates ||= []);
+  held.push(c);
+  if (held.length > MAX_HELD_CANDIDATES) held.shift();
+}
+
+// The path to the host: lost ("disconnected", "failed") → the host restarts ICE over signaling and this page
+// answers; back ("connected") → the session goes on. Not back within RECONNECT_WINDOW_MS → the session ends.
+let giveUp = null;
+function onConnectionState(pc) {
+  const s = pc.connectionState;
+  if (state.phase === "ended" || pc !== state.pc) return;
+  if (s === "failed" && state.phase === "connecting") {
+    end("the connection failed");
+  } else if ((s === "disconnected" || s === "failed") && state.phase === "connected") {
+    state.phase = "reconnecting";
+    state.connectionEvents.push({ event: "reconnecting", at: performance.now() });
+    status("The connection was lost. Reconnecting…", true);
+    giveUp = setTimeout(() => end("the connection was lost and did not come back within a minute"), RECONNECT_WINDOW_MS);
+  } else if (s === "connected" && state.phase === "reconnecting") {
+    state.phase = "connected";
+    state.connectionEvents.push({ event: "reconnected", at: performance.now() });
+    clearTimeout(giveUp);
+    status("Reconnected.");
+  }
 }
 
 async function onSignal(payload) {
   if (payload.kind === "offer") {
-    // One session per page: a second offer (a confused or hostile peer) would leave the first connection open.
-    if (state.pc) { console.warn("a second offer was ignored"); return; }
+    if (state.pc) {
+      // The host restarts ICE after a lost path: the same session, the same certificate. An offer naming another
+      // certificate would be a new DTLS association with whoever holds it, past the verification code: refused.
+      if (fingerprints(payload.sdp) !== state.fingerprints) {
+        console.warn("an offer with another certificate was refused");
+        return;
+      }
+      await answer(state.pc, payload.sdp);
+      return;
+    }
+    state.fingerprints = fingerprints(payload.sdp);
     // ?relay=1: only through the operator's TURN relay, so the customer's side never learns this machine's addresses.
     const iceTransportPolicy = new URLSearchParams(location.search).get("relay") === "1" ? "relay" : "all";
     const pc = new RTCPeerConnection({ iceTransportPolicy, iceServers: (state.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential })) });
@@ -121,18 +223,13 @@ async function onSignal(payload) {
       watchStamps(video);
     };
     pc.ondatachannel = (e) => setupChannel(e.channel);
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed") end("the connection failed");
-    };
-    await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
-    const answer = await pc.createAnswer();
-    await pc.setLocalDescription(answer);
-    send({ type: "signal", to: state.host, payload: { kind: "answer", sdp: answer.sdp } });
-    for (const c of state.pendingCandidates || []) await pc.addIceCandidate(c).catch(() => {});
+    pc.onconnectionstatechange = () => onConnectionState(pc);
+    await answer(pc, payload.sdp);
   } else if (payload.kind === "candidate") {
     const c = { candidate: payload.candidate, sdpMid: payload.sdp_mid, sdpMLineIndex: payload.sdp_mline_index };
-    if (state.pc) await state.pc.addIceCandidate(c).catch(() => {});
-    else (state.pendingCandidates ||= []).push(c);
+    // Refused: it belongs to an ICE restart whose offer has not come yet; added once it has.
+    if (state.pc && state.pc.remoteDescription) await state.pc.addIceCandidate(c).catch(() => holdCandidate(c));
+    else holdCandidate(c);
   }
 }
 
@@ -146,6 +243,7 @@ function setupChannel(channel) {
       case "welcome":
         state.phase = "connected";
         state.screen = { width: m.width, height: m.height };
+        state.resumeToken = m.resume_token || null;
         setPermissions(m.permissions);
         $("stage").hidden = false;
         $("side").hidden = false;
@@ -179,6 +277,7 @@ function setupChannel(channel) {
 
 function end(reason) {
   state.phase = "ended";
+  clearTimeout(giveUp);
   state.endedReason = reason;
   status(`Session ended: ${reason}`, true);
   $("stage").classList.remove("control");

@@ -98,7 +98,7 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/
 
 # The packages setup.sh installs (its PACKAGES list, venv and libdav1d) must all be missing at the start.
 promised=(nasm cmake pkg-config clang xvfb x11-utils x11-xserver-utils ffmpeg maven binutils chromium xdotool
-          iproute2 iptables coturn libdav1d-dev python3.11-venv)
+          iproute2 iptables coturn libnss3-tools libdav1d-dev python3.11-venv)
 present="$(for p in "${promised[@]}"; do in_root dpkg-query -W -f '${db:Status-Abbrev}${Package}\n' "$p" 2>/dev/null \
            | awk '/^ii/ {print substr($0, 4)}'; done)"
 if [ -z "$present" ]; then
@@ -122,7 +122,7 @@ else
 fi
 
 missing=()
-for tool in nasm cmake pkg-config clang Xvfb xdpyinfo xrandr ffmpeg mvn nm chromium xdotool ip iptables turnserver; do
+for tool in nasm cmake pkg-config clang Xvfb xdpyinfo xrandr ffmpeg mvn nm chromium xdotool ip iptables turnserver certutil; do
     in_root sh -c "command -v $tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 in_root sh -c 'ls /usr/lib/llvm-*/lib/libclang.so*' >/dev/null 2>&1 || missing+=("libclang")

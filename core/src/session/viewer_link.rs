@@ -11,7 +11,7 @@
 
 use super::candidates::RemoteCandidates;
 use super::host_core::{FromViewer, ToViewer};
-use super::reconnect::{ConnectionState, PathState, ReconnectAction, Reconnector};
+use super::reconnect::{ConnectionState, PathChange, PathState, ReconnectAction, Reconnector};
 use super::verification::{permissions_in_force, sdp_fingerprint, verification_code};
 use super::{Fingerprint, SessionError, ViewerId};
 use crate::control::permissions::ControlGate;
@@ -489,6 +489,12 @@ impl ViewerLink {
         };
         if let Some(change) = self.reconnector.on_state(path, now) {
             tracing::info!(viewer = %self.config.viewer, ?change, "connection path");
+            // What was sent while the path was down is lost, and the pictures after it refer to it: the viewer
+            // starts again from a keyframe instead of waiting for one (Chromium waits 3 s before it asks), or for
+            // repairs of media too old to show.
+            if change == PathChange::Restored && self.keyframe_requests.request(now) {
+                self.emit(LinkOutput::Keyframe);
+            }
             self.emit(LinkOutput::Note(FromViewer::Path {
                 viewer: self.config.viewer.clone(),
                 change,
@@ -544,7 +550,6 @@ mod tests {
     use super::*;
     use crate::control::protocol::encode;
     use crate::encode::MIN_KEYFRAME_REQUEST_INTERVAL;
-    use crate::session::reconnect::PathChange;
     use crate::session::verification::sdp_with_fingerprint;
     use crate::session::{RECONNECT_WINDOW, RESTART_AFTER_DISCONNECTED};
 
@@ -832,6 +837,24 @@ mod tests {
         );
         // The restart did not bring the path back: the link gives up after the window.
         let mut now = t0 + RESTART_AFTER_DISCONNECTED;
+        let mut link_that_comes_back = connected(Permissions::VIEW_ONLY, false, t0);
+        link_that_comes_back.handle(LinkInput::Connection(ConnectionState::Disconnected), t0, 0);
+        outputs(&mut link_that_comes_back);
+        link_that_comes_back.handle(LinkInput::Connection(ConnectionState::Connected), now, 0);
+        let out = outputs(&mut link_that_comes_back);
+        assert!(
+            matches!(
+                &out[..],
+                [
+                    LinkOutput::Keyframe,
+                    LinkOutput::Note(FromViewer::Path {
+                        change: PathChange::Restored,
+                        ..
+                    })
+                ]
+            ),
+            "a path that comes back starts again from a keyframe: {out:?}"
+        );
         while let Some(at) = link.deadline() {
             now = at;
             link.handle_timeout(now);

@@ -14,6 +14,7 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
+use super::retransmission_budget::SharedDepartures;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -274,6 +275,8 @@ pub(crate) struct CongestionWindowGate {
     /// The media bytes in `held`.
     held_bytes: usize,
     backlog: SharedBacklog,
+    /// When each media packet left (for the retransmission limiter's age rule).
+    departures: SharedDepartures,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
     /// The target last passed up, bit/s.
@@ -288,15 +291,21 @@ pub(crate) struct CongestionWindowGate {
 }
 
 impl CongestionWindowGate {
-    /// A gate starting at `start_bitrate_bps`, publishing its round trip to `round_trip` and what it holds back
-    /// to `backlog`.
-    pub(crate) fn new(start_bitrate_bps: f64, round_trip: SharedRoundTrip, backlog: SharedBacklog) -> Self {
+    /// A gate starting at `start_bitrate_bps`, publishing its round trip to `round_trip`, what it holds back to
+    /// `backlog` and when each media packet left to `departures`.
+    pub(crate) fn new(
+        start_bitrate_bps: f64,
+        round_trip: SharedRoundTrip,
+        backlog: SharedBacklog,
+        departures: SharedDepartures,
+    ) -> Self {
         CongestionWindowGate {
             window: CongestionWindow::new(start_bitrate_bps),
             extension_ids: HashMap::new(),
             held: VecDeque::new(),
             held_bytes: 0,
             backlog,
+            departures,
             read: VecDeque::new(),
             write: VecDeque::new(),
             announced_bps: start_bitrate_bps,
@@ -344,6 +353,16 @@ impl CongestionWindowGate {
         self.backlog.set(self.window.time_to_send(queued));
     }
 
+    /// Notes when an original RTP packet (not a retransmission) leaves, for the retransmission limiter.
+    fn note_departure(&self, msg: &TaggedPacket, now: Instant) {
+        if let Packet::Rtp(packet) = &msg.message.packet {
+            if !msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission)) {
+                self.departures
+                    .record(packet.header.ssrc, packet.header.sequence_number, now);
+            }
+        }
+    }
+
     /// Sends `msg` at `now` and counts it against the window (unless the path is silent).
     fn send(&mut self, now: Instant, mut msg: TaggedPacket) {
         if let Some((sequence_number, bytes)) = self.numbered(&msg) {
@@ -352,6 +371,7 @@ impl CongestionWindowGate {
                 self.window.on_sent(now, sequence_number, bytes);
             }
         }
+        self.note_departure(&msg, now);
         // Congestion control records the departure from this instant.
         msg.now = now;
         self.last_sent = Some(now);
@@ -457,6 +477,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         let now = msg.now;
         let Some((_, bytes)) = self.numbered(&msg) else {
+            self.note_departure(&msg, now);
             self.write.push_back(msg);
             return Ok(());
         };
@@ -570,22 +591,33 @@ mod tests {
     }
 
     fn gate_publishing_to(backlog: SharedBacklog) -> CongestionWindowGate {
-        let mut gate = CongestionWindowGate::new(400_000.0, SharedRoundTrip::default(), backlog);
-        gate.bind_local_stream(&StreamInfo {
+        let mut gate = CongestionWindowGate::new(
+            400_000.0,
+            SharedRoundTrip::default(),
+            backlog,
+            SharedDepartures::default(),
+        );
+        gate.bind_local_stream(&stream_info());
+        gate
+    }
+
+    /// The media stream, with its transport-wide sequence number extension.
+    fn stream_info() -> StreamInfo {
+        StreamInfo {
             ssrc: SSRC,
             rtp_header_extensions: vec![rtc::interceptor::RTPHeaderExtension {
                 uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
                 id: u16::from(EXTENSION_ID),
             }],
             ..Default::default()
-        });
-        gate
+        }
     }
 
     fn media(now: Instant, transport_sequence: u16) -> TaggedPacket {
         let mut packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 ssrc: SSRC,
+                sequence_number: transport_sequence,
                 ..Default::default()
             },
             payload: vec![0; 1_180].into(),
@@ -675,6 +707,28 @@ mod tests {
         gate.handle_timeout(t0 + 100 * MS + FEEDBACK_SILENCE).unwrap();
         drain_writes(&mut gate);
         assert_eq!(backlog.get(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_held_packet_departs_when_the_gate_lets_it_go() {
+        let t0 = Instant::now();
+        let departures = SharedDepartures::default();
+        let mut gate = CongestionWindowGate::new(
+            400_000.0,
+            SharedRoundTrip::default(),
+            SharedBacklog::default(),
+            departures.clone(),
+        );
+        gate.bind_local_stream(&stream_info());
+        for seq in 0..40u16 {
+            gate.handle_write(media(t0, seq)).unwrap();
+        }
+        assert_eq!(drain_writes(&mut gate).len(), 15);
+        assert_eq!(departures.sent_at(SSRC, 14), Some(t0));
+        assert_eq!(departures.sent_at(SSRC, 15), None, "held, not sent");
+        gate.handle_read(feedback(t0 + 100 * MS, 0, 15)).unwrap();
+        assert!(!drain_writes(&mut gate).is_empty());
+        assert_eq!(departures.sent_at(SSRC, 15), Some(t0 + 100 * MS));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{TransportConfig, TransportError};
 use super::congestion_window::{CongestionWindowGate, EncoderTarget, SharedBacklog, SharedRoundTrip};
 use super::estimate::CappedGcc;
-use super::retransmission_budget::{BudgetConfig, RetransmissionLimiter};
+use super::retransmission_budget::{BudgetConfig, RetransmissionLimiter, SharedDepartures};
 use crate::signaling::IceServer;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
@@ -329,18 +329,33 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// dropped early.
 const ICE_MAX_BINDING_REQUESTS: u16 = 40;
 
-/// Whether ICE resolves `.local` (mDNS) candidate names: off when every bind address is loopback, on (query only,
+/// Whether ICE resolves `.local` (mDNS) candidate names: off when every bind address is loopback or when this
+/// machine has no route to the mDNS group (`multicast_routable`, see [`multicast_is_routable`]), on (query only,
 /// never announcing our own addresses) otherwise.
 ///
 /// mDNS names stand for addresses on a real link, so a loopback-only session has none to resolve; and the mDNS
 /// socket joins the multicast group 224.0.0.251, which fails with ENODEV on a machine without a default route (an
-/// offline lab box, a kiosk, a network namespace with only `lo`) — that used to end every loopback session there.
-fn multicast_dns_mode(bind_addrs: &[SocketAddr]) -> MulticastDnsMode {
-    if !bind_addrs.is_empty() && bind_addrs.iter().all(|addr| addr.ip().is_loopback()) {
+/// offline lab box, a kiosk, a network namespace with only `lo` or only a LAN address) — that used to end every
+/// session there before its first packet.
+fn multicast_dns_mode(bind_addrs: &[SocketAddr], multicast_routable: bool) -> MulticastDnsMode {
+    let loopback_only = !bind_addrs.is_empty() && bind_addrs.iter().all(|addr| addr.ip().is_loopback());
+    if loopback_only || !multicast_routable {
         MulticastDnsMode::Disabled
     } else {
         MulticastDnsMode::QueryOnly
     }
+}
+
+/// Whether the kernel has a route to the mDNS group: connecting a UDP socket looks the route up and sends
+/// nothing. Without one, joining the group fails (ENODEV), and so would the whole peer connection.
+fn multicast_is_routable() -> bool {
+    let routable = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|socket| socket.connect((std::net::Ipv4Addr::new(224, 0, 0, 251), 5353)))
+        .is_ok();
+    if !routable {
+        tracing::debug!("no route to the mDNS group: .local candidates are not resolved");
+    }
+    routable
 }
 
 /// Where the NACK responder sits: wire-ward of the pacer (3_000), above the TWCC sender (2_000) and the congestion
@@ -371,6 +386,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
     let registry = if config.congestion_control {
         // Congestion control brings its own TWCC receiver.
         let round_trip = SharedRoundTrip::default();
+        let departures = SharedDepartures::default();
         let gcc = CappedGcc::new(
             f64::from(config.start_bitrate_bps),
             f64::from(config.min_bitrate_bps),
@@ -383,6 +399,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
                     f64::from(config.start_bitrate_bps),
                     round_trip.clone(),
                     send_backlog.clone(),
+                    departures.clone(),
                 ),
             )
             .with(
@@ -393,6 +410,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
                         ..BudgetConfig::default()
                     },
                     round_trip,
+                    departures,
                 ),
             )
             .with(
@@ -429,7 +447,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         .with_ice_transport_policy(policy)
         .build();
     let (tx, rx) = mpsc::channel(PEER_EVENT_QUEUE);
-    let mdns_mode = multicast_dns_mode(&config.bind_addrs);
+    let mdns_mode = multicast_dns_mode(&config.bind_addrs, multicast_is_routable());
     let mut settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
         .with_multicast_dns_mode(mdns_mode);
@@ -501,13 +519,20 @@ mod tests {
     #[test]
     fn loopback_sessions_do_not_use_multicast_dns() {
         let loopback = [SocketAddr::from(([127, 0, 0, 1], 0)), "[::1]:0".parse().unwrap()];
-        assert_eq!(multicast_dns_mode(&loopback), MulticastDnsMode::Disabled);
-        assert_eq!(multicast_dns_mode(&loopback[..1]), MulticastDnsMode::Disabled);
+        assert_eq!(multicast_dns_mode(&loopback, true), MulticastDnsMode::Disabled);
+        assert_eq!(multicast_dns_mode(&loopback[..1], true), MulticastDnsMode::Disabled);
         let any = [SocketAddr::from(([0, 0, 0, 0], 0))];
-        assert_eq!(multicast_dns_mode(&any), MulticastDnsMode::QueryOnly);
+        assert_eq!(multicast_dns_mode(&any, true), MulticastDnsMode::QueryOnly);
         let mixed = [loopback[0], SocketAddr::from(([192, 168, 1, 2], 0))];
-        assert_eq!(multicast_dns_mode(&mixed), MulticastDnsMode::QueryOnly);
-        assert_eq!(multicast_dns_mode(&[]), MulticastDnsMode::QueryOnly);
+        assert_eq!(multicast_dns_mode(&mixed, true), MulticastDnsMode::QueryOnly);
+        assert_eq!(multicast_dns_mode(&[], true), MulticastDnsMode::QueryOnly);
+    }
+
+    #[test]
+    fn without_a_route_to_the_mdns_group_multicast_dns_is_off() {
+        let any = [SocketAddr::from(([0, 0, 0, 0], 0))];
+        assert_eq!(multicast_dns_mode(&any, false), MulticastDnsMode::Disabled);
+        assert_eq!(multicast_dns_mode(&[], false), MulticastDnsMode::Disabled);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! How many retransmissions the host sends in answer to NACKs: at most a share of the congestion estimate, and
-//! one packet at most once per round trip (libwebrtc's two rules; the round trip is the one transport-wide
+//! How many retransmissions the host sends in answer to NACKs: at most a share of the congestion estimate, one
+//! packet at most once per round trip, and none of a packet first sent longer ago than [`MIN_HISTORY`] or three
+//! round trips (libwebrtc's three rules, the last its packet history's; the round trip is the one transport-wide
 //! feedback measures, see [`SharedRoundTrip`]). Plain logic with time passed in
 //! ([`RetransmissionBudget`]); [`RetransmissionLimiter`] applies it between webrtc-rs's NACK responder and the
 //! wire.
@@ -13,7 +14,8 @@
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::congestion_window::SharedRoundTrip;
@@ -44,11 +46,65 @@ impl Default for BudgetConfig {
     }
 }
 
+/// How long a packet may be sent again after it first left, at least (libwebrtc's packet history keeps a packet
+/// for the longer of this and three round trips). A copy that arrives later repairs a picture too old to show:
+/// measured after a 10 s cut, Chromium asked for the whole cut's packets and replayed 10 s of video in 2 s, then
+/// stalled 3 s on one that had left the NACK responder's buffer.
+pub(crate) const MIN_HISTORY: Duration = Duration::from_secs(1);
+/// Round trips a packet may be sent again after it first left, when that is longer than [`MIN_HISTORY`].
+const HISTORY_ROUND_TRIPS: u32 = 3;
+
+/// When each media packet left for the wire, written by [`super::congestion_window::CongestionWindowGate`] (which
+/// may hold a packet back for seconds on a narrow link, so only it knows) and read by [`RetransmissionLimiter`]:
+/// one slot per sequence number modulo [`RESENT_SLOTS`], keyed by SSRC and sequence number. Both sides run on the
+/// connection's driver, one after the other: the lock is never contended.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedDepartures(Arc<Mutex<Box<[Option<Departure>]>>>);
+
+/// One packet's departure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Departure {
+    ssrc: u32,
+    sequence_number: u16,
+    at: Instant,
+}
+
+impl Default for SharedDepartures {
+    fn default() -> Self {
+        SharedDepartures(Arc::new(Mutex::new(vec![None; RESENT_SLOTS].into_boxed_slice())))
+    }
+}
+
+impl SharedDepartures {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Box<[Option<Departure>]>> {
+        // A panic elsewhere while holding it leaves plain data behind: go on with it.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Media packet `sequence_number` of `ssrc` left at `at`.
+    pub(crate) fn record(&self, ssrc: u32, sequence_number: u16, at: Instant) {
+        self.slots()[usize::from(sequence_number) % RESENT_SLOTS] = Some(Departure {
+            ssrc,
+            sequence_number,
+            at,
+        });
+    }
+
+    /// When media packet `sequence_number` of `ssrc` left, if it is still remembered.
+    pub(crate) fn sent_at(&self, ssrc: u32, sequence_number: u16) -> Option<Instant> {
+        self.slots()[usize::from(sequence_number) % RESENT_SLOTS]
+            .filter(|d| d.ssrc == ssrc && d.sequence_number == sequence_number)
+            .map(|d| d.at)
+    }
+}
+
 /// What became of one retransmission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Send it.
     Send,
+    /// The packet first left too long ago (or never, as far as this budget knows): a copy would be stale.
+    TooOld,
     /// The same packet went out again less than a round trip ago: that copy may still arrive.
     TooSoon,
     /// The allowance is spent.
@@ -61,6 +117,7 @@ pub(crate) struct BudgetCounts {
     pub sent: u64,
     pub too_soon: u64,
     pub over_budget: u64,
+    pub too_old: u64,
 }
 
 /// Slots remembering when a packet was last retransmitted, indexed by sequence number modulo their count: the
@@ -121,19 +178,26 @@ impl RetransmissionBudget {
         self.allowance_bytes = self.allowance_bytes.min(self.capacity_bytes());
     }
 
-    /// Decides on retransmitting packet `sequence_number` (its original number), `bytes` long, at `now`, on a
-    /// path whose measured `round_trip` is known or not (then [`BudgetConfig::initial_round_trip`]); a packet that
-    /// may go is charged to the allowance.
+    /// Decides on retransmitting packet `sequence_number` (its original number), `bytes` long, first sent at
+    /// `first_sent` (`None`: not known to have been sent), at `now`, on a path whose measured `round_trip` is known
+    /// or not (then [`BudgetConfig::initial_round_trip`]); a packet that may go is charged to the allowance.
     pub(crate) fn decide(
         &mut self,
         now: Instant,
         sequence_number: u16,
         bytes: usize,
+        first_sent: Option<Instant>,
         round_trip: Option<Duration>,
     ) -> Verdict {
         self.refill(now);
-        let slot = &mut self.last_resent[usize::from(sequence_number) % RESENT_SLOTS];
+        let index = usize::from(sequence_number) % RESENT_SLOTS;
         let round_trip = round_trip.unwrap_or(self.config.initial_round_trip);
+        let max_age = MIN_HISTORY.max(round_trip * HISTORY_ROUND_TRIPS);
+        if first_sent.is_none_or(|at| now.saturating_duration_since(at) > max_age) {
+            self.counts.too_old += 1;
+            return Verdict::TooOld;
+        }
+        let slot = &mut self.last_resent[index];
         let copy_in_flight =
             matches!(*slot, Some((resent, at)) if resent == sequence_number && now.saturating_duration_since(at) < round_trip);
         if copy_in_flight {
@@ -161,18 +225,21 @@ impl RetransmissionBudget {
 pub(crate) struct RetransmissionLimiter {
     budget: RetransmissionBudget,
     round_trip: SharedRoundTrip,
-    retransmission_ssrcs: HashSet<u32>,
+    departures: SharedDepartures,
+    /// The media SSRC each retransmission SSRC repairs.
+    retransmission_ssrcs: HashMap<u32, u32>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
 
 impl RetransmissionLimiter {
-    /// A limiter reading the path's round trip from `round_trip`.
-    pub(crate) fn new(config: BudgetConfig, round_trip: SharedRoundTrip) -> Self {
+    /// A limiter reading the path's round trip from `round_trip` and when media packets left from `departures`.
+    pub(crate) fn new(config: BudgetConfig, round_trip: SharedRoundTrip, departures: SharedDepartures) -> Self {
         RetransmissionLimiter {
             budget: RetransmissionBudget::new(config),
             round_trip,
-            retransmission_ssrcs: HashSet::new(),
+            departures,
+            retransmission_ssrcs: HashMap::new(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -184,25 +251,26 @@ impl RetransmissionLimiter {
             Packet::Rtp(packet) if msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission)) => {
                 // An RTX packet carries the original sequence number in its first two bytes (RFC 4588); without
                 // RTX the retransmission is the original packet itself.
-                let original = if self.retransmission_ssrcs.contains(&packet.header.ssrc) {
-                    match packet.payload.get(..2) {
-                        Some(&[high, low]) => u16::from_be_bytes([high, low]),
+                let (media_ssrc, original) = match self.retransmission_ssrcs.get(&packet.header.ssrc) {
+                    Some(&media_ssrc) => match packet.payload.get(..2) {
+                        Some(&[high, low]) => (media_ssrc, u16::from_be_bytes([high, low])),
                         _ => return false,
-                    }
-                } else {
-                    packet.header.sequence_number
+                    },
+                    None => (packet.header.ssrc, packet.header.sequence_number),
                 };
                 let bytes = packet.header.marshal_size() + packet.payload.len();
                 let round_trip = self.round_trip.get();
-                let verdict = self.budget.decide(msg.now, original, bytes, round_trip);
+                let first_sent = self.departures.sent_at(media_ssrc, original);
+                let verdict = self.budget.decide(msg.now, original, bytes, first_sent, round_trip);
                 if verdict != Verdict::Send {
                     let counts = self.budget.counts();
-                    if (counts.too_soon + counts.over_budget).is_power_of_two() {
+                    if (counts.too_soon + counts.over_budget + counts.too_old).is_power_of_two() {
                         tracing::debug!(
                             ?verdict,
                             sent = counts.sent,
                             too_soon = counts.too_soon,
                             over_budget = counts.over_budget,
+                            too_old = counts.too_old,
                             ?round_trip,
                             "retransmission refused"
                         );
@@ -255,7 +323,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmissionLimiter {
 impl Interceptor for RetransmissionLimiter {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         if let Some(ssrc) = info.ssrc_rtx {
-            self.retransmission_ssrcs.insert(ssrc);
+            self.retransmission_ssrcs.insert(ssrc, info.ssrc);
         }
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
@@ -277,6 +345,17 @@ mod tests {
         RetransmissionBudget::new(BudgetConfig::default())
     }
 
+    /// Whether packet `sequence_number`, first sent just now, may go again at `now`.
+    fn resend(
+        budget: &mut RetransmissionBudget,
+        now: Instant,
+        sequence_number: u16,
+        bytes: usize,
+        round_trip: Option<Duration>,
+    ) -> Verdict {
+        budget.decide(now, sequence_number, bytes, Some(now), round_trip)
+    }
+
     #[test]
     fn retransmissions_are_limited_to_a_share_of_the_estimate() {
         let t0 = Instant::now();
@@ -286,7 +365,7 @@ mod tests {
         let mut sent_bytes = 0;
         for i in 0..3_000u16 {
             let now = t0 + MS * u32::from(i);
-            if budget.decide(now, i, 1_200, None) == Verdict::Send {
+            if resend(&mut budget, now, i, 1_200, None) == Verdict::Send {
                 sent_bytes += 1_200;
             }
         }
@@ -303,7 +382,7 @@ mod tests {
         let mut budget = budget();
         budget.set_estimate(t0, 150_000.0);
         // 150 kbit/s × 0.5 × 0.5 s = 4.7 kB: three packets, not the 1 Mbit/s start's 26.
-        let sent = (0..30).filter(|&i| budget.decide(t0, i, 1_200, None) == Verdict::Send).count();
+        let sent = (0..30).filter(|&i| resend(&mut budget, t0, i, 1_200, None) == Verdict::Send).count();
         assert_eq!(sent, 3);
     }
 
@@ -311,19 +390,20 @@ mod tests {
     fn a_packet_goes_again_only_after_a_round_trip() {
         let t0 = Instant::now();
         let mut budget = budget();
-        assert_eq!(budget.decide(t0, 7, 1_000, None), Verdict::Send);
+        let sent = Some(t0);
+        assert_eq!(budget.decide(t0, 7, 1_000, sent, None), Verdict::Send);
         // Before any measurement the round trip is taken as 100 ms.
-        assert_eq!(budget.decide(t0 + 60 * MS, 7, 1_000, None), Verdict::TooSoon);
-        assert_eq!(budget.decide(t0 + 60 * MS, 8, 1_000, None), Verdict::Send);
-        assert_eq!(budget.decide(t0 + 101 * MS, 7, 1_000, None), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 60 * MS, 7, 1_000, sent, None), Verdict::TooSoon);
+        assert_eq!(budget.decide(t0 + 60 * MS, 8, 1_000, sent, None), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 101 * MS, 7, 1_000, sent, None), Verdict::Send);
         // A packet 1,024 numbers later shares the slot but is a different packet.
-        assert_eq!(budget.decide(t0 + 102 * MS, 7 + 1_024, 1_000, None), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 102 * MS, 7 + 1_024, 1_000, sent, None), Verdict::Send);
         assert_eq!(budget.counts().too_soon, 1);
         // A measured 250 ms round trip: a copy 200 ms after the last is too soon, 260 ms after it is not.
         let rtt = Some(250 * MS);
-        assert_eq!(budget.decide(t0 + 300 * MS, 9, 100, rtt), Verdict::Send);
-        assert_eq!(budget.decide(t0 + 500 * MS, 9, 100, rtt), Verdict::TooSoon);
-        assert_eq!(budget.decide(t0 + 560 * MS, 9, 100, rtt), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 300 * MS, 9, 100, sent, rtt), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 500 * MS, 9, 100, sent, rtt), Verdict::TooSoon);
+        assert_eq!(budget.decide(t0 + 560 * MS, 9, 100, sent, rtt), Verdict::Send);
     }
 
     #[test]
@@ -334,7 +414,36 @@ mod tests {
         budget.set_estimate(t0, -5.0);
         budget.set_estimate(t0, 0.0);
         // Still the 1 Mbit/s start: 31 kB of burst, 26 packets.
-        let sent = (0..40).filter(|&i| budget.decide(t0, i, 1_200, None) == Verdict::Send).count();
+        let sent = (0..40).filter(|&i| resend(&mut budget, t0, i, 1_200, None) == Verdict::Send).count();
         assert_eq!(sent, 26);
+    }
+
+    #[test]
+    fn a_packet_first_sent_too_long_ago_is_not_sent_again() {
+        let t0 = Instant::now();
+        let mut budget = budget();
+        // Before a measured round trip (100 ms assumed) a packet's history is MIN_HISTORY.
+        assert_eq!(budget.decide(t0 + 900 * MS, 5, 1_000, Some(t0), None), Verdict::Send);
+        assert_eq!(budget.decide(t0 + MIN_HISTORY + MS, 5, 1_000, Some(t0), None), Verdict::TooOld);
+        // Three round trips when that is longer.
+        assert_eq!(budget.decide(t0 + 1_400 * MS, 6, 1_000, Some(t0), Some(500 * MS)), Verdict::Send);
+        assert_eq!(budget.decide(t0 + 1_501 * MS, 6, 1_000, Some(t0), Some(500 * MS)), Verdict::TooOld);
+        // A packet not known to have been sent is not sent "again".
+        assert_eq!(budget.decide(t0, 77, 1_000, None, None), Verdict::TooOld);
+        assert_eq!(budget.counts().too_old, 3);
+        assert_eq!(budget.counts().sent, 2);
+    }
+
+    #[test]
+    fn departures_are_remembered_per_packet_until_a_later_one_takes_the_slot() {
+        let t0 = Instant::now();
+        let departures = SharedDepartures::default();
+        departures.record(1, 5, t0);
+        assert_eq!(departures.sent_at(1, 5), Some(t0));
+        assert_eq!(departures.sent_at(2, 5), None, "another stream's packet");
+        assert_eq!(departures.sent_at(1, 6), None, "never sent");
+        departures.record(1, 5 + RESENT_SLOTS as u16, t0 + MS);
+        assert_eq!(departures.sent_at(1, 5), None, "forgotten");
+        assert_eq!(departures.sent_at(1, 5 + RESENT_SLOTS as u16), Some(t0 + MS));
     }
 }
