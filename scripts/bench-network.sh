@@ -54,7 +54,7 @@ cleanup() {
     jobs -p | xargs -r kill 2>/dev/null || true
     stop_coturn "$work"
     [ -n "$netns" ] && ip netns del "$netns" 2>/dev/null || true
-    rm -rf "$work"
+    if [ -n "${PEERDESK_BENCH_KEEP:-}" ]; then cp -r "$work" "$PEERDESK_BENCH_KEEP"; fi; rm -rf "$work"
 }
 trap cleanup EXIT
 # shellcheck source=coturn.sh
@@ -79,8 +79,10 @@ impair() {
                 # shellcheck disable=SC2086
                 in_ns iptables -D INPUT $RTP -j DROP
             done ) & ;;
-        cap-1m) in_ns tc qdisc add dev lo root tbf rate 1mbit burst 16kb latency 200ms ;;
-        cap-500k) in_ns tc qdisc add dev lo root tbf rate 500kbit burst 16kb latency 200ms ;;
+        # A real link's MTU: with loopback's 64 KiB, a TCP segment larger than tbf's 16 KiB bucket can never
+        # leave, and the web viewer's page (viewer.js is 19 KiB) never loaded.
+        cap-1m) in_ns ip link set lo mtu 1500; in_ns tc qdisc add dev lo root tbf rate 1mbit burst 16kb latency 200ms ;;
+        cap-500k) in_ns ip link set lo mtu 1500; in_ns tc qdisc add dev lo root tbf rate 500kbit burst 16kb latency 200ms ;;
         cut-3s|cut-10s) ;; # started by run_viewer once the session is up
         relay) start_relay ;;
         delay) start_relay; start_delay 0 ;;

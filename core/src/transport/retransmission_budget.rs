@@ -11,7 +11,8 @@
 //! the same queue, and the retransmissions (4.3 MB in 10 s) were 4.6 times the media (0.9 MB): the link carried
 //! mostly copies of copies, and no first picture arrived in 10 s.
 
-use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 use std::collections::{HashMap, VecDeque};
@@ -97,6 +98,10 @@ impl SharedDepartures {
             .map(|d| d.at)
     }
 }
+
+/// At most one keyframe request per this interval stands in for refused stale repairs (see
+/// [`RetransmissionLimiter`]); the host's own throttle then applies per viewer.
+const STALE_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What became of one retransmission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,12 +227,19 @@ impl RetransmissionBudget {
 /// The interceptor applying [`RetransmissionBudget`]: it sits wire-ward of the NACK responder, so it sees the
 /// retransmissions the responder makes on their way out (and drops the ones the rules refuse), and the
 /// congestion estimate on its way in. Everything else passes untouched.
+///
+/// A repair refused as too old means the viewer misses a packet it will never get, so the pictures after it cannot
+/// be decoded until a keyframe: the limiter passes a keyframe request (a PLI of its own) up to the host at once,
+/// at most one per [`STALE_KEYFRAME_REQUEST_INTERVAL`]. Chromium would ask only after 3 s without a decodable
+/// picture (measured after a 3 s cut: the picture came back 3.1 s after the link).
 pub(crate) struct RetransmissionLimiter {
     budget: RetransmissionBudget,
     round_trip: SharedRoundTrip,
     departures: SharedDepartures,
     /// The media SSRC each retransmission SSRC repairs.
     retransmission_ssrcs: HashMap<u32, u32>,
+    /// When the last keyframe request for a stale repair went up.
+    keyframe_asked_at: Option<Instant>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -240,6 +252,7 @@ impl RetransmissionLimiter {
             round_trip,
             departures,
             retransmission_ssrcs: HashMap::new(),
+            keyframe_asked_at: None,
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -276,10 +289,34 @@ impl RetransmissionLimiter {
                         );
                     }
                 }
+                if verdict == Verdict::TooOld {
+                    self.ask_keyframe(msg.now, media_ssrc);
+                }
                 verdict == Verdict::Send
             }
             _ => true,
         }
+    }
+
+    /// Passes a keyframe request for `media_ssrc` up the read leg, unless one went up less than
+    /// [`STALE_KEYFRAME_REQUEST_INTERVAL`] before `now`.
+    fn ask_keyframe(&mut self, now: Instant, media_ssrc: u32) {
+        if self
+            .keyframe_asked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < STALE_KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        self.keyframe_asked_at = Some(now);
+        let request = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        self.read.push_back(TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(request)])),
+        });
     }
 
     fn observe_incoming(&mut self, msg: &TaggedPacket) {
@@ -445,5 +482,61 @@ mod tests {
         departures.record(1, 5 + RESENT_SLOTS as u16, t0 + MS);
         assert_eq!(departures.sent_at(1, 5), None, "forgotten");
         assert_eq!(departures.sent_at(1, 5 + RESENT_SLOTS as u16), Some(t0 + MS));
+    }
+
+    #[test]
+    fn a_repair_refused_as_stale_asks_the_host_for_a_keyframe() {
+        const MEDIA: u32 = 1111;
+        const RTX: u32 = 2222;
+        let t0 = Instant::now();
+        let departures = SharedDepartures::default();
+        let mut limiter = RetransmissionLimiter::new(BudgetConfig::default(), SharedRoundTrip::default(), departures.clone());
+        limiter.bind_local_stream(&StreamInfo {
+            ssrc: MEDIA,
+            ssrc_rtx: Some(RTX),
+            ..Default::default()
+        });
+        let repair = |now: Instant, original: u16| {
+            let mut message = AttributedPacket::new(Packet::Rtp(rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    ssrc: RTX,
+                    ..Default::default()
+                },
+                payload: [original.to_be_bytes().as_slice(), &[0; 1_000]].concat().into(),
+            }));
+            message.add(Attribute::Retransmission);
+            TaggedPacket {
+                now,
+                transport: Default::default(),
+                message,
+            }
+        };
+        let keyframe_requests = |limiter: &mut RetransmissionLimiter| {
+            std::iter::from_fn(|| limiter.poll_read())
+                .filter(|msg| match &msg.message.packet {
+                    Packet::Rtcp(packets) => packets.iter().any(|p| {
+                        p.as_any()
+                            .downcast_ref::<PictureLossIndication>()
+                            .is_some_and(|pli| pli.media_ssrc == MEDIA)
+                    }),
+                    _ => false,
+                })
+                .count()
+        };
+        departures.record(MEDIA, 10, t0);
+        departures.record(MEDIA, 11, t0);
+        // A fresh repair goes out and asks for nothing.
+        limiter.handle_write(repair(t0 + 100 * MS, 10)).unwrap();
+        assert!(limiter.poll_write().is_some());
+        assert_eq!(keyframe_requests(&mut limiter), 0);
+        // Stale ones are dropped, and the first of them asks for a keyframe; more within the interval do not.
+        let late = t0 + MIN_HISTORY + 100 * MS;
+        for (i, original) in [11u16, 12, 13].into_iter().enumerate() {
+            limiter.handle_write(repair(late + MS * i as u32, original)).unwrap();
+        }
+        assert!(limiter.poll_write().is_none());
+        assert_eq!(keyframe_requests(&mut limiter), 1);
+        limiter.handle_write(repair(late + STALE_KEYFRAME_REQUEST_INTERVAL, 14)).unwrap();
+        assert_eq!(keyframe_requests(&mut limiter), 1);
     }
 }
