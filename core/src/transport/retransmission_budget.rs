@@ -1,7 +1,7 @@
 //! How many retransmissions the host sends in answer to NACKs: at most a share of the congestion estimate, one
-//! packet at most once per round trip, and none of a packet first sent longer ago than [`MIN_HISTORY`] or three
-//! round trips (libwebrtc's three rules, the last its packet history's; the round trip is the one transport-wide
-//! feedback measures, see [`SharedRoundTrip`]). Plain logic with time passed in
+//! packet at most once per round trip, and none of a packet the viewer could have missed longer ago than
+//! [`MIN_HISTORY`] or three round trips (libwebrtc's three rules, the last its packet history's; the round trip is
+//! the one transport-wide feedback measures, see [`SharedRoundTrip`]). Plain logic with time passed in
 //! ([`RetransmissionBudget`]); [`RetransmissionLimiter`] applies it between webrtc-rs's NACK responder and the
 //! wire.
 //!
@@ -47,10 +47,15 @@ impl Default for BudgetConfig {
     }
 }
 
-/// How long a packet may be sent again after it first left, at least (libwebrtc's packet history keeps a packet
-/// for the longer of this and three round trips). A copy that arrives later repairs a picture too old to show:
-/// measured after a 10 s cut, Chromium asked for the whole cut's packets and replayed 10 s of video in 2 s, then
-/// stalled 3 s on one that had left the NACK responder's buffer.
+/// How long a packet may be sent again after the viewer could first have missed it, at least (libwebrtc's packet
+/// history keeps a packet for the longer of this and three round trips). A copy that arrives later repairs a
+/// picture too old to show: measured after a 10 s cut, Chromium asked for the whole cut's packets and replayed
+/// 10 s of video in 2 s, then stalled 3 s on one that had left the NACK responder's buffer.
+///
+/// "Could first have missed it" is when the packet after it left: a receiver sees a loss by the gap it leaves.
+/// On a still screen the next packet may come seconds later, and the repair then completes the newest picture,
+/// not a stale one (counted from the lost packet's own departure, a still screen at 5 % loss and 110 ms round
+/// trip sent keyframes at 73–158 kbit/s instead of 0.2).
 pub(crate) const MIN_HISTORY: Duration = Duration::from_secs(1);
 /// Round trips a packet may be sent again after it first left, when that is longer than [`MIN_HISTORY`].
 const HISTORY_ROUND_TRIPS: u32 = 3;
@@ -108,7 +113,8 @@ const STALE_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
 pub(crate) enum Verdict {
     /// Send it.
     Send,
-    /// The packet first left too long ago (or never, as far as this budget knows): a copy would be stale.
+    /// The viewer could have missed it too long ago (or it never left, as far as this budget knows): a copy
+    /// would be stale.
     TooOld,
     /// The same packet went out again less than a round trip ago: that copy may still arrive.
     TooSoon,
@@ -183,22 +189,23 @@ impl RetransmissionBudget {
         self.allowance_bytes = self.allowance_bytes.min(self.capacity_bytes());
     }
 
-    /// Decides on retransmitting packet `sequence_number` (its original number), `bytes` long, first sent at
-    /// `first_sent` (`None`: not known to have been sent), at `now`, on a path whose measured `round_trip` is known
-    /// or not (then [`BudgetConfig::initial_round_trip`]); a packet that may go is charged to the allowance.
+    /// Decides on retransmitting packet `sequence_number` (its original number), `bytes` long, which the viewer
+    /// could first have missed at `missed_from` (`None`: not known to have been sent; see [`MIN_HISTORY`]), at
+    /// `now`, on a path whose measured `round_trip` is known or not (then [`BudgetConfig::initial_round_trip`]);
+    /// a packet that may go is charged to the allowance.
     pub(crate) fn decide(
         &mut self,
         now: Instant,
         sequence_number: u16,
         bytes: usize,
-        first_sent: Option<Instant>,
+        missed_from: Option<Instant>,
         round_trip: Option<Duration>,
     ) -> Verdict {
         self.refill(now);
         let index = usize::from(sequence_number) % RESENT_SLOTS;
         let round_trip = round_trip.unwrap_or(self.config.initial_round_trip);
         let max_age = MIN_HISTORY.max(round_trip * HISTORY_ROUND_TRIPS);
-        if first_sent.is_none_or(|at| now.saturating_duration_since(at) > max_age) {
+        if missed_from.is_none_or(|at| now.saturating_duration_since(at) > max_age) {
             self.counts.too_old += 1;
             return Verdict::TooOld;
         }
@@ -273,8 +280,12 @@ impl RetransmissionLimiter {
                 };
                 let bytes = packet.header.marshal_size() + packet.payload.len();
                 let round_trip = self.round_trip.get();
-                let first_sent = self.departures.sent_at(media_ssrc, original);
-                let verdict = self.budget.decide(msg.now, original, bytes, first_sent, round_trip);
+                // The viewer could miss it once the packet after it left (or, before that, it alone).
+                let missed_from = self
+                    .departures
+                    .sent_at(media_ssrc, original.wrapping_add(1))
+                    .or_else(|| self.departures.sent_at(media_ssrc, original));
+                let verdict = self.budget.decide(msg.now, original, bytes, missed_from, round_trip);
                 if verdict != Verdict::Send {
                     let counts = self.budget.counts();
                     if (counts.too_soon + counts.over_budget + counts.too_old).is_power_of_two() {
@@ -523,14 +534,21 @@ mod tests {
                 })
                 .count()
         };
-        departures.record(MEDIA, 10, t0);
-        departures.record(MEDIA, 11, t0);
+        for original in 10..=14 {
+            departures.record(MEDIA, original, t0);
+        }
         // A fresh repair goes out and asks for nothing.
         limiter.handle_write(repair(t0 + 100 * MS, 10)).unwrap();
         assert!(limiter.poll_write().is_some());
         assert_eq!(keyframe_requests(&mut limiter), 0);
+        // On a still screen the next packet left 1.5 s later: the repair completes the newest picture and goes.
+        departures.record(MEDIA, 20, t0);
+        departures.record(MEDIA, 21, t0 + 1_500 * MS);
+        limiter.handle_write(repair(t0 + 1_600 * MS, 20)).unwrap();
+        assert!(limiter.poll_write().is_some());
+        assert_eq!(keyframe_requests(&mut limiter), 0);
         // Stale ones are dropped, and the first of them asks for a keyframe; more within the interval do not.
-        let late = t0 + MIN_HISTORY + 100 * MS;
+        let late = t0 + MIN_HISTORY + 200 * MS;
         for (i, original) in [11u16, 12, 13].into_iter().enumerate() {
             limiter.handle_write(repair(late + MS * i as u32, original)).unwrap();
         }
