@@ -82,7 +82,11 @@ function join(code, name, account = "", token = "") {
   state.phase = "waiting";
   status("Connecting…");
   // With an account of the operator's server, sign in first: the customer's prompt then says who vouches for you.
-  connectSignaling(() => send(account && token ? { type: "sign_in", account, token } : { type: "join", code, name, asks: ASKS }));
+  connectSignaling(() => (account && token ? send({ type: "sign_in", account, token }) : sendJoin()));
+}
+
+function sendJoin() {
+  send({ type: "join", code: state.joinAsks.code, name: state.joinAsks.name, asks: ASKS });
 }
 
 function connectSignaling(onOpen) {
@@ -114,13 +118,13 @@ function onSignalingClosed(ws) {
 
 // Signals are applied one at a time, in the order they came: a candidate must not overtake its offer.
 let signals = Promise.resolve();
-async function onServerMessage(event) {
+function onServerMessage(event) {
   let m;
   try { m = JSON.parse(event.data); } catch { return; }
   switch (m.type) {
     case "signed_in":
       status(`Signed in as ${m.account} (verified by ${m.operator}). Asking the customer…`);
-      send({ type: "join", code: state.joinAsks.code, name: state.joinAsks.name, asks: ASKS });
+      sendJoin();
       break;
     case "join_pending":
       state.host = m.host;

@@ -14,7 +14,7 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
-use super::retransmission_budget::SharedDepartures;
+use super::retransmission_budget::{is_retransmission, SharedDepartures};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -322,7 +322,7 @@ impl CongestionWindowGate {
         let Packet::Rtp(packet) = &msg.message.packet else {
             return None;
         };
-        if msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission)) {
+        if is_retransmission(msg) {
             return None;
         }
         let id = *self.extension_ids.get(&packet.header.ssrc)?;
@@ -356,7 +356,7 @@ impl CongestionWindowGate {
     /// Notes when an original RTP packet (not a retransmission) leaves, for the retransmission limiter.
     fn note_departure(&self, msg: &TaggedPacket, now: Instant) {
         if let Packet::Rtp(packet) = &msg.message.packet {
-            if !msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission)) {
+            if !is_retransmission(msg) {
                 self.departures
                     .record(packet.header.ssrc, packet.header.sequence_number, now);
             }

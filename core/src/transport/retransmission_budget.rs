@@ -60,6 +60,11 @@ pub(crate) const MIN_HISTORY: Duration = Duration::from_secs(1);
 /// Round trips a packet may be sent again after it first left, when that is longer than [`MIN_HISTORY`].
 const HISTORY_ROUND_TRIPS: u32 = 3;
 
+/// Whether `msg` is a retransmission (the NACK responder marks the copies it makes).
+pub(crate) fn is_retransmission(msg: &TaggedPacket) -> bool {
+    msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission))
+}
+
 /// When each media packet left for the wire, written by [`super::congestion_window::CongestionWindowGate`] (which
 /// may hold a packet back for seconds on a narrow link, so only it knows) and read by [`RetransmissionLimiter`]:
 /// one slot per sequence number modulo [`RESENT_SLOTS`], keyed by SSRC and sequence number. Both sides run on the
@@ -268,7 +273,7 @@ impl RetransmissionLimiter {
     /// Whether an outgoing packet may leave.
     fn admits(&mut self, msg: &TaggedPacket) -> bool {
         match &msg.message.packet {
-            Packet::Rtp(packet) if msg.message.attributes.iter().any(|a| matches!(a, Attribute::Retransmission)) => {
+            Packet::Rtp(packet) if is_retransmission(msg) => {
                 // An RTX packet carries the original sequence number in its first two bytes (RFC 4588); without
                 // RTX the retransmission is the original packet itself.
                 let (media_ssrc, original) = match self.retransmission_ssrcs.get(&packet.header.ssrc) {
@@ -393,7 +398,7 @@ mod tests {
         RetransmissionBudget::new(BudgetConfig::default())
     }
 
-    /// Whether packet `sequence_number`, first sent just now, may go again at `now`.
+    /// Whether packet `sequence_number`, which the viewer could have missed only just now, may go again at `now`.
     fn resend(
         budget: &mut RetransmissionBudget,
         now: Instant,
@@ -467,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn a_packet_first_sent_too_long_ago_is_not_sent_again() {
+    fn a_packet_missed_too_long_ago_is_not_sent_again() {
         let t0 = Instant::now();
         let mut budget = budget();
         // Before a measured round trip (100 ms assumed) a packet's history is MIN_HISTORY.
