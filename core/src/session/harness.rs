@@ -270,9 +270,10 @@ impl SessionSim {
         if self.next_stats_tick <= now {
             self.next_stats_tick += Duration::from_secs(1);
             if let Some(link) = &mut self.link {
+                link.handle(LinkInput::StatsTick, now, 0);
                 link.handle(
-                    LinkInput::StatsTick {
-                        target_bitrate_bps: 1_000_000.0,
+                    LinkInput::TargetBitrate {
+                        bits_per_second: 1_000_000.0,
                     },
                     now,
                     0,

@@ -5,7 +5,7 @@ use super::candidates::add_candidates;
 use super::host_core::{Admitted, FromViewer, HostCore, HostInput, HostOutput, ToViewer, UserAction};
 use super::reconnect::ConnectionState;
 use super::sleep_until_or_never;
-use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, UnattendedLink, ViewerLink};
+use super::viewer_link::{LinkConfig, LinkInput, LinkOutput, UnattendedLink, ViewerLink, TARGET_BITRATE_INTERVAL};
 use super::SessionError;
 use crate::audit::{AuditEvent, AuditFile};
 use crate::capture::ScreenSource;
@@ -24,7 +24,6 @@ use crate::signaling::{
     PROTOCOL_VERSION,
 };
 use crate::transport::peer::{new_peer, PeerEvent};
-use crate::transport::stats::{fill_from_report, ConnectionStats};
 use crate::transport::video_send::{new_video_track, Av1RtpSender};
 use crate::transport::{TransportConfig, TransportError};
 use crate::unattended::handshake::HostHandshake;
@@ -36,7 +35,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::peer_connection::StatsSelector;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 /// A viewer's identifier within a host (the signaling server's peer id).
@@ -1065,6 +1063,7 @@ async fn viewer_loop(
     let viewer = &admitted.viewer;
     let connection: Arc<dyn PeerConnection> = peer.connection;
     let mut peer_events = peer.events;
+    let encoder_target = peer.encoder_target;
     let (track, ssrc) = new_video_track();
     let rtp_sender = connection
         .add_track(track.clone() as Arc<dyn TrackLocal>)
@@ -1139,6 +1138,9 @@ async fn viewer_loop(
     let mut video_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut cursor = shared.cursor.clone();
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut target_tick = tokio::time::interval(TARGET_BITRATE_INTERVAL);
+    target_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut target_passed_on = None;
     // Cleared when control ends, so that input already queued is not injected after the revoke.
     let mut control_live = Arc::new(AtomicBool::new(link.control_in_force()));
 
@@ -1175,12 +1177,14 @@ async fn viewer_loop(
                 Ok(()) => cursor.borrow_and_update().clone().map(LinkInput::Cursor),
                 Err(_) => None,
             },
-            _ = stats_tick.tick() => {
-                let report = connection.get_stats(Instant::now(), StatsSelector::None).await;
-                let mut stats = ConnectionStats::default();
-                fill_from_report(&report, &mut stats);
-                Some(LinkInput::StatsTick { target_bitrate_bps: stats.target_bitrate_bps })
-            }
+            _ = stats_tick.tick() => Some(LinkInput::StatsTick),
+            _ = target_tick.tick() => match encoder_target.get() {
+                Some(bps) if target_passed_on != Some(bps) => {
+                    target_passed_on = Some(bps);
+                    Some(LinkInput::TargetBitrate { bits_per_second: bps })
+                }
+                _ => None,
+            },
         };
         if let Some(input) = input {
             link.handle(input, Instant::now(), unix_secs());

@@ -31,6 +31,10 @@ use webrtc::peer_connection::RTCIceCandidateInit;
 /// Stats ticks (one a second) between input counts in the audit trail.
 const INPUT_COUNT_TICKS: u64 = 60;
 
+/// How often the viewer's task reads congestion control's target for the encoder. The encoder's rate control
+/// needs a few frames to follow anyway; once a second (as before) let a pushback arrive a second late.
+pub(super) const TARGET_BITRATE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How long the end of the session waits for the `end` message to leave before the connection closes.
 pub(super) const END_LINGER: Duration = Duration::from_millis(100);
 
@@ -79,8 +83,11 @@ pub(super) enum LinkInput {
     KeyframeRequest,
     /// The cursor changed.
     Cursor(CursorUpdate),
-    /// Once a second: congestion control's target for this viewer (0 when unknown).
-    StatsTick { target_bitrate_bps: f64 },
+    /// Once a second.
+    StatsTick,
+    /// Congestion control's new target for this viewer's encoder, bit/s (polled every
+    /// [`TARGET_BITRATE_INTERVAL`], passed on when it moved).
+    TargetBitrate { bits_per_second: f64 },
     /// A description from [`LinkOutput::ApplyAnswer`] was applied.
     AnswerApplied,
     /// It was not.
@@ -303,7 +310,7 @@ impl ViewerLink {
                     self.emit(LinkOutput::Control(HostMessage::Cursor { x, y, visible, image }));
                 }
             }
-            LinkInput::StatsTick { target_bitrate_bps } => {
+            LinkInput::StatsTick => {
                 self.stats_ticks += 1;
                 if self.stats_ticks % INPUT_COUNT_TICKS == 0 && self.input_events > 0 {
                     let events = self.take_input_events();
@@ -312,10 +319,12 @@ impl ViewerLink {
                         events,
                     }));
                 }
-                if target_bitrate_bps > 0.0 {
+            }
+            LinkInput::TargetBitrate { bits_per_second } => {
+                if bits_per_second > 0.0 {
                     let note = FromViewer::TargetBitrate {
                         viewer: self.config.viewer.clone(),
-                        bps: target_bitrate_bps,
+                        bps: bits_per_second,
                     };
                     self.emit(LinkOutput::Note(note));
                 }
@@ -936,13 +945,7 @@ mod tests {
         };
         let mut seen = Vec::new();
         for _ in 0..INPUT_COUNT_TICKS * 2 {
-            link.handle(
-                LinkInput::StatsTick {
-                    target_bitrate_bps: 0.0,
-                },
-                now,
-                0,
-            );
+            link.handle(LinkInput::StatsTick, now, 0);
             seen.extend(counts(&mut link));
         }
         assert_eq!(

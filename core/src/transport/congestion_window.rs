@@ -33,8 +33,22 @@ const MAX_TRACKED: usize = 4_096;
 /// Packets held back at most. When it is full the gate opens for the oldest (the pacer's own queue bound is
 /// 4,096 packets; a backlog this large is seconds of video and latency anyway).
 const MAX_HELD: usize = 2_048;
-/// Feedback delays the round trip is the minimum of (libwebrtc: 32).
-const ROUND_TRIP_SAMPLES: usize = 32;
+/// How long the path's base round trip is remembered: the smallest feedback delay over this long is the round
+/// trip without a queue in it. libwebrtc takes the smallest of the last 32 feedbacks (1.5–3 s); through a standing
+/// queue all of those hold the queue, and a window grown from them allows the queue again on top of it (measured at a
+/// 500 kbit/s cap: a 500 ms queue read as a 500 ms round trip, a 94 kB window, and the link's queue overflowed).
+const BASE_ROUND_TRIP_HORIZON: Duration = Duration::from_secs(10);
+/// Feedback delays kept for the base round trip at most (feedback comes every 50–100 ms: ~200 in the horizon).
+const MAX_ROUND_TRIP_SAMPLES: usize = 1_024;
+/// Feedback delays the current one is the smallest of: a feedback's newest packet waited up to the feedback's
+/// interval for it, the smallest of a few did not.
+const RECENT_SAMPLES: usize = 3;
+/// The link's queue (the current feedback delay over the base round trip) above which the encoder is pushed back
+/// by 5 % per feedback, and above twice which by 10 %. The window alone does not keep it short: it allows
+/// `QUEUE_ALLOWANCE` at the estimate, and an estimate above the link's rate (GCC runs up to 1.5 times what the
+/// link has carried) makes that a longer queue at the link's rate (measured at a 500 kbit/s cap: 25 kB in flight
+/// at an 811 kbit/s estimate, 400 ms in the link's queue, p95 glass-to-glass 0.4–0.5 s).
+const QUEUE_DELAY_LIMIT: Duration = Duration::from_millis(100);
 /// The smallest share of the estimate the encoder is pushed back to.
 const MIN_ENCODER_RATIO: f64 = 0.3;
 /// While the window is shut, one held packet leaves this long after the last one anyway (libwebrtc's pacer:
@@ -89,6 +103,27 @@ impl SharedBacklog {
     }
 }
 
+/// The bitrate the encoder should aim at, bit/s (the estimate pushed back while the window is full or the link's
+/// queue long), written by [`CongestionWindowGate`] whenever it announces one and read by the viewer's task a few
+/// times a second. The connection's statistics carry the same figure, but reading them is a whole report: read
+/// once a second, a pushback reached the encoder up to a second late while it went on filling the link's queue.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedEncoderTarget(Arc<AtomicU64>);
+
+impl SharedEncoderTarget {
+    fn set(&self, bits_per_second: f64) {
+        self.0.store(bits_per_second.max(1.0) as u64, Ordering::Relaxed);
+    }
+
+    /// The latest target, bit/s; `None` before congestion control announced one.
+    pub(crate) fn get(&self) -> Option<f64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            bits_per_second => Some(bits_per_second as f64),
+        }
+    }
+}
+
 /// The bitrate the encoder should aim at (the estimate, pushed back while the window is full), bit/s: a custom
 /// attribute on the read leg, which `peer` turns into the estimate the application sees, above the pacer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,10 +140,11 @@ struct InFlight {
 #[derive(Debug)]
 pub(crate) struct CongestionWindow {
     estimate_bps: f64,
-    /// The smallest of the recent feedback delays: the path's round trip without the queue this window allows
-    /// (the delays themselves include it, and a window grown from them would grow its own queue).
-    round_trip: Option<Duration>,
-    round_trips: VecDeque<Duration>,
+    /// Feedback delays over [`BASE_ROUND_TRIP_HORIZON`], as a monotonic queue: each is smaller than every later
+    /// one, so the front is the smallest, the path's round trip without the queue this window allows.
+    base_round_trips: VecDeque<(Instant, Duration)>,
+    /// The last [`RECENT_SAMPLES`] feedback delays.
+    recent_round_trips: VecDeque<Duration>,
     /// The feedback delay smoothed 1/8 (TCP's SRTT): the round trip with the link's queue in it.
     smoothed_round_trip: Option<Duration>,
     in_flight: VecDeque<InFlight>,
@@ -126,8 +162,8 @@ impl CongestionWindow {
     pub(crate) fn new(estimate_bps: f64) -> Self {
         CongestionWindow {
             estimate_bps,
-            round_trip: None,
-            round_trips: VecDeque::with_capacity(ROUND_TRIP_SAMPLES),
+            base_round_trips: VecDeque::new(),
+            recent_round_trips: VecDeque::with_capacity(RECENT_SAMPLES),
             smoothed_round_trip: None,
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
@@ -149,7 +185,7 @@ impl CongestionWindow {
 
     /// The window, bytes.
     pub(crate) fn window_bytes(&self) -> usize {
-        let round_trip = self.round_trip.unwrap_or(INITIAL_ROUND_TRIP);
+        let round_trip = self.base_round_trip().unwrap_or(INITIAL_ROUND_TRIP);
         let bytes = self.estimate_bps / 8.0 * (round_trip + QUEUE_ALLOWANCE).as_secs_f64();
         (bytes as usize).max(MIN_WINDOW_BYTES)
     }
@@ -198,15 +234,51 @@ impl CongestionWindow {
             // The newest packet a feedback covers waited least for it: its delay is the round trip plus the
             // feedback's own interval at most.
             let sample = now.saturating_duration_since(packet.sent).min(FEEDBACK_TIMEOUT);
-            if self.round_trips.len() == ROUND_TRIP_SAMPLES {
-                self.round_trips.pop_front();
-            }
-            self.round_trips.push_back(sample);
-            self.round_trip = self.round_trips.iter().min().copied();
+            self.note_round_trip(now, sample);
             self.smoothed_round_trip = Some(match self.smoothed_round_trip {
                 None => sample,
                 Some(old) => (old * 7 + sample) / 8,
             });
+        }
+    }
+
+    /// Notes a feedback delay measured at `now`.
+    fn note_round_trip(&mut self, now: Instant, sample: Duration) {
+        while self.base_round_trips.back().is_some_and(|&(_, later)| later >= sample) {
+            self.base_round_trips.pop_back();
+        }
+        self.base_round_trips.push_back((now, sample));
+        while self.base_round_trips.len() > MAX_ROUND_TRIP_SAMPLES
+            || self
+                .base_round_trips
+                .front()
+                .is_some_and(|&(at, _)| now.saturating_duration_since(at) > BASE_ROUND_TRIP_HORIZON)
+        {
+            self.base_round_trips.pop_front();
+        }
+        if self.recent_round_trips.len() == RECENT_SAMPLES {
+            self.recent_round_trips.pop_front();
+        }
+        self.recent_round_trips.push_back(sample);
+    }
+
+    /// The path's round trip without a queue: the smallest feedback delay of the last
+    /// [`BASE_ROUND_TRIP_HORIZON`]; `None` before the first feedback.
+    pub(crate) fn base_round_trip(&self) -> Option<Duration> {
+        self.base_round_trips.front().map(|&(_, round_trip)| round_trip)
+    }
+
+    /// How long packets now wait in the link's queue: the smallest of the last few feedback delays over the base
+    /// round trip; zero before feedback.
+    pub(crate) fn queue_delay(&self) -> Duration {
+        if self.in_flight_bytes == 0 {
+            // Everything sent was reported on: whatever the last delays said, nothing is queued now. (Without
+            // this a still picture, which sends nothing and so hears no new delay, would keep the last one.)
+            return Duration::ZERO;
+        }
+        match (self.recent_round_trips.iter().min(), self.base_round_trip()) {
+            (Some(&recent), Some(base)) => recent.saturating_sub(base),
+            _ => Duration::ZERO,
         }
     }
 
@@ -216,17 +288,19 @@ impl CongestionWindow {
     }
 
     /// Updates the encoder's share of the estimate from how full the window is with `held_bytes` waiting in
-    /// front of it (libwebrtc's `CongestionWindowPushbackController`): over 1.5 windows outstanding it shrinks by
-    /// 10 %, over one by 5 %, under a tenth it is whole again, in between it grows back by 5 %. Called once per
-    /// feedback. Without it a backlog held here would only grow: the window turns the link's losses, which were
-    /// what lowered the estimate, into waiting.
+    /// front of it (libwebrtc's `CongestionWindowPushbackController`) and from the link's queue: over 1.5 windows
+    /// outstanding or twice [`QUEUE_DELAY_LIMIT`] queued it shrinks by 10 %, over one window or the limit by 5 %,
+    /// under a tenth of a window with under half the limit queued it is whole again, in between it grows back by
+    /// 5 %. Called once per feedback. Without it a backlog held here would only grow: the window turns the link's
+    /// losses, which were what lowered the estimate, into waiting.
     pub(crate) fn update_encoder_ratio(&mut self, held_bytes: usize) {
         let fill = (self.in_flight_bytes + held_bytes) as f64 / self.window_bytes() as f64;
-        self.encoder_ratio = if fill > 1.5 {
+        let queued = self.queue_delay();
+        self.encoder_ratio = if fill > 1.5 || queued > QUEUE_DELAY_LIMIT * 2 {
             self.encoder_ratio * 0.9
-        } else if fill > 1.0 {
+        } else if fill > 1.0 || queued > QUEUE_DELAY_LIMIT {
             self.encoder_ratio * 0.95
-        } else if fill < 0.1 {
+        } else if fill < 0.1 && queued < QUEUE_DELAY_LIMIT / 2 {
             1.0
         } else {
             self.encoder_ratio * 1.05
@@ -243,6 +317,10 @@ impl CongestionWindow {
     pub(crate) fn clear(&mut self) {
         self.in_flight.clear();
         self.in_flight_bytes = 0;
+        // The delays measured are kept: the first ones after a cut hold the queue the cut left (measured: a base
+        // measured again read 280 ms of queue as round trip). A path that comes back longer (a relay) reads as
+        // queue until [`BASE_ROUND_TRIP_HORIZON`] has passed.
+        self.recent_round_trips.clear();
     }
 
     /// Forgets packets no feedback covered within [`FEEDBACK_TIMEOUT`].
@@ -275,6 +353,7 @@ pub(crate) struct CongestionWindowGate {
     /// The media bytes in `held`.
     held_bytes: usize,
     backlog: SharedBacklog,
+    encoder_target: SharedEncoderTarget,
     /// When each media packet left (for the retransmission limiter's age rule).
     departures: SharedDepartures,
     read: VecDeque<TaggedPacket>,
@@ -292,11 +371,12 @@ pub(crate) struct CongestionWindowGate {
 
 impl CongestionWindowGate {
     /// A gate starting at `start_bitrate_bps`, publishing its round trip to `round_trip`, what it holds back to
-    /// `backlog` and when each media packet left to `departures`.
+    /// `backlog`, the encoder's target to `encoder_target` and when each media packet left to `departures`.
     pub(crate) fn new(
         start_bitrate_bps: f64,
         round_trip: SharedRoundTrip,
         backlog: SharedBacklog,
+        encoder_target: SharedEncoderTarget,
         departures: SharedDepartures,
     ) -> Self {
         CongestionWindowGate {
@@ -305,6 +385,7 @@ impl CongestionWindowGate {
             held: VecDeque::new(),
             held_bytes: 0,
             backlog,
+            encoder_target,
             departures,
             read: VecDeque::new(),
             write: VecDeque::new(),
@@ -348,9 +429,13 @@ impl CongestionWindowGate {
     /// ([`MIN_WINDOW_BYTES`]) do not count: a window that is just full holds a packet or two as it fills and
     /// empties, and at a low estimate those alone would read as a queue and hold the encoder back while nothing
     /// waits for long (measured at 1 Mbit/s with a 30 ms limit that counted them: freezes of 1.6–4 s).
+    ///
+    /// The link's own queue counts too ([`CongestionWindow::queue_delay`]): a picture sent into it waits as long,
+    /// and only a picture that waits here stops it growing at once (the encoder's rate follows a lower target over
+    /// several pictures).
     fn publish_backlog(&self) {
         let queued = self.held_bytes.saturating_sub(MIN_WINDOW_BYTES);
-        self.backlog.set(self.window.time_to_send(queued));
+        self.backlog.set(self.window.time_to_send(queued) + self.window.queue_delay());
     }
 
     /// Notes when an original RTP packet (not a retransmission) leaves, for the retransmission limiter.
@@ -452,6 +537,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
                 held = self.held.len(),
                 in_flight = self.window.in_flight_bytes(),
                 window = self.window.window_bytes(),
+                queue_delay_ms = self.window.queue_delay().as_millis(),
                 encoder_target = self.window.encoder_target_bps(),
                 "congestion window"
             );
@@ -463,6 +549,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for CongestionWindowGate {
         let moved = (target - self.announced_bps).abs() > self.announced_bps * 0.02;
         if estimate_changed || moved {
             msg.message.add(Attribute::Custom(Arc::new(EncoderTarget(target))));
+            self.encoder_target.set(target);
             self.announced_bps = target;
         }
         self.publish_backlog();
@@ -566,6 +653,56 @@ mod tests {
     }
 
     #[test]
+    fn a_standing_queue_does_not_grow_the_window_and_reads_as_queue_delay() {
+        let t0 = Instant::now();
+        let mut window = CongestionWindow::new(400_000.0);
+        let mut seq = 0u16;
+        let mut feedback_after = |window: &mut CongestionWindow, at: Duration, delay: Duration| {
+            window.on_sent(t0 + at - delay, seq, 1_000);
+            window.on_feedback(t0 + at, seq, 1);
+            seq += 1;
+        };
+        // An empty path: 20 ms.
+        for i in 0..5u32 {
+            feedback_after(&mut window, 100 * MS * i + MS * 20, 20 * MS);
+        }
+        assert_eq!(window.base_round_trip(), Some(20 * MS));
+        assert_eq!(window.window_bytes(), 13_500); // 400 kbit/s × (20 + 250) ms
+        // Then 64 feedbacks (more than libwebrtc's 32) through a 400 ms standing queue, the last still in flight.
+        for i in 0..64u32 {
+            feedback_after(&mut window, Duration::from_secs(1) + 50 * MS * i, 420 * MS);
+        }
+        window.on_sent(t0 + Duration::from_secs(5) - 400 * MS, seq, 1_000);
+        assert_eq!(window.base_round_trip(), Some(20 * MS), "the queue is not the round trip");
+        assert_eq!(window.window_bytes(), 13_500);
+        assert_eq!(window.queue_delay(), 400 * MS);
+        // Everything reported on: nothing can be queued, whatever the last delays were.
+        window.on_feedback(t0 + Duration::from_secs(5) + 20 * MS, seq, 1);
+        assert_eq!(window.in_flight_bytes(), 0);
+        assert_eq!(window.queue_delay(), Duration::ZERO);
+        // Ten seconds on, the old path's delay is forgotten and the queue's is the base.
+        let later = Duration::from_secs(12);
+        window.on_sent(t0 + later - 420 * MS, 9_000, 1_000);
+        window.on_feedback(t0 + later, 9_000, 1);
+        assert_eq!(window.base_round_trip(), Some(420 * MS));
+    }
+
+    #[test]
+    fn the_smallest_of_the_last_few_delays_is_the_queue() {
+        // A feedback's newest packet waited up to the feedback interval for it: one long delay among short ones is
+        // not a queue.
+        let t0 = Instant::now();
+        let mut window = CongestionWindow::new(400_000.0);
+        for (i, delay_ms) in [10u64, 10, 90, 10, 95].into_iter().enumerate() {
+            let at = Duration::from_millis(100 * i as u64 + 100);
+            window.on_sent(t0 + at - Duration::from_millis(delay_ms), i as u16, 1_000);
+            window.on_feedback(t0 + at, i as u16, 1);
+        }
+        window.on_sent(t0 + Duration::from_secs(1), 100, 1_000);
+        assert_eq!(window.queue_delay(), Duration::ZERO);
+    }
+
+    #[test]
     fn feedback_empties_the_window_up_to_what_it_covers() {
         let t0 = Instant::now();
         let mut window = CongestionWindow::new(400_000.0);
@@ -595,6 +732,7 @@ mod tests {
             400_000.0,
             SharedRoundTrip::default(),
             backlog,
+            SharedEncoderTarget::default(),
             SharedDepartures::default(),
         );
         gate.bind_local_stream(&stream_info());
@@ -717,6 +855,7 @@ mod tests {
             400_000.0,
             SharedRoundTrip::default(),
             SharedBacklog::default(),
+            SharedEncoderTarget::default(),
             departures.clone(),
         );
         gate.bind_local_stream(&stream_info());
@@ -814,6 +953,50 @@ mod tests {
         // A target that does not move is not announced again.
         gate.handle_read(feedback(now, 0, sent)).unwrap();
         assert_eq!(announced(&mut gate), None);
+    }
+
+    #[test]
+    fn a_long_link_queue_pushes_the_encoder_back_and_holds_changed_pictures() {
+        // The window is open (the estimate is high, 2 Mbit/s), but every packet spends 300 ms in the link's queue:
+        // the estimate is above the link's rate. The encoder's target comes down and the backlog the encode thread
+        // reads says 300 ms, so that a changed picture waits instead of queueing behind it.
+        let t0 = Instant::now();
+        let backlog = SharedBacklog::default();
+        let target = SharedEncoderTarget::default();
+        let mut gate = CongestionWindowGate::new(
+            2_000_000.0,
+            SharedRoundTrip::default(),
+            backlog.clone(),
+            target.clone(),
+            SharedDepartures::default(),
+        );
+        gate.bind_local_stream(&stream_info());
+        // First an empty path, 10 ms.
+        gate.handle_write(media(t0, 0)).unwrap();
+        drain_writes(&mut gate);
+        gate.handle_read(feedback(t0 + 10 * MS, 0, 1)).unwrap();
+        assert_eq!(backlog.get(), Duration::ZERO);
+        let mut lowest = f64::INFINITY;
+        for step in 1..=20u16 {
+            let now = t0 + Duration::from_millis(50) * u32::from(step);
+            gate.handle_write(media(now, step)).unwrap();
+            drain_writes(&mut gate);
+            // Feedback on the packet sent 300 ms earlier (six steps back).
+            if step > 6 {
+                gate.handle_read(feedback(now, step - 6, 1)).unwrap();
+                announced(&mut gate);
+                lowest = lowest.min(target.get().unwrap_or(2_000_000.0));
+            }
+        }
+        assert!(
+            lowest <= 2_000_000.0 * 0.5,
+            "the target came down only to {lowest} with 300 ms in the link's queue"
+        );
+        assert!(
+            backlog.get() >= 250 * MS,
+            "published backlog {:?} with 300 ms in the link's queue",
+            backlog.get()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Building a peer connection the way peerdesk needs it, and turning its callbacks into a stream of events.
 
 use super::{TransportConfig, TransportError};
-use super::congestion_window::{CongestionWindowGate, EncoderTarget, SharedBacklog, SharedRoundTrip};
+use super::congestion_window::{
+    CongestionWindowGate, EncoderTarget, SharedBacklog, SharedEncoderTarget, SharedRoundTrip,
+};
 use super::estimate::CappedGcc;
 use super::retransmission_budget::{BudgetConfig, RetransmissionLimiter, SharedDepartures};
 use crate::signaling::IceServer;
@@ -115,6 +117,8 @@ pub struct Peer {
     pub events: mpsc::Receiver<PeerEvent>,
     /// The media its congestion window holds back, as time at the estimate (zero without congestion control).
     pub(crate) send_backlog: SharedBacklog,
+    /// The bitrate its congestion control wants the encoder at (never set without congestion control).
+    pub(crate) encoder_target: SharedEncoderTarget,
 }
 
 /// The AV1 codec as peerdesk registers it.
@@ -383,6 +387,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
     let registry =
         configure_rtcp_reports(Registry::new().with(NACK_RESPONDER_SLOT, NackResponderBuilder::new().build()));
     let send_backlog = SharedBacklog::default();
+    let encoder_target = SharedEncoderTarget::default();
     let registry = if config.congestion_control {
         // Congestion control brings its own TWCC receiver.
         let round_trip = SharedRoundTrip::default();
@@ -399,6 +404,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
                     f64::from(config.start_bitrate_bps),
                     round_trip.clone(),
                     send_backlog.clone(),
+                    encoder_target.clone(),
                     departures.clone(),
                 ),
             )
@@ -472,6 +478,7 @@ pub async fn new_peer(config: &TransportConfig, extra_ice_servers: &[IceServer])
         connection: Arc::new(connection),
         events: rx,
         send_backlog,
+        encoder_target,
     })
 }
 
