@@ -1,6 +1,6 @@
 //! The congestion estimate peerdesk sends at: webrtc-rs's GCC, whose increases are capped at 1.5 times the rate
-//! the viewer acknowledges plus 10 kbit/s, as libwebrtc's AIMD rate control caps them. Plain logic with time
-//! passed in.
+//! the viewer acknowledges plus 10 kbit/s, as libwebrtc's AIMD rate control caps them, and held under the
+//! ceiling the link's queue sets ([`super::queue_delay`]). Plain logic with time passed in.
 //!
 //! Why: GCC raises its estimate by 5 % every 200 ms while loss stays under 2 %, whatever is actually sent. A
 //! host that sends less than the estimate (a still picture, a half-size one) let it climb to twice a 500 kbit/s
@@ -8,6 +8,7 @@
 //! and the loss crashed the estimate to its floor — a 20 s cycle of freezes and keyframes. With the cap the
 //! estimate can only run ahead of what the link has shown it carries by half.
 
+use super::queue_delay::QueueCeiling;
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -65,6 +66,8 @@ impl AcknowledgedRate {
 pub(crate) struct CappedGcc {
     gcc: Gcc,
     acknowledged: AcknowledgedRate,
+    queue: QueueCeiling,
+    min: f64,
     target: f64,
 }
 
@@ -74,6 +77,8 @@ impl CappedGcc {
         CappedGcc {
             gcc: Gcc::new(initial, min, max),
             acknowledged: AcknowledgedRate::default(),
+            queue: QueueCeiling::default(),
+            min,
             target: initial.clamp(min, max),
         }
     }
@@ -87,8 +92,14 @@ impl BandwidthEstimator for CappedGcc {
                 self.acknowledged.on_arrival(arrival, report.size);
             }
         }
+        let arrivals = reports
+            .iter()
+            .filter(|report| report.arrived)
+            .filter_map(|report| Some((report.departure, report.arrival?)));
+        let queue = self.queue.on_batch(arrivals).unwrap_or_else(|| self.queue.queue());
+        let ceiling = self.queue.update(now, queue, self.acknowledged.bits_per_second());
         let proposed = self.gcc.target_bitrate();
-        self.target = if proposed > self.target {
+        let target = if proposed > self.target {
             let cap = self
                 .acknowledged
                 .bits_per_second()
@@ -97,6 +108,7 @@ impl BandwidthEstimator for CappedGcc {
         } else {
             proposed
         };
+        self.target = target.min(ceiling).max(self.min);
     }
 
     fn target_bitrate(&self) -> f64 {

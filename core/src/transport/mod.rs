@@ -6,6 +6,7 @@
 //! - [`video_send`]: AV1 temporal units → RTP (the crate's AV1 payloader, one timestamp per frame from one 90 kHz
 //!   clock, marker on the last packet, playout delay 0 on every packet, the capture time on the first).
 //! - `estimate`: webrtc-rs's GCC with its increases capped at 1.5 × the acknowledged rate.
+//! - `queue_delay`: a ceiling on that estimate from the link's queue, seen in the feedback's one-way delays.
 //! - `congestion_window`: at most the estimate × (round trip + 250 ms) in flight, the rest held in front of the
 //!   wire, the encoder pushed back while the window stays full.
 //! - `retransmission_budget`: how many retransmissions answer NACKs (a share of the estimate, one copy per
@@ -18,6 +19,7 @@
 pub mod capture_time;
 pub(crate) mod congestion_window;
 pub(crate) mod estimate;
+pub(crate) mod queue_delay;
 pub mod peer;
 pub(crate) mod retransmission_budget;
 pub mod stats;
