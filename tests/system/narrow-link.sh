@@ -11,13 +11,15 @@
 # (checked: the old core, built with this demo, fails the keyframe and settled checks; see the issue note).
 #
 # Then the same at 500 kbit/s (the bench's cap-500k), whose target is "the session stays usable: >= 10 fps, p95
-# <= 400 ms". Here (median of three 20 s sessions, from 5 s into the moving phase on, which still holds the
-# join's backlog): a first frame within the demo's 10 s, >= 10 fps, p95 <= 500 ms and longest gap <= 2,000 ms.
+# <= 400 ms". Here (median of three 20 s sessions, from 5 s into the moving phase on): a first frame within the
+# demo's 10 s, >= 10 fps, p95 <= 200 ms and longest gap <= 1,000 ms.
 # Before the congestion window and the retransmission budget (commit b95980e), no first frame arrived in 10 s:
 # retransmissions were 4.6 times the media and the link carried mostly copies (checked with the binary of
 # 071b95b, the commit before it, in this scenario). Before changed pictures waited for the sender's backlog
-# (send/backlog.rs), the settled p95 was 0.7-1.05 s in most runs (one run of three sessions of d029ec6 here:
-# 461 ms; after: 297 and 320 ms).
+# (send/backlog.rs), the settled p95 was 0.7-1.05 s in most runs. Before the estimate was held under the link's
+# queue (transport/queue_delay.rs) and the link's queue counted as backlog, GCC's estimate ran to 1.6 times the
+# link, the link's queue to 400 ms, and the settled p95 was 258-565 ms (checked: the binary of ffc3d4f fails the
+# p95 check here; see the issue note); after, 10-30 ms.
 #
 #   tests/system/narrow-link.sh [PEERDESK_BINARY]     # default: target/ci/peerdesk; needs root (ip netns, tc)
 #
@@ -78,8 +80,8 @@ all="(runs: p95 after 5 s ${p95s[*]} ms; longest gap after 5 s ${gaps[*]} ms; ${
 # 500 kbit/s: a session that never shows a first frame counts as 0 fps and 99,999 ms, so the medians still say
 # what happened.
 MIN_NARROWEST_FPS=10
-MAX_NARROWEST_P95_MS=500
-MAX_NARROWEST_GAP_MS=2000
+MAX_NARROWEST_P95_MS=200
+MAX_NARROWEST_GAP_MS=1000
 ip netns exec "$netns" tc qdisc replace dev lo root tbf rate 500kbit burst 16kb latency 200ms
 declare -a fpss=() p95s=() gaps=() joined=()
 for run in 1 2 3; do
