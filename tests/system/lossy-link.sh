@@ -15,6 +15,18 @@
 # 52-57 ms idle, 68-293 ms with both cores busy). fps is only a "the session is alive" bound, since a loaded
 # machine halves the frame rate without anything being wrong with loss repair.
 #
+# Then two more of the network bench's scenarios, three sessions each, judged by medians:
+#   10 % media loss (the issue's target: p95 <= 200 ms, >= 27 fps, no freeze > 500 ms; here looser: p95 <= 250 ms,
+#     >= 20 fps, longest gap <= 1,000 ms, still screen <= 10 kbit/s);
+#   burst loss, all media dropped for 100 ms of every second (p95 <= 400 ms, longest gap <= 1,000 ms, still
+#     screen <= 10 kbit/s).
+# The receiver before its own NACK logic (the binary of a859453, ea0be70's parent, which answered loss with
+# keyframes) fails both (two runs of this script): at 10 % loss four sessions of six ended with "Error parsing OBU
+# data" or "frames stopped", the other two had p95 291 and 333 ms and a still screen at 2.2-3.5 Mbit/s; under burst
+# loss its still screen ran at 3.1-4.2 Mbit/s (its demo printed no freeze line, so its gaps read as 99,999 ms).
+# Measured since: 10 % loss p95 74-113 ms, 30 fps, gaps 147-305 ms, 0.2 kbit/s still; burst p95 96-111 ms, gaps
+# 174-197 ms, 0.2 kbit/s still.
+#
 #   tests/system/lossy-link.sh [PEERDESK_BINARY]     # default: target/ci/peerdesk; needs root (ip netns, iptables)
 #
 # Prints one line per check and, with $JUNIT_FILE set, writes them as JUnit XML. Exit status 1 when one failed.
@@ -84,4 +96,62 @@ within "$fps" ">=" "$MIN_FPS" && check "frame rate under loss" pass "median $fps
     || check "frame rate under loss" fail "median $fps fps < $MIN_FPS $all"
 within "$requests" "<=" "$MAX_KEYFRAME_REQUESTS" && check "keyframe requests under loss" pass "median $requests" \
     || check "keyframe requests under loss" fail "median $requests > $MAX_KEYFRAME_REQUESTS $all"
+
+# Three sessions under the namespace's current impairment; fills p95s, fpss, gaps and stills.
+three_sessions() {
+    p95s=(); fpss=(); gaps=(); stills=()
+    for run in 1 2 3; do
+        if ! ip netns exec "$netns" env -u DISPLAY "$peerdesk" demo --seconds 8 --still-seconds 4 \
+                --output "$work/last-frame.png" >"$log" 2>&1; then
+            echo "session $run ($1): $(grep -m1 -i 'error' "$log" || tail -1 "$log")"
+            p95s+=(99999); fpss+=(0); gaps+=(99999); stills+=(99999)
+            continue
+        fi
+        sed -n '/join →/,/loss repair/p' "$log"
+        p95s+=("$(sed -nE 's/.*glass-to-glass.* p95 ([0-9]+) ms.*/\1/p' "$log" | head -n 1 | grep . || echo 99999)")
+        fpss+=("$(grep -m1 'moving screen' "$log" | grep -oE '[0-9.]+ fps' | grep -oE '[0-9.]+' || echo 0)")
+        gaps+=("$(sed -nE 's/^  freezes > [0-9]+ ms .*\(longest ([0-9]+) ms\).*/\1/p' "$log" | head -n 1 | grep . || echo 99999)")
+        stills+=("$(grep -m1 'still screen' "$log" | grep -oE '[0-9.]+ kbit/s' | grep -oE '[0-9.]+' || echo 99999)")
+    done
+}
+
+MAX_HEAVY_P95_MS=250
+MAX_BURST_P95_MS=400
+MIN_HEAVY_FPS=20
+MAX_HEAVY_GAP_MS=1000
+ip netns exec "$netns" iptables -F INPUT
+ip netns exec "$netns" iptables -A INPUT -p udp -m u32 --u32 "0>>22&0x3C@8>>24&0xC0=0x80" \
+    -m statistic --mode random --probability 0.10 -j DROP
+three_sessions "10 % loss"
+p95="$(median "${p95s[@]}")"; fps="$(median "${fpss[@]}")"; gap="$(median "${gaps[@]}")"; still="$(median "${stills[@]}")"
+all="(runs: p95 ${p95s[*]} ms; ${fpss[*]} fps; longest gap ${gaps[*]} ms; still ${stills[*]} kbit/s)"
+within "$p95" "<=" "$MAX_HEAVY_P95_MS" && check "glass-to-glass p95 at 10 % loss" pass "median $p95 ms $all" \
+    || check "glass-to-glass p95 at 10 % loss" fail "median $p95 ms > $MAX_HEAVY_P95_MS $all"
+within "$fps" ">=" "$MIN_HEAVY_FPS" && check "frame rate at 10 % loss" pass "median $fps fps" \
+    || check "frame rate at 10 % loss" fail "median $fps fps < $MIN_HEAVY_FPS $all"
+within "$gap" "<=" "$MAX_HEAVY_GAP_MS" && check "no long freeze at 10 % loss" pass "median longest gap $gap ms" \
+    || check "no long freeze at 10 % loss" fail "median longest gap $gap ms > $MAX_HEAVY_GAP_MS $all"
+within "$still" "<=" "$MAX_STILL_KBPS" && check "still screen stays cheap at 10 % loss" pass "median $still kbit/s" \
+    || check "still screen stays cheap at 10 % loss" fail "median $still kbit/s > $MAX_STILL_KBPS $all"
+
+# Burst loss: every second, all media dropped for 100 ms (as the bench's `burst`).
+ip netns exec "$netns" iptables -F INPUT
+( while true; do
+    sleep 0.9
+    ip netns exec "$netns" iptables -I INPUT -p udp -m u32 --u32 "0>>22&0x3C@8>>24&0xC0=0x80" -j DROP
+    sleep 0.1
+    ip netns exec "$netns" iptables -D INPUT -p udp -m u32 --u32 "0>>22&0x3C@8>>24&0xC0=0x80" -j DROP
+done ) &
+bursts=$!
+trap 'kill "$bursts" 2>/dev/null || true; ip netns del "$netns" 2>/dev/null || true; rm -rf "$work"' EXIT
+three_sessions "burst loss"
+kill "$bursts" 2>/dev/null || true
+p95="$(median "${p95s[@]}")"; gap="$(median "${gaps[@]}")"; still="$(median "${stills[@]}")"
+all="(runs: p95 ${p95s[*]} ms; ${fpss[*]} fps; longest gap ${gaps[*]} ms; still ${stills[*]} kbit/s)"
+within "$p95" "<=" "$MAX_BURST_P95_MS" && check "glass-to-glass p95 under burst loss" pass "median $p95 ms $all" \
+    || check "glass-to-glass p95 under burst loss" fail "median $p95 ms > $MAX_BURST_P95_MS $all"
+within "$gap" "<=" "$MAX_HEAVY_GAP_MS" && check "no long freeze under burst loss" pass "median longest gap $gap ms" \
+    || check "no long freeze under burst loss" fail "median longest gap $gap ms > $MAX_HEAVY_GAP_MS $all"
+within "$still" "<=" "$MAX_STILL_KBPS" && check "still screen stays cheap under burst loss" pass "median $still kbit/s" \
+    || check "still screen stays cheap under burst loss" fail "median $still kbit/s > $MAX_STILL_KBPS $all"
 finish
