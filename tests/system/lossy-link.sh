@@ -115,6 +115,15 @@ three_sessions() {
     done
 }
 
+# Judges a median against its bound: NAME VALUE OP LIMIT UNIT (the runs, $all, are shown when it fails).
+judge() {
+    if within "$2" "$3" "$4"; then
+        check "$1" pass "median $2 $5"
+    else
+        check "$1" fail "median $2 $5, bound $3 $4 $all"
+    fi
+}
+
 MAX_HEAVY_P95_MS=250
 MAX_BURST_P95_MS=400
 MIN_HEAVY_FPS=20
@@ -125,14 +134,10 @@ ip netns exec "$netns" iptables -A INPUT -p udp -m u32 --u32 "0>>22&0x3C@8>>24&0
 three_sessions "10 % loss"
 p95="$(median "${p95s[@]}")"; fps="$(median "${fpss[@]}")"; gap="$(median "${gaps[@]}")"; still="$(median "${stills[@]}")"
 all="(runs: p95 ${p95s[*]} ms; ${fpss[*]} fps; longest gap ${gaps[*]} ms; still ${stills[*]} kbit/s)"
-within "$p95" "<=" "$MAX_HEAVY_P95_MS" && check "glass-to-glass p95 at 10 % loss" pass "median $p95 ms $all" \
-    || check "glass-to-glass p95 at 10 % loss" fail "median $p95 ms > $MAX_HEAVY_P95_MS $all"
-within "$fps" ">=" "$MIN_HEAVY_FPS" && check "frame rate at 10 % loss" pass "median $fps fps" \
-    || check "frame rate at 10 % loss" fail "median $fps fps < $MIN_HEAVY_FPS $all"
-within "$gap" "<=" "$MAX_HEAVY_GAP_MS" && check "no long freeze at 10 % loss" pass "median longest gap $gap ms" \
-    || check "no long freeze at 10 % loss" fail "median longest gap $gap ms > $MAX_HEAVY_GAP_MS $all"
-within "$still" "<=" "$MAX_STILL_KBPS" && check "still screen stays cheap at 10 % loss" pass "median $still kbit/s" \
-    || check "still screen stays cheap at 10 % loss" fail "median $still kbit/s > $MAX_STILL_KBPS $all"
+judge "glass-to-glass p95 at 10 % loss" "$p95" "<=" "$MAX_HEAVY_P95_MS" ms
+judge "frame rate at 10 % loss" "$fps" ">=" "$MIN_HEAVY_FPS" fps
+judge "longest gap at 10 % loss" "$gap" "<=" "$MAX_HEAVY_GAP_MS" ms
+judge "still screen at 10 % loss" "$still" "<=" "$MAX_STILL_KBPS" kbit/s
 
 # Burst loss: every second, all media dropped for 100 ms (as the bench's `burst`).
 ip netns exec "$netns" iptables -F INPUT
@@ -148,10 +153,7 @@ three_sessions "burst loss"
 kill "$bursts" 2>/dev/null || true
 p95="$(median "${p95s[@]}")"; gap="$(median "${gaps[@]}")"; still="$(median "${stills[@]}")"
 all="(runs: p95 ${p95s[*]} ms; ${fpss[*]} fps; longest gap ${gaps[*]} ms; still ${stills[*]} kbit/s)"
-within "$p95" "<=" "$MAX_BURST_P95_MS" && check "glass-to-glass p95 under burst loss" pass "median $p95 ms $all" \
-    || check "glass-to-glass p95 under burst loss" fail "median $p95 ms > $MAX_BURST_P95_MS $all"
-within "$gap" "<=" "$MAX_HEAVY_GAP_MS" && check "no long freeze under burst loss" pass "median longest gap $gap ms" \
-    || check "no long freeze under burst loss" fail "median longest gap $gap ms > $MAX_HEAVY_GAP_MS $all"
-within "$still" "<=" "$MAX_STILL_KBPS" && check "still screen stays cheap under burst loss" pass "median $still kbit/s" \
-    || check "still screen stays cheap under burst loss" fail "median $still kbit/s > $MAX_STILL_KBPS $all"
+judge "glass-to-glass p95 under burst loss" "$p95" "<=" "$MAX_BURST_P95_MS" ms
+judge "longest gap under burst loss" "$gap" "<=" "$MAX_HEAVY_GAP_MS" ms
+judge "still screen under burst loss" "$still" "<=" "$MAX_STILL_KBPS" kbit/s
 finish

@@ -15,6 +15,7 @@ use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 use super::retransmission_budget::{is_retransmission, SharedDepartures};
+use super::windowed_min::WindowedMin;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,9 +141,9 @@ struct InFlight {
 #[derive(Debug)]
 pub(crate) struct CongestionWindow {
     estimate_bps: f64,
-    /// Feedback delays over [`BASE_ROUND_TRIP_HORIZON`], as a monotonic queue: each is smaller than every later
-    /// one, so the front is the smallest, the path's round trip without the queue this window allows.
-    base_round_trips: VecDeque<(Instant, Duration)>,
+    /// The smallest feedback delay over [`BASE_ROUND_TRIP_HORIZON`]: the path's round trip without the queue this
+    /// window allows.
+    base_round_trips: WindowedMin<Duration>,
     /// The last [`RECENT_SAMPLES`] feedback delays.
     recent_round_trips: VecDeque<Duration>,
     /// The feedback delay smoothed 1/8 (TCP's SRTT): the round trip with the link's queue in it.
@@ -162,7 +163,7 @@ impl CongestionWindow {
     pub(crate) fn new(estimate_bps: f64) -> Self {
         CongestionWindow {
             estimate_bps,
-            base_round_trips: VecDeque::new(),
+            base_round_trips: WindowedMin::new(BASE_ROUND_TRIP_HORIZON, MAX_ROUND_TRIP_SAMPLES),
             recent_round_trips: VecDeque::with_capacity(RECENT_SAMPLES),
             smoothed_round_trip: None,
             in_flight: VecDeque::new(),
@@ -244,18 +245,7 @@ impl CongestionWindow {
 
     /// Notes a feedback delay measured at `now`.
     fn note_round_trip(&mut self, now: Instant, sample: Duration) {
-        while self.base_round_trips.back().is_some_and(|&(_, later)| later >= sample) {
-            self.base_round_trips.pop_back();
-        }
-        self.base_round_trips.push_back((now, sample));
-        while self.base_round_trips.len() > MAX_ROUND_TRIP_SAMPLES
-            || self
-                .base_round_trips
-                .front()
-                .is_some_and(|&(at, _)| now.saturating_duration_since(at) > BASE_ROUND_TRIP_HORIZON)
-        {
-            self.base_round_trips.pop_front();
-        }
+        self.base_round_trips.push(now, sample);
         if self.recent_round_trips.len() == RECENT_SAMPLES {
             self.recent_round_trips.pop_front();
         }
@@ -265,7 +255,7 @@ impl CongestionWindow {
     /// The path's round trip without a queue: the smallest feedback delay of the last
     /// [`BASE_ROUND_TRIP_HORIZON`]; `None` before the first feedback.
     pub(crate) fn base_round_trip(&self) -> Option<Duration> {
-        self.base_round_trips.front().map(|&(_, round_trip)| round_trip)
+        self.base_round_trips.min()
     }
 
     /// How long packets now wait in the link's queue: the smallest of the last few feedback delays over the base

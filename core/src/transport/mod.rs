@@ -7,8 +7,9 @@
 //!   clock, marker on the last packet, playout delay 0 on every packet, the capture time on the first).
 //! - `estimate`: webrtc-rs's GCC with its increases capped at 1.5 × the acknowledged rate.
 //! - `queue_delay`: a ceiling on that estimate from the link's queue, seen in the feedback's one-way delays.
-//! - `congestion_window`: at most the estimate × (round trip + 250 ms) in flight, the rest held in front of the
-//!   wire, the encoder pushed back while the window stays full.
+//! - `windowed_min`: the smallest value over a sliding time horizon (a path's base delay).
+//! - `congestion_window`: at most the estimate × (base round trip + 250 ms) in flight, the rest held in front of
+//!   the wire, the encoder pushed back while the window stays full or the link's queue is long.
 //! - `retransmission_budget`: how many retransmissions answer NACKs (a share of the estimate, one copy per
 //!   round trip).
 //! - [`capture_time`]: the host's capture time of a frame on the wire (the absolute-capture-time extension).
@@ -22,6 +23,7 @@ pub(crate) mod estimate;
 pub(crate) mod queue_delay;
 pub mod peer;
 pub(crate) mod retransmission_budget;
+pub(crate) mod windowed_min;
 pub mod stats;
 pub mod video_send;
 

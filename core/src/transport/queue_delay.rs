@@ -14,7 +14,7 @@
 //! (measured, `tc tbf`); only losses brought the estimate down. An estimate above the link's rate lets the
 //! encoder fill the link's queue, and a queue is latency.
 
-use std::collections::VecDeque;
+use super::windowed_min::WindowedMin;
 use std::time::{Duration, Instant};
 
 /// How long the empty path's delay is remembered.
@@ -42,13 +42,12 @@ const NEAR_CAPACITY: f64 = 0.9;
 const CAPACITY_MEMORY: Duration = Duration::from_secs(30);
 
 /// The queue ceiling's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct QueueCeiling {
     /// The first departure seen: departures are counted from it.
     epoch: Option<Instant>,
-    /// (departure, arrival − departure in µs) over [`BASE_HORIZON`], a monotonic queue: each smaller than every
-    /// later one, so the front is the smallest.
-    base: VecDeque<(Instant, i64)>,
+    /// The smallest arrival − departure (µs) over [`BASE_HORIZON`], by departure.
+    base: WindowedMin<i64>,
     /// The ceiling, bit/s; `None` until the first overuse.
     ceiling: Option<f64>,
     last_decrease: Option<Instant>,
@@ -56,6 +55,20 @@ pub(crate) struct QueueCeiling {
     capacity: Option<f64>,
     last_update: Option<Instant>,
     last_queue: Duration,
+}
+
+impl Default for QueueCeiling {
+    fn default() -> Self {
+        QueueCeiling {
+            epoch: None,
+            base: WindowedMin::new(BASE_HORIZON, MAX_BASE_SAMPLES),
+            ceiling: None,
+            last_decrease: None,
+            capacity: None,
+            last_update: None,
+            last_queue: Duration::ZERO,
+        }
+    }
 }
 
 impl QueueCeiling {
@@ -75,19 +88,7 @@ impl QueueCeiling {
             }
         }
         let (departure, delay) = smallest?;
-        while self.base.back().is_some_and(|&(_, later)| later >= delay) {
-            self.base.pop_back();
-        }
-        self.base.push_back((departure, delay));
-        while self.base.len() > MAX_BASE_SAMPLES
-            || self
-                .base
-                .front()
-                .is_some_and(|&(at, _)| departure.saturating_duration_since(at) > BASE_HORIZON)
-        {
-            self.base.pop_front();
-        }
-        let base = self.base.front().map_or(delay, |&(_, base)| base);
+        let base = self.base.push(departure, delay);
         let queue = Duration::from_micros(u64::try_from(delay - base).unwrap_or(0));
         self.last_queue = queue;
         Some(queue)
